@@ -1,0 +1,209 @@
+"""The definition format: loading, composition, and every reference checked at load."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from webui.catalog import BUNDLED_DIR
+from webui.cli import main as cli_main
+from webui.definitions import DefinitionError, load_data, load_file, schema_text
+from webui.paths import PathError, format_path, parse_path, set_path
+
+A1111_FILE = BUNDLED_DIR / "a1111.yaml"
+SCHEMA_FILE = Path(__file__).parent.parent / "docs" / "definition.schema.json"
+
+
+def minimal() -> dict[str, Any]:
+    return {
+        "id": "tiny",
+        "name": "Tiny",
+        "url": "http://127.0.0.1:9999",
+        "capabilities": [
+            {"capability": "health", "endpoints": {"ping": {"path": "/ping"}}},
+            {
+                "capability": "image_generation",
+                "endpoints": {
+                    "txt2img": {"method": "POST", "path": "/gen", "result": {"images": "images"}},
+                    "img2img": {"method": "POST", "path": "/edit", "result": {"images": "images"}},
+                    "getModels": {"path": "/models"},
+                },
+                "parameters": {
+                    "txt2img": [
+                        {"key": "prompt", "type": "textarea", "required": True},
+                        {"key": "steps", "type": "integer", "range": [1, 50],
+                         "defaultValue": 20},
+                        {"key": "model", "type": "select", "optionsEndpoint": "getModels",
+                         "target": "settings.model"},
+                    ],
+                    "img2img": {
+                        "extends": "txt2img",
+                        "exclude": ["steps"],
+                        "add": [{"key": "image", "type": "image", "target": "images[0]",
+                                 "before": "prompt"}],
+                    },
+                },
+            },
+        ],
+    }
+
+
+def gen_cap(data: dict[str, Any]) -> dict[str, Any]:
+    return data["capabilities"][1]
+
+
+def problems(data: dict[str, Any]) -> list[str]:
+    with pytest.raises(DefinitionError) as info:
+        load_data(data, "test.yaml")
+    return info.value.lines()
+
+
+def test_bundled_a1111_loads_with_both_modes():
+    d = load_file(A1111_FILE)
+    assert list(d.modes) == ["txt2img", "img2img"]
+    assert d.health is not None and d.health.path == "/sdapi/v1/memory"
+    txt = d.modes["txt2img"]
+    assert txt.parameter("sd_model_checkpoint").target == "override_settings.sd_model_checkpoint"
+    img = d.modes["img2img"]
+    assert [p.key for p in img.parameters][:2] == ["init_image", "prompt"]
+    assert img.parameter("enable_hr") is None
+    # override keeps the parameter, changes only what it names
+    ds = img.parameter("denoising_strength")
+    assert (ds.group, ds.defaultValue, ds.range) == ("Image", 0.75, (0, 1))
+    assert txt.parameter("denoising_strength").group == "Hires fix"
+
+
+def test_json_definition_is_accepted(tmp_path):
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(minimal()))
+    assert load_file(path).id == "tiny"
+
+
+def test_composition_exclude_add_before():
+    d = load_data(minimal(), "x")
+    assert [p.key for p in d.modes["img2img"].parameters] == ["image", "prompt", "model"]
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda d: gen_cap(d)["parameters"]["txt2img"][1].update(type="slider"),
+         "capabilities[1].parameters.txt2img[1].type: Input should be"),
+        (lambda d: gen_cap(d)["parameters"]["txt2img"][2].update(optionsEndpoint="getNothing"),
+         "txt2img[model].optionsEndpoint: no endpoint named 'getNothing'"),
+        (lambda d: gen_cap(d)["parameters"]["txt2img"].append(
+            {"key": "model2", "type": "text", "target": "settings"}),
+         "txt2img[model2].target: 'settings' collides with the target of 'model'"),
+        (lambda d: gen_cap(d)["parameters"]["txt2img"].append({"key": "prompt", "type": "text"}),
+         "txt2img[3].key: duplicate key 'prompt'"),
+        (lambda d: gen_cap(d)["parameters"]["img2img"]["exclude"].append("cfg"),
+         "img2img.exclude[1]: 'txt2img' has no parameter 'cfg'"),
+        (lambda d: gen_cap(d)["parameters"]["img2img"]["add"].append(
+            {"key": "prompt", "type": "text"}),
+         "img2img.add[1].key: duplicate key 'prompt'"),
+        (lambda d: gen_cap(d)["parameters"]["img2img"].update(extends="img2img"),
+         "img2img.extends: parameter sets extend each other in a loop"),
+        (lambda d: gen_cap(d)["parameters"]["img2img"].update(extends="nope"),
+         "img2img.extends: no parameter set named 'nope'"),
+        (lambda d: gen_cap(d)["parameters"]["txt2img"][1].update(defaultValue=99),
+         "txt2img[steps].defaultValue: must be at most 50"),
+        (lambda d: gen_cap(d)["parameters"]["txt2img"][1].update(step=0.5, type="text"),
+         "txt2img[steps].step: a text parameter has no step"),
+        (lambda d: gen_cap(d)["endpoints"]["txt2img"]["result"].update(images="images[?"),
+         "endpoints.txt2img.result.images: invalid JMESPath"),
+        (lambda d: gen_cap(d)["parameters"]["txt2img"].append(
+            {"key": "lora", "type": "text", "appendTo": {"to": "negative", "format": "{value}"}}),
+         "txt2img[lora].appendTo.to: no parameter 'negative'"),
+        (lambda d: gen_cap(d)["parameters"]["txt2img"].append(
+            {"key": "lora", "type": "text", "appendTo": {"to": "prompt", "format": "{wt}"}}),
+         "txt2img[lora].appendTo.format: unknown placeholder 'wt'"),
+        (lambda d: gen_cap(d)["parameters"]["txt2img"].append(
+            {"key": "x", "type": "text", "target": "a..b"}),
+         "txt2img[x].target: invalid path 'a..b'"),
+        (lambda d: gen_cap(d)["endpoints"]["txt2img"].update(body={"settings": {"model": "m"}}),
+         "txt2img[model].target: 'settings.model' is also set by the endpoint's fixed body"),
+        (lambda d: gen_cap(d)["parameters"].update(upscale=[{"key": "a", "type": "text"}]),
+         "parameters.upscale: no generation endpoint named 'upscale'"),
+        (lambda d: gen_cap(d)["parameters"]["txt2img"].append({"key": "s", "type": "select"}),
+         "txt2img[s]: a select needs options or optionsEndpoint"),
+        (lambda d: d.update(colour="blue"), "colour: Extra inputs are not permitted"),
+        (lambda d: d.update(url="localhost:7860"), "url: String should match pattern"),
+        (lambda d: d.update(authentication={"type": "bearer"}),
+         "authentication: Value error, bearer authentication needs tokenEnv"),
+    ],
+)
+def test_load_errors_name_the_field(mutate, expected):
+    data = copy.deepcopy(minimal())
+    mutate(data)
+    lines = problems(data)
+    assert any(expected in line for line in lines), lines
+    assert all(line.startswith("test.yaml: ") for line in lines)
+
+
+def test_yaml_syntax_error_gives_the_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("id: x\nname: [unclosed\n")
+    with pytest.raises(DefinitionError) as info:
+        load_file(path)
+    assert "line 3" in info.value.lines()[0] or "line 2" in info.value.lines()[0]
+    assert "not valid YAML/JSON" in info.value.lines()[0]
+
+
+def test_check_command_reports_and_exits_nonzero(tmp_path, capsys):
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(minimal(), sort_keys=False))
+    bad_data = minimal()
+    gen_cap(bad_data)["parameters"]["txt2img"][2]["optionsEndpoint"] = "getNothing"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(bad_data))
+    assert cli_main(["check", str(good)]) == 0
+    assert cli_main(["check", str(good), str(bad)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert f"{good}: ok (tiny: txt2img, img2img)" in out
+    assert (f"{bad}: capabilities[1].parameters.txt2img[model].optionsEndpoint: "
+            "no endpoint named 'getNothing'") in out
+
+
+def test_committed_schema_is_current():
+    assert SCHEMA_FILE.read_text() == schema_text(), "run: webui schema --output " + str(
+        SCHEMA_FILE)
+
+
+def test_bundled_definition_validates_against_published_schema():
+    schema = json.loads(SCHEMA_FILE.read_text())
+    jsonschema.validate(yaml.safe_load(A1111_FILE.read_text()), schema)
+
+
+@pytest.mark.parametrize(
+    "path, tokens",
+    [
+        ("prompt", ("prompt",)),
+        ("override_settings.sd_model_checkpoint", ("override_settings", "sd_model_checkpoint")),
+        ("init_images[0]", ("init_images", 0)),
+        ("prompt.6.inputs.text", ("prompt", "6", "inputs", "text")),
+    ],
+)
+def test_paths_round_trip(path, tokens):
+    assert parse_path(path) == tokens
+    assert format_path(tokens) == path
+
+
+@pytest.mark.parametrize("path", ["", ".a", "a.", "a..b", "[0]", "a[x]", "a]b"])
+def test_bad_paths(path):
+    with pytest.raises(PathError):
+        parse_path(path)
+
+
+def test_set_path_creates_containers():
+    doc: dict[str, Any] = {"keep": 1}
+    set_path(doc, parse_path("override_settings.sd_model_checkpoint"), "m")
+    set_path(doc, parse_path("init_images[0]"), "b64")
+    set_path(doc, parse_path("prompt.6.inputs.text"), "cat")
+    assert doc == {"keep": 1, "override_settings": {"sd_model_checkpoint": "m"},
+                   "init_images": ["b64"], "prompt": {"6": {"inputs": {"text": "cat"}}}}

@@ -1,0 +1,86 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Flask, render_template, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from .catalog import DefinitionFolders
+from .config import Settings
+from .forms import MAX_UPLOAD_BYTES
+from .images import ImageStore
+from .options import OptionsCache
+
+log = logging.getLogger(__name__)
+
+_HERE = Path(__file__).parent
+
+
+def _asset_dir(name: str) -> Path:
+    # Installed wheels carry templates/ and static/ inside the package; a source checkout
+    # (and an editable install) has them at the top level, next to the package.
+    inside = _HERE / name
+    return inside if inside.is_dir() else _HERE.parent / name
+
+
+@dataclass
+class State:
+    """What the views share: settings, the definition folders, caches and the image store."""
+
+    settings: Settings
+    folders: DefinitionFolders
+    options: OptionsCache
+    store: ImageStore
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the Flask app for ``settings`` (defaults: ./webui-data, no demo)."""
+    settings = settings or Settings()
+    for folder in (settings.data_dir, settings.user_definitions, settings.images_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    app = Flask(
+        __name__,
+        template_folder=str(_asset_dir("templates")),
+        static_folder=str(_asset_dir("static")),
+    )
+    # The whole form, an upload included, with room for the other fields.
+    app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_BYTES + 2 * 1024 * 1024
+    app.extensions["webui"] = State(
+        settings=settings,
+        folders=DefinitionFolders(settings.definition_dirs, settings.url_overrides,
+                                  settings.extras),
+        options=OptionsCache(settings.options_ttl),
+        store=ImageStore(settings.images_dir),
+    )
+
+    from . import views
+
+    app.register_blueprint(views.bp)
+    app.jinja_env.filters["backticks"] = views.backticks
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(exc: RequestEntityTooLarge):
+        limit = MAX_UPLOAD_BYTES // (1024 * 1024)
+        return _problem(f"The upload is too large: the limit is {limit} MB.", 413)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return _problem(exc.description or exc.name, exc.code or 500)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        # Logged in full on the server; the browser gets a plain sentence, never a traceback.
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _problem("Something went wrong inside webui; the details are in the server "
+                        "log. Nothing was lost: try again.", 500)
+
+    return app
+
+
+def _problem(message: str, status: int):
+    template = "_problem.html" if request.headers.get("HX-Request") else "problem.html"
+    return render_template(template, message=message, status=status), status

@@ -1,0 +1,118 @@
+"""The ``webui`` command: serve the UI (with the demo backend), check definition files, print
+the definition JSON Schema."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from pathlib import Path
+
+from .catalog import ExtraService
+from .config import DEFAULT_HOST, DEFAULT_PORT, Settings
+from .definitions import DefinitionError, load_file, schema_text
+
+DEMO_NOTE = ("Built-in demo: draws procedural pictures, no AI model involved. It speaks the "
+             "A1111 API through the same `a1111` definition as a real A1111. For a real one, "
+             "start A1111 with `--api` and use the AUTOMATIC1111 entry (set `WEBUI_A1111_URL` "
+             "if it is not at http://127.0.0.1:7860).")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv.insert(0, "serve")
+    parser = argparse.ArgumentParser(prog="webui", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the UI (the default command)")
+    serve.add_argument("--host", default=DEFAULT_HOST, help=f"default {DEFAULT_HOST}")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    serve.add_argument("--data-dir", type=Path, default=None,
+                       help="images and user definitions (default ./webui-data, or $WEBUI_DATA)")
+    serve.add_argument("--definitions", type=Path, action="append", default=[],
+                       metavar="DIR", help="a further folder of definition files (repeatable)")
+    serve.add_argument("--url", action="append", default=[], metavar="ID=URL",
+                       help="base URL of a service, e.g. a1111=http://gpu-box:7860 (repeatable)")
+    serve.add_argument("--no-demo", action="store_true", help="do not start the demo backend")
+    serve.add_argument("--demo-port", type=int, default=0,
+                       help="port of the demo backend on 127.0.0.1 (default: any free port)")
+    serve.add_argument("--threads", type=int, default=16, help="server threads (default 16)")
+
+    check = sub.add_parser("check", help="validate definition files")
+    check.add_argument("files", nargs="+", type=Path)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of definition files")
+    schema.add_argument("--output", type=Path, help="write to this file instead")
+
+    args = parser.parse_args(argv)
+    if args.command == "check":
+        return check_files(args.files)
+    if args.command == "schema":
+        if args.output:
+            args.output.write_text(schema_text(), encoding="utf-8")
+        else:
+            sys.stdout.write(schema_text())
+        return 0
+    return serve_ui(args, parser)
+
+
+def check_files(files: list[Path]) -> int:
+    """Print ``file: field.path: message`` for every problem; 0 if all files are valid."""
+    failed = 0
+    for path in files:
+        try:
+            definition = load_file(path)
+        except DefinitionError as exc:
+            failed += 1
+            for line in exc.lines():
+                print(line)
+            continue
+        modes = ", ".join(definition.modes)
+        print(f"{path}: ok ({definition.id}: {modes})")
+    return 1 if failed else 0
+
+
+def start_demo(port: int = 0, step_delay: float = 0.05) -> tuple[str, object]:
+    """Serve the demo backend on 127.0.0.1 in a background thread; return (URL, server)."""
+    from waitress.server import create_server
+
+    from .demo import create_demo_app
+
+    server = create_server(create_demo_app(step_delay=step_delay), host="127.0.0.1",
+                           port=port, threads=4)
+    threading.Thread(target=server.run, name="demo-backend", daemon=True).start()
+    return f"http://127.0.0.1:{server.effective_port}", server
+
+
+def serve_ui(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from waitress import serve
+
+    from .app import create_app
+
+    overrides = {}
+    for item in args.url:
+        service_id, sep, url = item.partition("=")
+        if not sep or not url.startswith(("http://", "https://")):
+            parser.error(f"--url wants ID=http://host:port, not {item!r}")
+        overrides[service_id] = url
+    settings = Settings(extra_definition_dirs=args.definitions, url_overrides=overrides)
+    if args.data_dir:
+        settings.data_dir = args.data_dir
+    if not args.no_demo:
+        demo_url, _server = start_demo(args.demo_port)
+        settings.extras.append(ExtraService(
+            id="demo", definition="a1111", name="A1111 demo (no AI model)", url=demo_url,
+            note=DEMO_NOTE, demo=True,
+        ))
+        print(f"demo backend (A1111 API, procedural images) on {demo_url}")
+    app = create_app(settings)
+    print(f"webui on http://{args.host}:{args.port}/")
+    print(f"  images saved in {settings.images_dir.resolve()}")
+    print(f"  drop definition files into {settings.user_definitions.resolve()}")
+    serve(app, host=args.host, port=args.port, threads=args.threads, ident="webui")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,249 @@
+"""HTTP to a backend: base URL, authentication, timeouts, and turning every failure into a
+:class:`BackendError` whose message a user can act on.
+
+Nothing here retries. A POST that timed out may still be running on the backend; sending it
+again would start a second (paid, slow) generation, so the user decides.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import jmespath
+import requests
+
+from .definitions import Endpoint, ServiceDefinition, env_name
+
+MAX_MESSAGE = 600
+
+
+@dataclass(frozen=True)
+class Service:
+    """A definition bound to a base URL: what the UI lists and talks to."""
+
+    id: str
+    name: str
+    definition: ServiceDefinition
+    base_url: str
+    note: str = ""
+    demo: bool = False
+    url_env: str = ""
+
+    @property
+    def display_url(self) -> str:
+        return redact_url(self.base_url)
+
+    def url(self, path: str) -> str:
+        return self.base_url.rstrip("/") + path
+
+
+class BackendError(Exception):
+    """A failed call to a backend, with a message fit to show the user."""
+
+    def __init__(self, message: str, *, status: int | None = None, kind: str = "error"):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.kind = kind
+
+
+class SetupError(BackendError):
+    """The service is not configured well enough to be called (e.g. a missing secret)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, kind="setup")
+
+
+@dataclass
+class Auth:
+    headers: dict[str, str] = field(default_factory=dict)
+    basic: tuple[str, str] | None = None
+
+
+def redact_url(url: str) -> str:
+    """Drop any user:password@ part so a URL can be shown."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host += f":{parts.port}"
+        parts = parts._replace(netloc=host)
+    return urlunsplit(parts)
+
+
+def resolve_auth(service: Service) -> Auth:
+    """Read the service's secrets from the environment (at call time, never cached)."""
+    spec = service.definition.model.authentication
+    if spec.type == "none":
+        return Auth()
+    if spec.type == "basic":
+        assert spec.usernameEnv and spec.passwordEnv
+        user, password = os.environ.get(spec.usernameEnv), os.environ.get(spec.passwordEnv)
+        if user and password is not None:
+            return Auth(basic=(user, password))
+        missing = [spec.usernameEnv, spec.passwordEnv]
+    else:
+        assert spec.tokenEnv
+        token = os.environ.get(spec.tokenEnv)
+        if token:
+            name = "Authorization" if spec.type == "bearer" else (spec.header or "")
+            value = f"Bearer {token}" if spec.type == "bearer" else token
+            return Auth(headers={name: value})
+        missing = [spec.tokenEnv]
+    if spec.required:
+        raise SetupError(f"{service.name} needs credentials: set the environment variable(s) "
+                         f"{', '.join(missing)} before starting webui.")
+    return Auth()
+
+
+def call(
+    service: Service,
+    endpoint: Endpoint,
+    *,
+    json_body: dict[str, Any] | None = None,
+    timeout: float | None = None,
+) -> requests.Response:
+    """Make one request; return the 2xx response or raise BackendError."""
+    auth = resolve_auth(service)
+    url = service.url(endpoint.path)
+    limit = timeout if timeout is not None else endpoint.timeout
+    try:
+        response = requests.request(
+            endpoint.method,
+            url,
+            params=endpoint.query or None,
+            headers={**endpoint.headers, **auth.headers},
+            auth=auth.basic,
+            json=json_body if endpoint.method != "GET" else None,
+            # Connecting is quick or not at all; the answer may take the whole timeout.
+            timeout=(min(5.0, limit), limit),
+            allow_redirects=endpoint.method == "GET",
+        )
+    except requests.exceptions.ConnectTimeout:
+        raise BackendError(f"Could not connect to {service.name} at {service.display_url} "
+                           "(connection timed out). Is it running and reachable?",
+                           kind="offline") from None
+    except requests.exceptions.ConnectionError as exc:
+        raise BackendError(f"Could not connect to {service.name} at {service.display_url}: "
+                           f"{_reason(exc)}. Is it running?", kind="offline") from None
+    except requests.exceptions.Timeout:
+        again = (" It may still be working on it; the request was not sent again."
+                 if endpoint.method != "GET" else "")
+        raise BackendError(f"{service.name} did not answer within {limit:g} s.{again}",
+                           kind="timeout") from None
+    except requests.exceptions.RequestException as exc:
+        raise BackendError(f"Request to {service.name} failed: {_reason(exc)}") from None
+    if response.status_code >= 400:
+        raise http_error(service, endpoint, response)
+    return response
+
+
+def read_json(service: Service, response: requests.Response) -> Any:
+    """The JSON body of a successful response, or a BackendError saying what came instead."""
+    if not response.content:
+        raise BackendError(f"{service.name} answered HTTP {response.status_code} with an empty "
+                           "body where JSON was expected.", status=response.status_code)
+    try:
+        return response.json()
+    except ValueError:
+        kind = response.headers.get("Content-Type", "unknown type")
+        raise BackendError(f"{service.name} answered HTTP {response.status_code} with something "
+                           f"that is not JSON ({kind}): {_snippet(response.text)}",
+                           status=response.status_code) from None
+
+
+def http_error(service: Service, endpoint: Endpoint, response: requests.Response) -> BackendError:
+    status = response.status_code
+    detail = describe_error_body(response, service.definition.model.errorMessage)
+    reason = f"HTTP {status}" + (f": {detail}" if detail else f" {response.reason or ''}".rstrip())
+    if status in (401, 403):
+        spec = service.definition.model.authentication
+        names = [n for n in (spec.usernameEnv, spec.passwordEnv, spec.tokenEnv) if n]
+        hint = f" (environment: {', '.join(names)})" if names else ""
+        return BackendError(f"{service.name} refused the request ({reason}). Check the "
+                            f"credentials of {service.name}{hint}.", status=status, kind="auth")
+    if status == 404:
+        flags = [a.flag for a in service.definition.model.configuration.arguments if a.required]
+        hint = f" Was it started with {' '.join(flags)}?" if flags else ""
+        return BackendError(f"{service.name} has no {endpoint.method} {endpoint.path} "
+                            f"({reason}).{hint}", status=status)
+    if status == 422:
+        return BackendError(f"{service.name} rejected the request as invalid ({reason}).",
+                            status=status)
+    return BackendError(f"{service.name} failed ({reason}).", status=status)
+
+
+def describe_error_body(response: requests.Response, expr: str | None) -> str:
+    """A readable message from an error body: the definition's JMESPath, or common keys."""
+    try:
+        data = response.json()
+    except ValueError:
+        return _snippet(response.text) if response.text.strip() else ""
+    value: Any = None
+    if expr:
+        try:
+            value = jmespath.search(expr, data)
+        except jmespath.exceptions.JMESPathError:
+            value = None
+    if value in (None, "", []) and isinstance(data, dict):
+        value = [data[k] for k in ("error", "detail", "message", "errors") if data.get(k)]
+    if value in (None, "", []):
+        value = data
+    return _clip(humanize(value))
+
+
+def humanize(value: Any) -> str:
+    """Flatten an error value (string, list, FastAPI-style {loc, msg}) into one line."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, list):
+        return "; ".join(h for h in (humanize(v) for v in value) if h)
+    if isinstance(value, dict):
+        msg = value.get("msg") or value.get("message")
+        if isinstance(msg, str):
+            loc = [str(x) for x in value.get("loc", []) if x != "body"]
+            return f"{'.'.join(loc)}: {msg}" if loc else msg
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def check_health(service: Service) -> tuple[bool, str]:
+    """(online, message) from the definition's health endpoint, with a short timeout."""
+    endpoint = service.definition.health
+    if endpoint is None:
+        return True, "no health endpoint defined; assumed online"
+    try:
+        call(service, endpoint, timeout=min(endpoint.timeout, 5.0))
+    except BackendError as exc:
+        return False, exc.message
+    return True, "online"
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    m = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
+    if m:
+        return m.group(1).strip().lower()
+    if "Name or service not known" in text or "nodename nor servname" in text:
+        return "unknown host name"
+    return type(exc).__name__
+
+
+def _snippet(text: str) -> str:
+    text = " ".join(text.split())
+    return repr(text[:160] + ("…" if len(text) > 160 else ""))
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + "…"
+
+
+def url_env_name(service_id: str) -> str:
+    return env_name(service_id, "URL")

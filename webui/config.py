@@ -1,0 +1,35 @@
+"""Settings of one running webui: where data and definitions live, which services to add."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .catalog import BUNDLED_DIR, ExtraService
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7870  # next to A1111's 7860, so both can run on one machine
+
+
+@dataclass
+class Settings:
+    data_dir: Path = field(default_factory=lambda: Path(os.environ.get("WEBUI_DATA", "webui-data")))
+    extra_definition_dirs: list[Path] = field(default_factory=list)
+    url_overrides: dict[str, str] = field(default_factory=dict)
+    extras: list[ExtraService] = field(default_factory=list)
+    options_ttl: float = 120.0
+
+    @property
+    def user_definitions(self) -> Path:
+        """The folder a user drops definition files into."""
+        return self.data_dir / "definitions"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def definition_dirs(self) -> list[Path]:
+        # Later folders win on an id clash: bundled < data folder < --definitions.
+        return [BUNDLED_DIR, self.user_definitions, *self.extra_definition_dirs]

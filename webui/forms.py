@@ -1,0 +1,195 @@
+"""Form values: from what the browser posted to typed, validated values, checked against the
+definition on the server (the browser's own checks are a convenience, not a guarantee).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+from werkzeug.datastructures import FileStorage
+
+from .definitions import Mode, Parameter
+
+MAX_UPLOAD_BYTES = 30 * 1024 * 1024
+MAX_UPLOAD_PIXELS = 64_000_000
+
+TRUE = {"on", "true", "1", "yes"}
+FALSE = {"off", "false", "0", "no", ""}
+
+
+class FieldError(ValueError):
+    """A value that does not fit its parameter; the message is shown beside the field."""
+
+
+@dataclass(frozen=True)
+class UploadedImage:
+    data: bytes
+    mime: str
+    filename: str
+    width: int
+    height: int
+
+
+def coerce(p: Parameter, raw: Any, allowed: list[Any] | None) -> Any:
+    """Turn a raw value (a form string, or a definition default) into the parameter's type.
+
+    ``allowed`` lists the values the backend offered for an endpoint-fed select (None when not
+    checked here, e.g. for defaults at load time).
+    """
+    if p.type in ("text", "textarea"):
+        if not isinstance(raw, str | int | float) or isinstance(raw, bool):
+            raise FieldError("must be text")
+        return str(raw)
+    if p.type == "boolean":
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in TRUE | FALSE:
+            return raw.strip().lower() in TRUE
+        raise FieldError("must be on or off")
+    if p.type in ("integer", "seed"):
+        return _check_number(p, _to_int(raw))
+    if p.type == "number":
+        return _check_number(p, _to_float(raw))
+    if p.type == "select":
+        return _choose(p, raw, allowed)
+    raise FieldError(f"cannot take a value of type {p.type}")
+
+
+def _to_int(raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise FieldError("must be a whole number")
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, float) and raw.is_integer():
+        return int(raw)
+    if isinstance(raw, str):
+        text = raw.strip()
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                raise FieldError("must be a whole number") from None
+            if value.is_integer():
+                return int(value)
+    raise FieldError("must be a whole number")
+
+
+def _to_float(raw: Any) -> float:
+    if isinstance(raw, bool):
+        raise FieldError("must be a number")
+    try:
+        value = float(raw.strip() if isinstance(raw, str) else raw)
+    except (TypeError, ValueError):
+        raise FieldError("must be a number") from None
+    if not math.isfinite(value):
+        raise FieldError("must be a finite number")
+    return value
+
+
+def _check_number(p: Parameter, value: int | float) -> int | float:
+    low, high = p.bounds
+    if low is not None and value < low:
+        raise FieldError(f"must be at least {_fmt(low)}")
+    if high is not None and value > high:
+        raise FieldError(f"must be at most {_fmt(high)}")
+    if p.step:
+        base = low if low is not None else 0
+        ratio = (value - base) / p.step
+        if abs(ratio - round(ratio)) > 1e-6:
+            raise FieldError(f"must be a multiple of {_fmt(p.step)}"
+                             + (f" from {_fmt(base)}" if base else ""))
+    return value
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def _choose(p: Parameter, raw: Any, allowed: list[Any] | None) -> Any:
+    choices: list[Any] | None
+    if p.sources:
+        choices = allowed
+        static = [o.value for o in p.options or []]
+        if choices is not None:
+            choices = static + list(choices)
+    else:
+        choices = [o.value for o in p.options or []]
+    if choices is None:
+        return raw
+    for choice in choices:
+        if str(choice) == str(raw):
+            return choice
+    source = "the backend" if p.sources else "the definition"
+    raise FieldError(f"{str(raw)!r} is not one of the choices offered by {source}")
+
+
+def read_upload(storage: FileStorage | None) -> UploadedImage | None:
+    """Read and check an uploaded image; None if no file was chosen."""
+    if storage is None or not storage.filename:
+        return None
+    data = storage.read(MAX_UPLOAD_BYTES + 1)
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise FieldError(f"is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
+    if not data:
+        raise FieldError("is an empty file")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > MAX_UPLOAD_PIXELS:
+                raise FieldError(f"is too large ({img.width}×{img.height} pixels)")
+            img.verify()
+            fmt = (img.format or "").upper()
+            size = img.size
+    except FieldError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise FieldError(f"{storage.filename!r} is not an image this server can read "
+                         "(PNG, JPEG, WEBP, …)") from None
+    mime = Image.MIME.get(fmt, "application/octet-stream")
+    return UploadedImage(data, mime, storage.filename, size[0], size[1])
+
+
+def validate(
+    mode: Mode,
+    form: Mapping[str, str],
+    files: Mapping[str, FileStorage],
+    allowed_for: Callable[[Parameter], list[Any]],
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Validate a submitted form; return (values, errors by key). Empty optional fields are
+    None (not sent, so the backend's default applies)."""
+    values: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for p in mode.parameters:
+        try:
+            values[p.key] = _value(p, form, files, allowed_for)
+        except FieldError as exc:
+            errors[p.key] = f"{p.title} {exc}"
+    return values, errors
+
+
+def _value(
+    p: Parameter,
+    form: Mapping[str, str],
+    files: Mapping[str, FileStorage],
+    allowed_for: Callable[[Parameter], list[Any]],
+) -> Any:
+    if p.type == "image":
+        upload = read_upload(files.get(p.key))
+        if upload is None and p.required:
+            raise FieldError("is required: choose an image file")
+        return upload
+    if p.type == "boolean":
+        return coerce(p, form.get(p.key, "false"), None)
+    raw = form.get(p.key)
+    if raw is None or raw.strip() == "":
+        if p.required:
+            raise FieldError("is required")
+        return None
+    allowed = allowed_for(p) if p.type == "select" and p.sources else None
+    return coerce(p, raw, allowed)

@@ -1,0 +1,91 @@
+"""Choices of endpoint-fed selects (models, samplers, LoRAs, …), fetched from the backend.
+
+Each endpoint's answer is cached briefly per service, so a form with five selects on the same
+backend and the server-side check of a submitted value cost one request per endpoint, not one
+per field; the refresh control bypasses the cache.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jmespath
+
+from .client import BackendError, Service, call, read_json
+from .definitions import OptionsSource, Parameter
+
+CACHE_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class Choice:
+    value: Any
+    label: str
+
+
+class OptionsCache:
+    """Endpoint answers by (service id, base URL, endpoint name), for CACHE_SECONDS."""
+
+    def __init__(self, ttl: float = CACHE_SECONDS):
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._data: dict[tuple[str, str, str], tuple[float, Any]] = {}
+
+    def fetch(self, service: Service, endpoint: str, *, refresh: bool = False) -> Any:
+        key = (service.id, service.base_url, endpoint)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._data.get(key)
+        if hit and not refresh and now - hit[0] < self.ttl:
+            return hit[1]
+        ep = service.definition.endpoints[endpoint]
+        data = read_json(service, call(service, ep))
+        with self._lock:
+            self._data[key] = (time.monotonic(), data)
+        return data
+
+
+def choices(
+    service: Service, param: Parameter, cache: OptionsCache, *, refresh: bool = False
+) -> list[Choice]:
+    """All choices of a select: static options first, then each source's, without repeats."""
+    out: list[Choice] = [Choice(o.value, o.label or str(o.value)) for o in param.options or []]
+    fetched: dict[str, Any] = {}
+    for source in param.sources:
+        if source.endpoint not in fetched:
+            fetched[source.endpoint] = cache.fetch(service, source.endpoint, refresh=refresh)
+        out.extend(extract(service, source, fetched[source.endpoint]))
+    seen: set[str] = set()
+    unique = []
+    for c in out:
+        if str(c.value) not in seen:
+            seen.add(str(c.value))
+            unique.append(c)
+    return unique
+
+
+def extract(service: Service, source: OptionsSource, data: Any) -> list[Choice]:
+    """Apply a source's path and keys to an endpoint's answer."""
+    items = jmespath.search(source.path, data) if source.path else data
+    if items is None:
+        items = []
+    if isinstance(items, dict) and not (source.valueKey or source.labelKey):
+        # A mapping of value -> description, as some APIs list models.
+        return [Choice(k, str(k)) for k in items]
+    if not isinstance(items, list):
+        raise BackendError(f"{service.name}: the answer of {source.endpoint!r} has no list at "
+                           f"{source.path or 'the top level'!r}")
+    result = []
+    for item in items:
+        if isinstance(item, dict):
+            value = item.get(source.valueKey) if source.valueKey else None
+            if value is None:
+                continue
+            label = item.get(source.labelKey) if source.labelKey else None
+            result.append(Choice(value, str(label if label is not None else value)))
+        elif isinstance(item, str | int | float) and not isinstance(item, bool):
+            result.append(Choice(item, str(item)))
+    return result

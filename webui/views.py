@@ -1,0 +1,157 @@
+"""Pages and htmx fragments. Each fragment template is also included by its full page."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
+from markupsafe import Markup, escape
+
+from . import engine, forms
+from .app import State
+from .client import BackendError, Service, check_health
+from .definitions import Mode, Parameter, schema_text
+from .options import choices
+
+bp = Blueprint("webui", __name__)
+
+# Backend failures map to gateway statuses; htmx is configured (base.html) to swap them in.
+STATUS_BY_KIND = {"timeout": 504, "setup": 503, "definition": 500}
+
+
+def state() -> State:
+    return current_app.extensions["webui"]
+
+
+def backticks(text: str) -> Markup:
+    """Escape text, then show `code` spans as <code> (setup help in definitions)."""
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
+
+
+@dataclass
+class Group:
+    name: str
+    fields: list[Parameter]
+    more: list[Parameter]
+
+    @property
+    def collapsed(self) -> bool:
+        return not self.fields
+
+
+def layout(mode: Mode) -> list[Group]:
+    """Parameters by group, in order of first appearance; advanced ones folded away."""
+    groups: dict[str, Group] = {}
+    for p in mode.parameters:
+        group = groups.setdefault(p.group or "", Group(p.group or "", [], []))
+        (group.more if p.advanced else group.fields).append(p)
+    return list(groups.values())
+
+
+def _service(service_id: str) -> Service:
+    service = state().folders.catalog().get(service_id)
+    if service is None:
+        abort(404, f"There is no service {service_id!r}. Its definition may have been removed "
+                   "or may have an error: see the list of services.")
+    return service
+
+
+def _mode(service: Service, mode_name: str) -> Mode:
+    mode = service.definition.modes.get(mode_name)
+    if mode is None:
+        abort(404, f"{service.name} has no mode {mode_name!r}.")
+    return mode
+
+
+@bp.get("/")
+def index() -> str:
+    st = state()
+    catalog = st.folders.catalog()
+    return render_template("index.html", catalog=catalog, settings=st.settings)
+
+
+@bp.get("/services/<service_id>/status")
+def status(service_id: str) -> str:
+    service = _service(service_id)
+    online, message = check_health(service)
+    return render_template("_status.html", service=service, online=online, message=message)
+
+
+@bp.get("/services/<service_id>/")
+def service_home(service_id: str) -> Response:
+    service = _service(service_id)
+    first = next(iter(service.definition.modes))
+    return redirect(url_for("webui.service_page", service_id=service_id, mode_name=first))
+
+
+@bp.get("/services/<service_id>/<mode_name>")
+def service_page(service_id: str, mode_name: str) -> str:
+    service = _service(service_id)
+    mode = _mode(service, mode_name)
+    return render_template("service.html", service=service, mode=mode, groups=layout(mode))
+
+
+@bp.get("/services/<service_id>/<mode_name>/options/<key>")
+def options(service_id: str, mode_name: str, key: str) -> tuple[str, int]:
+    service = _service(service_id)
+    mode = _mode(service, mode_name)
+    param = mode.parameter(key)
+    if param is None or param.type != "select":
+        abort(404, f"{mode.label} has no select {key!r}.")
+    current = request.args.get(key, param.defaultValue)
+    try:
+        found = choices(service, param, state().options, refresh=bool(request.args.get("refresh")))
+    except BackendError as exc:
+        return render_template("_select.html", service=service, mode=mode, p=param,
+                               current=current, choices=None, error=exc.message), 200
+    return render_template("_select.html", service=service, mode=mode, p=param,
+                           current=current, choices=found, error=None), 200
+
+
+@bp.post("/services/<service_id>/<mode_name>/generate")
+def generate(service_id: str, mode_name: str) -> tuple[str, int]:
+    st = state()
+    service = _service(service_id)
+    mode = _mode(service, mode_name)
+
+    def allowed_for(p: Parameter) -> list[Any]:
+        # Only values the backend listed: A1111 silently swaps an unknown sampler for another.
+        return [c.value for c in choices(service, p, st.options)]
+
+    context: dict[str, Any] = {"service": service, "mode": mode, "errors": {}}
+    try:
+        # A backend that cannot list its choices cannot generate either: one clear message
+        # beats the same connection error under every select.
+        values, errors = forms.validate(mode, request.form, request.files, allowed_for)
+        if errors:
+            context["errors"] = errors
+            return render_template("_result.html", **context), 422
+        generation = engine.generate(service, mode, values, st.store)
+    except BackendError as exc:
+        return (render_template("_result.html", failure=exc, **context),
+                STATUS_BY_KIND.get(exc.kind, 502))
+    return render_template("_result.html", generation=generation, **context), 200
+
+
+@bp.get("/images/<path:name>")
+def image(name: str) -> Response:
+    response = send_from_directory(state().store.root, name, max_age=31536000)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@bp.get("/definition.schema.json")
+def definition_schema() -> Response:
+    return Response(schema_text(), mimetype="application/schema+json")
