@@ -1,0 +1,130 @@
+"""Request bodies built from the bundled A1111 definition, checked against the OpenAPI schema a
+real A1111 1.10.1 served (tests/fixtures/a1111/openapi.json)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import jsonschema
+import pytest
+from PIL import Image
+
+from webui.catalog import BUNDLED_DIR
+from webui.client import Service
+from webui.definitions import load_file
+from webui.engine import build_body
+from webui.forms import UploadedImage
+
+COMPONENT = {
+    "txt2img": "StableDiffusionProcessingTxt2Img",
+    "img2img": "StableDiffusionProcessingImg2Img",
+}
+
+
+@pytest.fixture(scope="module")
+def service() -> Service:
+    d = load_file(BUNDLED_DIR / "a1111.yaml")
+    return Service(id="a1111", name="A1111", definition=d, base_url="http://a1111.test")
+
+
+def png_upload() -> UploadedImage:
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(buf, "PNG")
+    return UploadedImage(buf.getvalue(), "image/png", "red.png", 8, 8)
+
+
+def defaults(mode) -> dict[str, Any]:
+    return {p.key: p.defaultValue for p in mode.parameters}
+
+
+def check_against_schema(openapi: dict[str, Any], mode_name: str, body: dict[str, Any]) -> None:
+    name = COMPONENT[mode_name]
+    schema = dict(openapi["components"]["schemas"][name])
+    schema["components"] = openapi["components"]
+    jsonschema.validate(body, schema)
+    # The schema allows extra keys, and A1111 silently ignores them: we must send none.
+    unknown = set(body) - set(openapi["components"]["schemas"][name]["properties"])
+    assert not unknown, f"keys A1111 does not know: {unknown}"
+    path = f"/sdapi/v1/{mode_name}"
+    ref = openapi["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert ref["$ref"].endswith(name)
+
+
+FULL_TXT2IMG = {
+    "prompt": "a lighthouse, \"storm\" <b>",
+    "negative_prompt": "blurry",
+    "sd_model_checkpoint": "random-sd15.safetensors [1c2e8cbb84]",
+    "lora": "tiny-random-lora",
+    "lora_weight": 0.6,
+    "sampler_name": "DPM++ 2M",
+    "scheduler": "karras",
+    "steps": 30,
+    "cfg_scale": 6.5,
+    "width": 768,
+    "height": 512,
+    "batch_size": 2,
+    "n_iter": 3,
+    "seed": 1234,
+    "enable_hr": True,
+    "hr_upscaler": "Latent (bicubic)",
+    "hr_scale": 1.5,
+    "hr_second_pass_steps": 10,
+    "denoising_strength": 0.55,
+    "refiner_checkpoint": "random-sd15.safetensors [1c2e8cbb84]",
+    "refiner_switch_at": 0.7,
+    "clip_skip": 2,
+    "tiling": False,
+}
+
+
+def test_full_txt2img_body_matches_the_real_schema(service, openapi):
+    mode = service.definition.modes["txt2img"]
+    body = build_body(service, mode, FULL_TXT2IMG)
+    check_against_schema(openapi, "txt2img", body)
+    # The checkpoint goes where A1111 reads it; a top-level key would be silently ignored.
+    assert "sd_model_checkpoint" not in body
+    assert body["override_settings"] == {
+        "sd_model_checkpoint": "random-sd15.safetensors [1c2e8cbb84]",
+        "CLIP_stop_at_last_layers": 2,
+    }
+    assert body["prompt"] == 'a lighthouse, "storm" <b> <lora:tiny-random-lora:0.6>'
+    assert "lora" not in body and "lora_weight" not in body
+    assert body["enable_hr"] is True and body["denoising_strength"] == 0.55
+    assert body["hr_upscaler"] == "Latent (bicubic)"
+    assert (body["batch_size"], body["n_iter"], body["seed"]) == (2, 3, 1234)
+    assert body["do_not_save_grid"] is True  # so a batch returns only its images
+
+
+def test_default_bodies_match_the_real_schema(service, openapi):
+    for name, mode in service.definition.modes.items():
+        values = defaults(mode)
+        values["prompt"] = "a cat"
+        if name == "img2img":
+            values["init_image"] = png_upload()
+        body = build_body(service, mode, values)
+        check_against_schema(openapi, name, body)
+        # Empty optional selects are not sent, so the server keeps its own choice.
+        assert "override_settings" not in body
+        assert "refiner_checkpoint" not in body
+        assert body["seed"] == -1
+
+
+def test_img2img_body_carries_the_init_image_as_base64(service, openapi):
+    mode = service.definition.modes["img2img"]
+    upload = png_upload()
+    values = {**defaults(mode), "prompt": "a red square", "init_image": upload,
+              "denoising_strength": 0.3, "resize_mode": 1}
+    body = build_body(service, mode, values)
+    check_against_schema(openapi, "img2img", body)
+    assert base64.b64decode(body["init_images"][0]) == upload.data
+    assert body["denoising_strength"] == 0.3 and body["resize_mode"] == 1
+    for hires in ("enable_hr", "hr_scale", "hr_upscaler", "hr_second_pass_steps"):
+        assert hires not in body
+
+
+def test_no_lora_means_prompt_unchanged(service):
+    mode = service.definition.modes["txt2img"]
+    body = build_body(service, mode, {**defaults(mode), "prompt": "plain"})
+    assert body["prompt"] == "plain"

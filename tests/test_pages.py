@@ -1,0 +1,272 @@
+"""Pages and htmx fragments through the Flask test client; A1111 answers via `responses`."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import pytest
+import requests
+import responses
+import yaml
+from PIL import Image
+
+from webui import engine
+
+from .conftest import a1111_response
+from .test_definitions import minimal
+
+BASE = "http://a1111.test:7860"
+API = f"{BASE}/sdapi/v1"
+
+
+def mock_lists() -> None:
+    for name in ("samplers", "schedulers", "sd-models", "loras", "upscalers",
+                 "latent-upscale-modes"):
+        responses.get(f"{API}/{name}", json=a1111_response(name))
+
+
+def png_bytes(size=(16, 16)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (10, 120, 200)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def form(**extra):
+    data = {"prompt": "a cat", "steps": "20", "cfg_scale": "7", "width": "512", "height": "512",
+            "batch_size": "1", "n_iter": "1", "seed": "-1", "sampler_name": "Euler a",
+            "scheduler": "automatic", "lora_weight": "0.8", "hr_upscaler": "Latent",
+            "hr_scale": "2", "hr_second_pass_steps": "0", "denoising_strength": "0.7",
+            "refiner_switch_at": "0.8"}
+    data.update(extra)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def field_errors(html: str) -> dict[str, str]:
+    return {m[0]: m[1] for m in re.findall(
+        r'id="err-\w+?-(\w+)" hx-swap-oob="true">([^<]*)</p>', html) if m[1]}
+
+
+def test_index_lists_services_and_broken_files(client, app):
+    folder = app.extensions["webui"].settings.user_definitions
+    (folder / "broken.yaml").write_text("id: Bad Id\nname: x\n")
+    html = client.get("/").get_data(as_text=True)
+    assert "AUTOMATIC1111 WebUI" in html
+    assert "/services/a1111/status" in html  # status is fetched by htmx after the page shows
+    assert "broken.yaml" in html
+    assert "id: String should match pattern" in html
+    assert str(folder.resolve()) in html
+
+
+def test_dropped_definition_appears_without_restart(client, app):
+    folder = app.extensions["webui"].settings.user_definitions
+    assert "Tiny" not in client.get("/").get_data(as_text=True)
+    (folder / "tiny.yaml").write_text(yaml.safe_dump(minimal(), sort_keys=False))
+    html = client.get("/").get_data(as_text=True)
+    assert ">Tiny</a>" in html
+    page = client.get("/services/tiny/txt2img")
+    assert page.status_code == 200
+    assert 'name="prompt"' in page.get_data(as_text=True)
+    # Editing the file is picked up too; a broken edit is reported, the others stay.
+    (folder / "tiny.yaml").write_text("id: tiny\nname: [\n")
+    html = client.get("/").get_data(as_text=True)
+    assert "tiny.yaml" in html and "not valid YAML/JSON" in html
+    assert "AUTOMATIC1111 WebUI" in html
+
+
+@responses.activate
+def test_offline_status_shows_setup_help(client):
+    responses.get(f"{API}/memory", body=requests.exceptions.ConnectionError(
+        "[Errno 111] Connection refused"))
+    html = client.get("/services/a1111/status").get_data(as_text=True)
+    assert "offline" in html
+    assert "connection refused" in html
+    assert "<code>--api</code> <strong>(required)</strong>" in html
+    assert "WEBUI_A1111_URL" in html
+
+
+@responses.activate
+def test_online_status(client):
+    responses.get(f"{API}/memory", json=a1111_response("memory"))
+    html = client.get("/services/a1111/status").get_data(as_text=True)
+    assert 'class="status online"' in html and "setup" not in html
+
+
+def test_service_page_renders_the_definition(client):
+    html = client.get("/services/a1111/txt2img").get_data(as_text=True)
+    for key in ("prompt", "negative_prompt", "steps", "cfg_scale", "width", "height", "seed",
+                "batch_size", "n_iter", "enable_hr", "denoising_strength", "refiner_switch_at"):
+        assert f'name="{key}"' in html, key
+    assert 'min="1"' in html and 'max="150"' in html
+    # Backend-fed selects load through htmx, with a refresh control each.
+    for key in ("sampler_name", "scheduler", "sd_model_checkpoint", "lora", "hr_upscaler"):
+        assert f'hx-get="/services/a1111/txt2img/options/{key}"' in html
+    assert html.count('class="small refresh"') == 6
+    assert 'href="/services/a1111/img2img"' in html
+    img = client.get("/services/a1111/img2img").get_data(as_text=True)
+    assert 'type="file"' in img and 'name="init_image"' in img
+    assert 'name="enable_hr"' not in img
+    assert 'hx-encoding="multipart/form-data"' in img
+
+
+@responses.activate
+def test_options_fragment_fills_and_keeps_the_current_value(client):
+    mock_lists()
+    html = client.get("/services/a1111/txt2img/options/sampler_name?sampler_name=DPM%2B%2B+SDE"
+                      ).get_data(as_text=True)
+    assert '<option value="DPM++ SDE" selected>DPM++ SDE</option>' in html
+    assert '<option value="Euler a" >Euler a</option>' in html
+
+
+@responses.activate
+def test_options_fragment_failure_has_retry(client):
+    responses.get(f"{API}/samplers", status=500, json={"error": "RuntimeError", "detail": "",
+                                                       "body": "", "errors": "boom"})
+    response = client.get("/services/a1111/txt2img/options/sampler_name")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "Could not load the choices: A1111" not in html  # service name is the definition's
+    assert "Could not load the choices: AUTOMATIC1111 WebUI failed (HTTP 500: RuntimeError; boom)" \
+        in html
+    assert ">Retry</button>" in html
+    # The current value stays selectable so the rest of the form is usable.
+    assert '<option value="Euler a" selected>Euler a</option>' in html
+
+
+@responses.activate
+def test_bad_input_gets_field_errors_and_nothing_is_sent(client):
+    mock_lists()
+    responses.post(f"{API}/txt2img", json=a1111_response("txt2img-200"))
+    r = client.post("/services/a1111/txt2img/generate", data=form(
+        prompt="  ", steps="500", cfg_scale="abc", width="513", sampler_name="Euler z"))
+    html = r.get_data(as_text=True)
+    assert r.status_code == 422
+    errors = field_errors(html)
+    assert errors == {
+        "prompt": "Prompt is required",
+        "steps": "Steps must be at most 150",
+        "cfg_scale": "CFG scale must be a number",
+        "width": "Width must be a multiple of 8 from 64",
+        "sampler_name": "Sampler &#39;Euler z&#39; is not one of the choices offered by the "
+                        "backend",
+    }
+    assert "Nothing was sent to AUTOMATIC1111 WebUI" in html
+    assert not [c for c in responses.calls if c.request.method == "POST"]
+
+
+@responses.activate
+def test_generate_shows_saved_images_with_seed_and_info(client, app):
+    mock_lists()
+    responses.post(f"{API}/txt2img", json=a1111_response("txt2img-200"))
+    r = client.post("/services/a1111/txt2img/generate", data=form(seed="1"))
+    html = r.get_data(as_text=True)
+    assert r.status_code == 200
+    src = re.search(r'<img src="(/images/[^"]+\.png)"', html).group(1)
+    assert "Seed <code>1</code>" in html
+    assert "Steps: 1, Sampler: Euler" in html
+    image = client.get(src)
+    assert image.status_code == 200 and image.data.startswith(b"\x89PNG")
+    assert field_errors(html) == {}
+
+
+@responses.activate
+def test_prompt_is_escaped_everywhere(client):
+    mock_lists()
+    responses.post(f"{API}/txt2img", json=a1111_response("txt2img-200"))
+    html = client.post("/services/a1111/txt2img/generate",
+                       data=form(prompt='<script>alert("x")</script>')).get_data(as_text=True)
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
+
+
+@responses.activate
+def test_backend_error_is_shown_in_the_result_area(client):
+    mock_lists()
+    responses.post(f"{API}/txt2img", json=a1111_response("txt2img-500-no-checkpoint"),
+                   status=500)
+    r = client.post("/services/a1111/txt2img/generate", data=form())
+    html = r.get_data(as_text=True)
+    assert r.status_code == 502
+    assert "Generation failed." in html and "No checkpoints found" in html
+    assert "Traceback" not in html
+
+
+@responses.activate
+def test_unreachable_backend_gives_one_message(client):
+    responses.get(re.compile(f"{API}/.*"), body=requests.exceptions.ConnectionError(
+        "[Errno 111] Connection refused"))
+    r = client.post("/services/a1111/txt2img/generate", data=form())
+    html = r.get_data(as_text=True)
+    assert r.status_code == 502
+    assert html.count("Could not connect to AUTOMATIC1111 WebUI") == 1
+
+
+@responses.activate
+def test_img2img_upload_checks(client):
+    mock_lists()
+    responses.post(f"{API}/img2img", json=a1111_response("txt2img-200"))
+    data = form(denoising_strength="0.5", resize_mode="0")
+    data.pop("hr_upscaler")
+    missing = client.post("/services/a1111/img2img/generate", data=data)
+    assert field_errors(missing.get_data(as_text=True))["init_image"] == \
+        "Image is required: choose an image file"
+    bad = client.post("/services/a1111/img2img/generate", data={
+        **data, "init_image": (io.BytesIO(b"%PDF-1.4 not an image"), "notes.pdf")},
+        content_type="multipart/form-data")
+    assert field_errors(bad.get_data(as_text=True))["init_image"] == (
+        "Image &#39;notes.pdf&#39; is not an image this server can read (PNG, JPEG, WEBP, …)")
+    assert not [c for c in responses.calls if c.request.method == "POST"]
+    good = client.post("/services/a1111/img2img/generate", data={
+        **data, "init_image": (io.BytesIO(png_bytes()), "in.png")},
+        content_type="multipart/form-data")
+    assert good.status_code == 200
+    sent = json.loads(responses.calls[-1].request.body)
+    assert sent["init_images"][0].startswith("iVBOR") and sent["denoising_strength"] == 0.5
+
+
+def test_too_large_upload_is_refused_politely(client, app):
+    app.config["MAX_CONTENT_LENGTH"] = 1000
+    r = client.post("/services/a1111/img2img/generate", data={
+        "init_image": (io.BytesIO(b"x" * 5000), "big.png")}, content_type="multipart/form-data",
+        headers={"HX-Request": "true"})
+    assert r.status_code == 413
+    assert "The upload is too large" in r.get_data(as_text=True)
+
+
+def test_unknown_service_and_mode(client):
+    r = client.get("/services/nope/txt2img")
+    assert r.status_code == 404 and "There is no service &#39;nope&#39;" in r.get_data(True)
+    assert "<html" in r.get_data(True)  # a full page for a browser…
+    r = client.get("/services/a1111/upscale", headers={"HX-Request": "true"})
+    assert r.status_code == 404 and "<html" not in r.get_data(True)  # …a fragment for htmx
+
+
+def test_unexpected_error_is_a_sentence_not_a_traceback(client, monkeypatch):
+    def explode(*args, **kwargs):
+        raise RuntimeError("internal detail")
+
+    monkeypatch.setattr(engine, "build_body", explode)
+    monkeypatch.setattr("webui.views.choices", lambda *a, **k: [])
+    r = client.post("/services/a1111/txt2img/generate", data=form(sampler_name=None,
+                    scheduler=None, hr_upscaler=None))
+    html = r.get_data(as_text=True)
+    assert r.status_code == 500
+    assert "Something went wrong inside webui" in html
+    assert "internal detail" not in html and "Traceback" not in html
+
+
+@pytest.mark.parametrize("path", ["/", "/services/a1111/txt2img", "/services/a1111/img2img",
+                                  "/services/a1111/status"])
+@responses.activate
+def test_secrets_never_reach_the_browser(client, monkeypatch, path):
+    monkeypatch.setenv("WEBUI_A1111_USERNAME", "alice-user")
+    monkeypatch.setenv("WEBUI_A1111_PASSWORD", "hunter2-secret")
+    responses.get(f"{API}/memory", json=a1111_response("401-wrong-credentials"), status=401)
+    html = client.get(path).get_data(as_text=True)
+    assert "hunter2-secret" not in html and "alice-user" not in html
+
+
+def test_schema_is_published(client):
+    r = client.get("/definition.schema.json")
+    assert r.status_code == 200 and r.json["title"] == "webui service definition"
