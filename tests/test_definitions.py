@@ -130,8 +130,26 @@ def test_composition_exclude_add_before():
          "txt2img[model].target: 'settings.model' is also set by the endpoint's fixed body"),
         (lambda d: gen_cap(d)["parameters"].update(upscale=[{"key": "a", "type": "text"}]),
          "parameters.upscale: no generation endpoint named 'upscale'"),
+        (lambda d: gen_cap(d)["endpoints"].update(
+            upscale={"method": "POST", "path": "/up", "result": {"images": "images"}}),
+         "capabilities[1].endpoints.upscale: generation endpoint 'upscale' has no parameter"),
         (lambda d: gen_cap(d)["parameters"]["txt2img"].append({"key": "s", "type": "select"}),
          "txt2img[s]: a select needs options or optionsEndpoint"),
+        (lambda d: gen_cap(d)["parameters"]["txt2img"].append(
+            {"key": "lora", "type": "text", "appendTo": {"to": "prompt", "format": "{value"}}),
+         "txt2img[lora].appendTo.format: invalid format"),
+        (lambda d: gen_cap(d)["parameters"]["txt2img"].append(
+            {"key": "lora", "type": "text", "appendTo": {"to": "prompt", "format": "<{}>"}}),
+         "txt2img[lora].appendTo.format: placeholders need a name"),
+        (lambda d: gen_cap(d)["parameters"]["txt2img"].append(
+            {"key": "w", "type": "number", "send": False, "target": "x"}),
+         "txt2img[w].target: a parameter with send: false has no target"),
+        (lambda d: gen_cap(d)["parameters"]["txt2img"][1].update(before="prompt"),
+         "txt2img[steps].before: 'before' is only used in 'add'"),
+        (lambda d: d["capabilities"].append(copy.deepcopy(d["capabilities"][0])),
+         "capabilities[2]: only one health capability is allowed"),
+        (lambda d: gen_cap(d)["endpoints"]["txt2img"]["result"].pop("images"),
+         "images (a JMESPath) is required unless encoding is bytes"),
         (lambda d: d.update(colour="blue"), "colour: Extra inputs are not permitted"),
         (lambda d: d.update(url="localhost:7860"), "url: String should match pattern"),
         (lambda d: d.update(authentication={"type": "bearer"}),

@@ -88,7 +88,9 @@ class Authentication(_Model):
 class Result(_Model):
     """Where the images and their metadata are in a response (JMESPath expressions)."""
 
-    images: str = Field(description="JMESPath to the image, or list of images")
+    images: str | None = Field(
+        None, description="JMESPath to the image, or list of images (not used with bytes)"
+    )
     encoding: Literal["base64", "data_url", "url", "bytes", "auto"] = Field(
         "base64",
         description="How each image is given: base64 text, a data: URL, a URL to fetch, "
@@ -101,6 +103,12 @@ class Result(_Model):
     seeds: str | None = Field(None, description="JMESPath to the seed(s), one per image or one")
     infotexts: str | None = Field(None, description="JMESPath to per-image generation info text")
     info: str | None = Field(None, description="JMESPath to further info shown with the result")
+
+    @model_validator(mode="after")
+    def _check(self) -> Result:
+        if self.encoding != "bytes" and not self.images:
+            raise ValueError("images (a JMESPath) is required unless encoding is bytes")
+        return self
 
 
 class Endpoint(_Model):
@@ -349,6 +357,7 @@ def load_data(data: Any, source: str, path: Path | None = None) -> ServiceDefini
 def _resolve(model: Definition, source: str, path: Path | None) -> ServiceDefinition:
     problems: list[tuple[str, str]] = []
     endpoints: dict[str, Endpoint] = {}
+    endpoint_locs: dict[str, tuple[str, Endpoint]] = {}
     health: Endpoint | None = None
     raw_sets: dict[str, tuple[str, list[Parameter] | ParameterSet]] = {}
 
@@ -359,6 +368,7 @@ def _resolve(model: Definition, source: str, path: Path | None) -> ServiceDefini
             if name in endpoints:
                 problems.append((eloc, f"endpoint {name!r} is defined twice"))
             endpoints[name] = ep
+            endpoint_locs[name] = (eloc, ep)
             if ep.result:
                 for attr in ("images", "seeds", "infotexts", "info"):
                     expr = getattr(ep.result, attr)
@@ -369,6 +379,8 @@ def _resolve(model: Definition, source: str, path: Path | None) -> ServiceDefini
                 problems.append((f"{cloc}.endpoints", "a health capability has one endpoint"))
             elif health is None:
                 health = next(iter(cap.endpoints.values()))
+            else:
+                problems.append((cloc, "only one health capability is allowed"))
             if cap.parameters:
                 problems.append((f"{cloc}.parameters", "a health capability has no parameters"))
         for set_name, spec in cap.parameters.items():
@@ -416,10 +428,10 @@ def _resolve(model: Definition, source: str, path: Path | None) -> ServiceDefini
         targets[set_name] = _check_parameters(params, ep, endpoints, loc, problems)
         modes[set_name] = Mode(set_name, ep, params)
 
-    for name, ep in endpoints.items():
+    for name, (eloc, ep) in endpoint_locs.items():
         if ep.result and name not in raw_sets:
-            problems.append((f"endpoints.{name}", f"generation endpoint {name!r} has no "
-                                                  "parameter set of the same name"))
+            problems.append((eloc, f"generation endpoint {name!r} has no parameter set of the "
+                                   "same name"))
     if model.errorMessage:
         _check_jmespath(model.errorMessage, "errorMessage", problems)
     if not modes and not problems:
@@ -433,7 +445,8 @@ def _check_jmespath(expr: str, loc: str, problems: list[tuple[str, str]]) -> Non
     try:
         jmespath.compile(expr)
     except jmespath.exceptions.JMESPathError as exc:
-        problems.append((loc, f"invalid JMESPath {expr!r}: {exc}"))
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        problems.append((loc, f"invalid JMESPath {expr!r}: {first}"))
 
 
 def _check_unique(params: list[Parameter], loc: str, problems: list[tuple[str, str]]) -> None:
@@ -480,7 +493,7 @@ def _compose(
             if idx is None:
                 problems.append((f"{loc}.add[{i}].before", f"no parameter {p.before!r}"))
                 continue
-            out.insert(idx, p)
+            out.insert(idx, p.model_copy(update={"before": None}))
         else:
             out.append(p)
     return out
@@ -498,8 +511,12 @@ def _check_parameters(
     written: dict[str, tuple[Token, ...]] = {}
     fixed = _leaf_paths(ep.body or {})
     for p in params:
+        if p.key in written:
+            continue  # a duplicate key, already reported
         ploc = f"{loc}[{p.key}]"
         _check_parameter_value_spec(p, ploc, problems)
+        if p.before is not None:
+            problems.append((f"{ploc}.before", "'before' is only used in 'add'"))
         for si, src in enumerate(p.sources):
             sloc = ploc + (".optionsEndpoint" if si == 0 and p.optionsEndpoint else
                            f".optionsFrom[{si - (1 if p.optionsEndpoint else 0)}]")
@@ -509,21 +526,37 @@ def _check_parameters(
             elif target_ep.result is not None:
                 problems.append((sloc, f"{src.endpoint!r} is a generation endpoint"))
             if src.path:
-                _check_jmespath(src.path, sloc + ".path", problems)
+                path_loc = (ploc + ".optionsPath" if si == 0 and p.optionsEndpoint
+                            else sloc + ".path")
+                _check_jmespath(src.path, path_loc, problems)
         if p.appendTo:
             other = by_key.get(p.appendTo.to)
             if other is None:
                 problems.append((f"{ploc}.appendTo.to", f"no parameter {p.appendTo.to!r}"))
-            elif other.type not in ("text", "textarea") or other.appendTo:
-                problems.append((f"{ploc}.appendTo.to", "can only append to a text parameter"))
-            for _, name, _, _ in string.Formatter().parse(p.appendTo.format):
-                if name and name != "value" and name not in by_key:
-                    problems.append((f"{ploc}.appendTo.format", f"unknown placeholder {name!r}"))
+            elif other.type not in ("text", "textarea") or other.appendTo or not other.send:
+                problems.append((f"{ploc}.appendTo.to", "can only append to a text parameter "
+                                                        "that is sent"))
+            try:
+                names = [n for _, n, _, _ in string.Formatter().parse(p.appendTo.format)
+                         if n is not None]
+            except ValueError as exc:
+                problems.append((f"{ploc}.appendTo.format", f"invalid format: {exc}"))
+                names = []
+            for name in names:
+                field_name = re.split(r"[.\[]", name, maxsplit=1)[0]
+                if not field_name or field_name.isdigit():
+                    problems.append((f"{ploc}.appendTo.format", "placeholders need a name: "
+                                                                "{value} or {other_key}"))
+                elif field_name != "value" and field_name not in by_key:
+                    problems.append((f"{ploc}.appendTo.format",
+                                     f"unknown placeholder {field_name!r}"))
             if p.target:
                 problems.append((f"{ploc}.target", "a parameter has a target or appendTo, "
                                                    "not both"))
             continue
         if not p.send:
+            if p.target:
+                problems.append((f"{ploc}.target", "a parameter with send: false has no target"))
             continue
         try:
             tokens = parse_path(p.target or p.key)
@@ -565,8 +598,6 @@ def _check_parameter_value_spec(p: Parameter, ploc: str, problems: list[tuple[st
             coerce(p, p.defaultValue, allowed=None)
         except FieldError as exc:
             problems.append((f"{ploc}.defaultValue", str(exc)))
-        if p.options and not p.sources and p.defaultValue not in [o.value for o in p.options]:
-            problems.append((f"{ploc}.defaultValue", "not one of the options"))
 
 
 def _leaf_paths(doc: Any, prefix: tuple[Token, ...] = ()) -> list[tuple[Token, ...]]:

@@ -79,6 +79,10 @@ def extract(service: Service, source: OptionsSource, data: Any) -> list[Choice]:
         raise BackendError(f"{service.name}: the answer of {source.endpoint!r} has no list at "
                            f"{source.path or 'the top level'!r}")
     result = []
+    if not source.valueKey and any(isinstance(item, dict) for item in items):
+        raise BackendError(f"{service.name}: {source.endpoint!r} lists objects; the definition "
+                           "must name the field to use (optionsValueKey / valueKey).",
+                           kind="definition")
     for item in items:
         if isinstance(item, dict):
             value = item.get(source.valueKey) if source.valueKey else None

@@ -1,0 +1,153 @@
+"""Real-browser tests: Debian's Chromium driven by Playwright, against webui and the demo
+backend, both served over real HTTP."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from playwright.sync_api import Page, expect, sync_playwright
+
+from webui import create_app
+
+from .conftest import ServerThread, demo_extra
+
+CHROMIUM = os.environ.get("WEBUI_TEST_CHROMIUM", "/usr/bin/chromium")
+SHOTS = Path(__file__).parent.parent / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install chromium "
+                    "(or set WEBUI_TEST_CHROMIUM)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            # This machine has no network but loopback: keep Chromium from calling home.
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def ui(make_settings, demo_server):
+    # The real-A1111 entry points at port 9 (discard), where nothing listens.
+    app = create_app(make_settings(extras=[demo_extra(demo_server.url)],
+                                   url_overrides={"a1111": "http://127.0.0.1:9"}))
+    server = ServerThread(app)
+    yield server, app
+    server.stop()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_index_shows_demo_online_and_a1111_offline_with_help(page, ui):
+    server, _app = ui
+    page.goto(server.url + "/")
+    demo = page.locator("li.card", has_text="A1111 demo")
+    expect(demo.locator(".status")).to_have_text("online")
+    real = page.locator("li.card", has_text="AUTOMATIC1111 WebUI")
+    expect(real.locator(".status")).to_have_text("offline")
+    expect(real.locator(".setup")).to_contain_text("--api")
+    shot(page, "index")
+
+
+def test_generate_txt2img_on_the_demo(page, ui):
+    server, app = ui
+    page.goto(server.url + "/services/demo/txt2img")
+    sampler = page.locator("#f-txt2img-sampler_name")
+    # The dropdown fills itself from the backend through htmx.
+    expect(sampler.locator("option[value='DPM++ 2M']")).to_have_count(1)
+    expect(sampler).to_have_value("Euler a")
+    expect(page.locator("#f-txt2img-sd_model_checkpoint option",
+                        has_text="demo-procedural")).to_have_count(1)
+    shot(page, "txt2img-form")
+
+    page.fill("#f-txt2img-prompt", "a lighthouse at dawn")
+    page.fill("#f-txt2img-width", "256")
+    page.fill("#f-txt2img-height", "192")
+    page.fill("#f-txt2img-batch_size", "2")
+    page.fill("#f-txt2img-seed", "42")
+    page.locator("#f-txt2img-prompt").press("Control+Enter")
+
+    images = page.locator("#result figure img")
+    expect(images).to_have_count(2, timeout=15_000)
+    expect(page.locator("#result")).to_contain_text("Seed 42")
+    expect(page.locator("#result")).to_contain_text("Seed 43")
+    first = images.first
+    assert first.evaluate("img => img.complete && img.naturalWidth") == 256
+    assert first.evaluate("img => img.naturalHeight") == 192
+    shot(page, "txt2img-result")
+
+    # Each image shown is a file on disk.
+    src = first.get_attribute("src")
+    saved = app.extensions["webui"].store.path(src.removeprefix("/images/"))
+    assert saved.is_file() and Image.open(saved).size == (256, 192)
+
+
+def test_field_errors_show_beside_the_fields(page, ui):
+    server, _app = ui
+    page.goto(server.url + "/services/demo/txt2img")
+    page.fill("#f-txt2img-steps", "0")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator("#err-txt2img-prompt")).to_have_text("Prompt is required")
+    expect(page.locator("#err-txt2img-steps")).to_have_text("Steps must be at least 1")
+    expect(page.locator("#result")).to_contain_text("Nothing was sent")
+    shot(page, "txt2img-errors")
+    # Fixing them clears the messages.
+    page.fill("#f-txt2img-prompt", "ok")
+    page.fill("#f-txt2img-steps", "4")
+    page.fill("#f-txt2img-width", "64")
+    page.fill("#f-txt2img-height", "64")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator("#result figure img")).to_have_count(1)
+    expect(page.locator("#err-txt2img-prompt")).to_have_text("")
+
+
+def test_img2img_with_an_upload(page, ui, tmp_path):
+    server, _app = ui
+    init = tmp_path / "init.png"
+    Image.new("RGB", (96, 96), (220, 40, 40)).save(init)
+    page.goto(server.url + "/services/demo/img2img")
+    page.set_input_files("#f-img2img-init_image", str(init))
+    page.fill("#f-img2img-prompt", "a red square")
+    page.fill("#f-img2img-width", "128")
+    page.fill("#f-img2img-height", "128")
+    page.fill("#f-img2img-denoising_strength", "0")
+    page.get_by_role("button", name="Generate").click()
+    image = page.locator("#result figure img")
+    expect(image).to_have_count(1, timeout=15_000)
+    shot(page, "img2img-result")
+    # Denoising 0 keeps the init image: the result is red.
+    data = page.request.get(server.url + image.get_attribute("src")).body()
+    r, g, b = Image.open(io.BytesIO(data)).convert("RGB").getpixel((64, 64))
+    assert r > 180 and g < 90 and b < 90
+
+
+def test_backend_down_shows_a_message_in_the_result_area(page, ui):
+    server, _app = ui
+    page.goto(server.url + "/services/a1111/txt2img")
+    expect(page.locator("#rs-txt2img-sampler_name .inline-error")).to_contain_text(
+        "Could not load the choices")
+    page.fill("#f-txt2img-prompt", "anything")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator("#result .notice.error")).to_contain_text("Could not connect to")
+    shot(page, "backend-down")
