@@ -62,9 +62,9 @@ def shot(page: Page, name: str) -> None:
 def test_index_shows_demo_online_and_a1111_offline_with_help(page, ui):
     server, _app = ui
     page.goto(server.url + "/")
-    demo = page.locator("li.card", has_text="A1111 demo")
+    demo = page.locator("#service-demo")
     expect(demo.locator(".status")).to_have_text("online")
-    real = page.locator("li.card", has_text="AUTOMATIC1111 WebUI")
+    real = page.locator("#service-a1111")
     expect(real.locator(".status")).to_have_text("offline")
     expect(real.locator(".setup")).to_contain_text("--api")
     shot(page, "index")

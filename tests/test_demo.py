@@ -68,7 +68,9 @@ def png_b64(image: Image.Image) -> str:
 
 
 def max_diff(a: Image.Image, b: Image.Image) -> int:
-    return max(high for _, high in ImageChops.difference(a.convert("RGB"), b.convert("RGB")).getextrema())
+    return max(
+        high for _, high in ImageChops.difference(a.convert("RGB"), b.convert("RGB")).getextrema()
+    )
 
 
 def mean_diff(a: Image.Image, b: Image.Image) -> float:
@@ -227,7 +229,10 @@ def test_options_get_and_post(client):
     assert client.get(f"{API}/options").get_json()["show_progress_every_n_steps"] == 3
 
     # A model name is accepted and stored as the title, like after A1111 loads it.
-    assert client.post(f"{API}/options", json={"sd_model_checkpoint": "demo-pastel"}).status_code == 200
+    assert (
+        client.post(f"{API}/options", json={"sd_model_checkpoint": "demo-pastel"}).status_code
+        == 200
+    )
     options = client.get(f"{API}/options").get_json()
     assert options["sd_model_checkpoint"] == "demo-pastel.safetensors [d3m0000002]"
 
@@ -399,7 +404,7 @@ def test_lora_tag_tints_and_is_reported(client):
     cool = decode_png(data["images"][0])
     info = json.loads(data["info"])
     assert "Lora hashes" in info["extra_generation_params"]
-    assert "Lora hashes: \"demo-cool: " in info["infotexts"][0]
+    assert 'Lora hashes: "demo-cool: ' in info["infotexts"][0]
     plain_mean = ImageStat.Stat(plain).mean
     cool_mean = ImageStat.Stat(cool).mean
     assert cool_mean[2] - cool_mean[0] > plain_mean[2] - plain_mean[0]
@@ -415,7 +420,9 @@ def test_lora_tag_tints_and_is_reported(client):
 
 
 def test_hires_fix_renders_at_the_upscaled_size(client):
-    data = txt2img(client, seed=1, width=64, height=48, enable_hr=True, hr_scale=2, hr_upscaler="Latent")
+    data = txt2img(
+        client, seed=1, width=64, height=48, enable_hr=True, hr_scale=2, hr_upscaler="Latent"
+    )
     info = json.loads(data["info"])
     assert decode_png(data["images"][0]).size == (128, 96)
     assert info["width"] == 64
@@ -559,7 +566,9 @@ def test_img2img_accepts_data_urls_and_resizes(client):
     assert decode_png(prefixed["images"][0]).size == (64, 48)
     assert prefixed["parameters"]["init_images"] == [data_url]
     for mode in (1, 2):
-        data = img2img(client, init_images=[png_b64(init)], seed=2, width=64, height=48, resize_mode=mode)
+        data = img2img(
+            client, init_images=[png_b64(init)], seed=2, width=64, height=48, resize_mode=mode
+        )
         assert decode_png(data["images"][0]).size == (64, 48)
 
 
@@ -645,7 +654,9 @@ def test_progress_moves_during_a_job_without_preview():
     with serve(app) as base:
         job = Background(
             lambda: requests.post(
-                f"{base}/txt2img", json={"seed": 1, "steps": 40, "width": 64, "height": 64}, timeout=30
+                f"{base}/txt2img",
+                json={"seed": 1, "steps": 40, "width": 64, "height": 64},
+                timeout=30,
             )
         )
         seen: list[dict[str, Any]] = []
@@ -667,12 +678,17 @@ def test_progress_moves_during_a_job_without_preview():
 def test_progress_preview_when_enabled():
     app = create_demo_app(step_delay=0.01)
     with serve(app) as base:
-        assert requests.post(
-            f"{base}/options", json={"show_progress_every_n_steps": 1}, timeout=5
-        ).json() is None
+        assert (
+            requests.post(
+                f"{base}/options", json={"show_progress_every_n_steps": 1}, timeout=5
+            ).json()
+            is None
+        )
         job = Background(
             lambda: requests.post(
-                f"{base}/txt2img", json={"seed": 1, "steps": 300, "width": 80, "height": 48}, timeout=30
+                f"{base}/txt2img",
+                json={"seed": 1, "steps": 300, "width": 80, "height": 48},
+                timeout=30,
             )
         )
 
@@ -695,7 +711,9 @@ def test_interrupt_returns_the_images_made_so_far():
         started = time.monotonic()
         job = Background(lambda: requests.post(f"{base}/txt2img", json=body, timeout=60))
         wait_until(
-            lambda: requests.get(f"{base}/progress", timeout=5).json()["state"]["sampling_step"] >= 2
+            lambda: (
+                requests.get(f"{base}/progress", timeout=5).json()["state"]["sampling_step"] >= 2
+            )
         )
         response = requests.post(f"{base}/interrupt", timeout=5)
         assert response.status_code == 200 and response.json() is None
@@ -719,13 +737,16 @@ def test_interrupt_returns_the_images_made_so_far():
 
 
 def test_skip_ends_the_current_batch_only():
-    app = create_demo_app(step_delay=0.02)
-    body = {"prompt": "skip", "seed": 20, "steps": 100, "n_iter": 2, "width": 64, "height": 64}
+    app = create_demo_app(step_delay=0.01)
+    body = {"prompt": "skip", "seed": 20, "steps": 80, "n_iter": 2, "width": 64, "height": 64}
+
+    def in_first_batch() -> bool:
+        state = requests.get(f"{base}/progress", timeout=5).json()["state"]
+        return state["job_count"] == 2 and state["job_no"] == 0 and state["sampling_step"] >= 2
+
     with serve(app) as base:
         job = Background(lambda: requests.post(f"{base}/txt2img", json=body, timeout=60))
-        wait_until(
-            lambda: requests.get(f"{base}/progress", timeout=5).json()["state"]["sampling_step"] >= 2
-        )
+        wait_until(in_first_batch)
         assert requests.post(f"{base}/skip", timeout=5).json() is None
         result = job.result()
     assert result.status_code == 200

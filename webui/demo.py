@@ -372,6 +372,10 @@ def _validate_model(body: Any, fields: list[_FieldSpec]) -> dict[str, Any]:
                 out: list[str] = []
                 for index, item in enumerate(items):
                     try:
+                        if item is None:
+                            raise _Invalid(
+                                "none is not an allowed value", "type_error.none.not_allowed"
+                            )
                         out.append(_v_str(item))
                     except _Invalid as exc:
                         errors.append(
@@ -989,10 +993,9 @@ class _Backend:
 
     def plan(self, mode: str, params: dict[str, Any]) -> _Plan:
         """Resolve a validated request into a plan, raising A1111-style errors."""
-        background = "#ffffff"
         with self.cond:
             options = copy.deepcopy(self.options)
-        background = str(options.get("img2img_background_color") or background)
+        background = str(options.get("img2img_background_color") or "#ffffff")
 
         mask: Image.Image | None = None
         if mode == "img2img":
