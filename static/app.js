@@ -29,3 +29,15 @@ document.addEventListener("htmx:sendError", (event) => {
   note.textContent = "webui did not answer: is the server still running? Nothing was sent to the backend.";
   target.replaceChildren(note);
 });
+
+// Show the chosen image next to its file input (nothing is uploaded until Generate).
+document.addEventListener("change", (event) => {
+  const input = event.target;
+  if (!input.matches?.("input[type=file][data-preview]")) return;
+  const preview = document.getElementById(input.dataset.preview);
+  if (!preview) return;
+  if (preview.src) URL.revokeObjectURL(preview.src);
+  const file = input.files && input.files[0];
+  preview.hidden = !file;
+  if (file) preview.src = URL.createObjectURL(file);
+});

@@ -128,6 +128,7 @@ def test_img2img_with_an_upload(page, ui, tmp_path):
     Image.new("RGB", (96, 96), (220, 40, 40)).save(init)
     page.goto(server.url + "/services/demo/img2img")
     page.set_input_files("#f-img2img-init_image", str(init))
+    expect(page.locator("#pv-f-img2img-init_image")).to_be_visible()  # preview of the upload
     page.fill("#f-img2img-prompt", "a red square")
     page.fill("#f-img2img-width", "128")
     page.fill("#f-img2img-height", "128")

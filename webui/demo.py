@@ -346,16 +346,21 @@ _SCALAR_VALIDATORS = {
 }
 
 
-def _validate_model(body: Any, fields: list[_FieldSpec]) -> dict[str, Any]:
-    """Validate a request body like a pydantic v1 model whose fields are all Optional."""
+def _body_dict(body: Any) -> dict[str, Any]:
+    """The request body as a dict, or the 422 FastAPI gives for a missing or non-object body."""
     if body is None:
         raise _validation_error(
             [{"loc": ["body"], "msg": "field required", "type": "value_error.missing"}]
         )
     try:
-        data = _v_dict(body)
+        return _v_dict(body)
     except _Invalid as exc:
         raise _validation_error([{"loc": ["body"], "msg": exc.msg, "type": exc.type}]) from None
+
+
+def _validate_model(body: Any, fields: list[_FieldSpec]) -> dict[str, Any]:
+    """Validate a request body like a pydantic v1 model whose fields are all Optional."""
+    data = _body_dict(body)
     values: dict[str, Any] = {}
     errors: list[dict[str, Any]] = []
     for name, kind, default in fields:
@@ -1412,15 +1417,7 @@ def create_demo_app(*, step_delay: float = 0.02, api_auth: str | None = None) ->
 
     @app.post(f"{API_PREFIX}/options")
     def post_options() -> Response:
-        body = _read_json_body()
-        if body is None:
-            raise _validation_error(
-                [{"loc": ["body"], "msg": "field required", "type": "value_error.missing"}]
-            )
-        try:
-            values = _v_dict(body)
-        except _Invalid as exc:
-            raise _validation_error([{"loc": ["body"], "msg": exc.msg, "type": exc.type}]) from None
+        values = _body_dict(_read_json_body())
         backend.set_options({str(k): v for k, v in values.items()})
         return _json_response(None)
 
