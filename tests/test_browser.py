@@ -96,6 +96,8 @@ def test_generate_txt2img_on_the_demo(page, ui):
     assert first.evaluate("img => img.complete && img.naturalWidth") == 256
     assert first.evaluate("img => img.naturalHeight") == 192
     shot(page, "txt2img-result")
+    page.locator("#result figure").nth(1).get_by_role("button", name="use seed").click()
+    expect(page.locator("#f-txt2img-seed")).to_have_value("43")
 
     # Each image shown is a file on disk.
     src = first.get_attribute("src")
