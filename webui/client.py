@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import jmespath
 import requests
 
-from .definitions import Endpoint, ServiceDefinition, env_name
+from .definitions import Request, ServiceDefinition, env_name
 
 MAX_MESSAGE = 600
 
@@ -103,26 +103,32 @@ def resolve_auth(service: Service) -> Auth:
 
 def call(
     service: Service,
-    endpoint: Endpoint,
+    endpoint: Request,
     *,
-    json_body: dict[str, Any] | None = None,
+    body: dict[str, Any] | None = None,
+    path: str | None = None,
+    query: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
     timeout: float | None = None,
 ) -> requests.Response:
-    """Make one request; return the 2xx response or raise BackendError."""
+    """Make one request; return the 2xx response or raise BackendError. ``path``, ``query`` and
+    ``headers`` replace the endpoint's own (after placeholders were filled in)."""
     auth = resolve_auth(service)
-    url = service.url(endpoint.path)
+    path = path if path is not None else endpoint.path
+    assert path is not None
+    url = service.url(path)
     limit = timeout if timeout is not None else endpoint.timeout
     try:
         response = requests.request(
             endpoint.method,
             url,
-            params=endpoint.query or None,
-            headers={**endpoint.headers, **auth.headers},
+            params=(query if query is not None else endpoint.query) or None,
+            headers={**(headers if headers is not None else endpoint.headers), **auth.headers},
             auth=auth.basic,
-            json=json_body if endpoint.method != "GET" else None,
             # Connecting is quick or not at all; the answer may take the whole timeout.
             timeout=(min(5.0, limit), limit),
             allow_redirects=endpoint.method == "GET",
+            **encode_body(endpoint.encoding, body if endpoint.method != "GET" else None),
         )
     except requests.exceptions.ConnectTimeout:
         raise BackendError(f"Could not connect to {service.name} at {service.display_url} "
@@ -143,6 +149,29 @@ def call(
     return response
 
 
+def encode_body(encoding: str, body: dict[str, Any] | None) -> dict[str, Any]:
+    """requests' keyword arguments for a body: JSON, multipart (files as parts) or a form."""
+    if body is None:
+        return {}
+    if encoding == "json":
+        return {"json": body}
+    fields: list[tuple[str, Any]] = []
+    for key, value in body.items():
+        for item in value if isinstance(value, list) else [value]:
+            if item is None:
+                continue
+            if hasattr(item, "data") and hasattr(item, "mime"):  # an uploaded image
+                fields.append((key, (item.filename, item.data, item.mime)))
+            elif isinstance(item, bool):
+                fields.append((key, "true" if item else "false"))
+            else:
+                fields.append((key, item if isinstance(item, str) else json.dumps(item)))
+    if encoding == "form":
+        return {"data": fields}
+    # (name, (None, value)) makes requests send a plain field as a multipart part too.
+    return {"files": [(k, v if isinstance(v, tuple) else (None, v)) for k, v in fields]}
+
+
 def read_json(service: Service, response: requests.Response) -> Any:
     """The JSON body of a successful response, or a BackendError saying what came instead."""
     if not response.content:
@@ -157,7 +186,7 @@ def read_json(service: Service, response: requests.Response) -> Any:
                            status=response.status_code) from None
 
 
-def http_error(service: Service, endpoint: Endpoint, response: requests.Response) -> BackendError:
+def http_error(service: Service, endpoint: Request, response: requests.Response) -> BackendError:
     status = response.status_code
     detail = describe_error_body(response, service.definition.model.errorMessage)
     reason = f"HTTP {status}" + (f": {detail}" if detail else f" {response.reason or ''}".rstrip())
@@ -170,7 +199,8 @@ def http_error(service: Service, endpoint: Endpoint, response: requests.Response
     if status == 404:
         flags = [a.flag for a in service.definition.model.configuration.arguments if a.required]
         hint = f" Was it started with {' '.join(flags)}?" if flags else ""
-        return BackendError(f"{service.name} has no {endpoint.method} {endpoint.path} "
+        path = response.request.path_url.split("?")[0] if response.request else endpoint.path
+        return BackendError(f"{service.name} has no {endpoint.method} {path} "
                             f"({reason}).{hint}", status=status)
     if status == 422:
         return BackendError(f"{service.name} rejected the request as invalid ({reason}).",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import string
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -29,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from .paths import PathError, Token, format_path, overlaps, parse_path
+from .paths import PathError, Token, format_path, get_path, overlaps, parse_path
 
 ParamType = Literal["text", "textarea", "integer", "number", "boolean", "select", "image", "seed"]
 Scalar = str | int | float | bool
@@ -103,6 +104,10 @@ class Result(_Model):
     seeds: str | None = Field(None, description="JMESPath to the seed(s), one per image or one")
     infotexts: str | None = Field(None, description="JMESPath to per-image generation info text")
     info: str | None = Field(None, description="JMESPath to further info shown with the result")
+    headers: dict[Literal["seeds", "infotexts", "info"], str] = Field(
+        {}, description="Read seeds / infotexts / info from these response headers instead "
+        "(for APIs whose body is the image itself)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Result:
@@ -111,18 +116,76 @@ class Result(_Model):
         return self
 
 
-class Endpoint(_Model):
-    """One HTTP request of the service."""
+class Poll(_Model):
+    """Repeat a GET until the job it watches is done (or failed, or too slow)."""
+
+    until: str = Field(description="JMESPath; a truthy value means done")
+    every: float = Field(1.0, gt=0, description="Seconds between polls")
+    timeout: float = Field(600, gt=0, description="Seconds before giving up")
+    failWhen: str | None = Field(None, description="JMESPath; a truthy value means the job failed")
+    failMessage: str | None = Field(None, description="JMESPath to the failure's message")
+
+
+class Request(_Model):
+    """The fields of one HTTP request. Strings in path, query, headers and body may hold
+    ``{placeholders}``: ``{client_id}``, variables saved by earlier steps, ``{item}``."""
 
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
-    path: str = Field(pattern=r"^/")
+    path: str | None = Field(None, pattern=r"^/")
     query: dict[str, Scalar] = {}
     headers: dict[str, str] = {}
     body: dict[str, Any] | None = Field(
-        None, description="Fixed part of the JSON body; parameters are written into it"
+        None, description="Fixed part of the body; parameters are written into it. A value "
+        "{$file: name.json} is replaced by that file's JSON (relative to the definition)"
+    )
+    encoding: Literal["json", "multipart", "form"] = Field(
+        "json", description="How the body is sent: JSON, multipart/form-data (images as file "
+        "parts) or application/x-www-form-urlencoded"
     )
     timeout: float = Field(30, gt=0, description="Seconds to wait for the answer")
-    result: Result | None = Field(None, description="Present on generation endpoints")
+
+
+class Step(Request):
+    """One request of a multi-step endpoint."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    path: str = Field(pattern=r"^/")
+    save: dict[str, str] = Field({}, description="Variables for later steps: name -> JMESPath")
+    set: dict[str, Any] = Field(
+        {}, description="Written into this step's body after the parameters: path -> value "
+        "(strings may hold placeholders)"
+    )
+    poll: Poll | None = None
+    forEach: str | None = Field(
+        None, description="Repeat the step for each item of this saved list ({item} in strings)"
+    )
+
+
+class Endpoint(Request):
+    """A service endpoint: one request, or several ``steps`` (upload, submit, poll, fetch)."""
+
+    steps: list[Step] | None = None
+    result: Result | None = Field(None, description="Present on generation endpoints; read "
+                                  "from the (last step's) response(s)")
+
+    @model_validator(mode="after")
+    def _check(self) -> Endpoint:
+        if self.steps is None and self.path is None:
+            raise ValueError("an endpoint needs a path, or steps")
+        if self.steps is not None:
+            if self.path is not None or self.body is not None:
+                raise ValueError("an endpoint has either steps or its own path/body, not both")
+            if not self.steps:
+                raise ValueError("steps is empty")
+        return self
+
+    @property
+    def step_list(self) -> list[Step]:
+        """The steps; a one-request endpoint is a single step named 'request'."""
+        if self.steps is not None:
+            return self.steps
+        fields = self.model_dump(include=set(Request.model_fields))
+        return [Step(name="request", **fields)]
 
 
 class OptionsSource(_Model):
@@ -145,6 +208,13 @@ class Append(_Model):
 
     to: str
     format: str = Field(description="Python format string; {value} and {other_key} allowed")
+
+
+class IfEmpty(_Model):
+    """Body edits applied when an optional parameter is left empty. Paths are targets."""
+
+    set: dict[str, Any] = {}
+    remove: list[str] = []
 
 
 class Parameter(_Model):
@@ -180,6 +250,14 @@ class Parameter(_Model):
     group: str | None = None
     advanced: bool = False
     before: str | None = Field(None, description="In 'add': insert before this key")
+    pickRandom: bool = Field(
+        False, description="seed only: for -1, webui picks the random seed (for services that "
+        "have no 'random' value of their own) and reports it"
+    )
+    ifEmpty: IfEmpty | None = Field(
+        None, description="Edits of the request body when the value is empty (e.g. take a "
+        "LoRA node out of a workflow)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -245,6 +323,10 @@ class Definition(_Model):
     """One service definition file."""
 
     schema_: str | None = Field(None, alias="$schema")
+    extends: str | None = Field(
+        None, description="id of a definition this one builds on: its fields are merged in "
+        "(null deletes), its parameter sets are available as '<id>:<set>'"
+    )
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     name: str
     description: str = ""
@@ -282,6 +364,14 @@ MODE_LABELS = {"txt2img": "Text to image", "img2img": "Image to image"}
 
 
 @dataclass(frozen=True)
+class Target:
+    """Where a value is written: a path in the body of one step of an endpoint."""
+
+    step: int
+    tokens: tuple[Token, ...]
+
+
+@dataclass(frozen=True)
 class ServiceDefinition:
     """A validated, fully resolved definition."""
 
@@ -290,7 +380,10 @@ class ServiceDefinition:
     modes: dict[str, Mode]
     endpoints: dict[str, Endpoint]
     health: Endpoint | None
-    targets: dict[str, dict[str, tuple[Token, ...]]] = field(default_factory=dict)
+    targets: dict[str, dict[str, Target]] = field(default_factory=dict)
+    # Per mode, per step: the fixed body with {$file: …} replaced by the file's JSON.
+    bodies: dict[str, list[dict[str, Any] | None]] = field(default_factory=dict)
+    dependencies: tuple[Path, ...] = ()
 
     @property
     def id(self) -> str:
@@ -303,6 +396,7 @@ class DefinitionError(Exception):
     def __init__(self, source: str, problems: list[tuple[str, str]]):
         self.source = source
         self.problems = problems
+        self.dependencies: tuple[Path, ...] = ()
         super().__init__("\n".join(self.lines()))
 
     def lines(self) -> list[str]:
@@ -333,17 +427,111 @@ def parse_text(text: str, source: str) -> Any:
         raise DefinitionError(source, [(where, f"not valid YAML/JSON: {problem}")]) from None
 
 
-def load_file(path: Path) -> ServiceDefinition:
-    """Read, validate and resolve one definition file."""
+FILE_KEY = "$file"
+Lookup = Callable[[str], "tuple[dict[str, Any], Path] | None"]
+
+
+def read_raw(path: Path) -> dict[str, Any]:
+    """Parse a definition file; ``{$file: name}`` references become absolute paths."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DefinitionError(str(path), [("", f"cannot read file: {exc}")]) from None
-    return load_data(parse_text(text, str(path)), str(path), path)
+    data = parse_text(text, str(path))
+    if not isinstance(data, dict):
+        raise DefinitionError(str(path), [("", "a definition must be a mapping (YAML object)")])
+    return _absolutize(data, path.parent)
 
 
-def load_data(data: Any, source: str, path: Path | None = None) -> ServiceDefinition:
-    """Validate and resolve already-parsed definition data."""
+def _absolutize(node: Any, base: Path) -> Any:
+    if isinstance(node, dict):
+        if set(node) == {FILE_KEY} and isinstance(node[FILE_KEY], str):
+            return {FILE_KEY: str((base / node[FILE_KEY]).resolve())}
+        return {k: _absolutize(v, base) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_absolutize(v, base) for v in node]
+    return node
+
+
+def load_file(path: Path, lookup: Lookup | None = None) -> ServiceDefinition:
+    """Read, validate and resolve one definition file. ``lookup`` finds the raw data of a
+    definition by id, for ``extends``."""
+    data = read_raw(path)
+    parents: list[Path] = []
+    try:
+        data = _apply_extends(data, str(path), lookup, parents, (path,))
+        return load_data(data, str(path), path, tuple(parents))
+    except DefinitionError as exc:
+        exc.dependencies = (path, *parents)
+        raise
+
+
+def _apply_extends(
+    data: dict[str, Any], source: str, lookup: Lookup | None, parents: list[Path],
+    chain: tuple[Path, ...],
+) -> dict[str, Any]:
+    parent_id = data.get("extends")
+    if parent_id is None:
+        return data
+    found = lookup(parent_id) if lookup and isinstance(parent_id, str) else None
+    if found is None:
+        raise DefinitionError(source, [("extends", f"no definition with id {parent_id!r} "
+                                                   "(bundled, or in the same folder)")])
+    parent, parent_path = found
+    if parent_path in chain:
+        raise DefinitionError(source, [("extends", "definitions extend each other in a loop")])
+    parents.append(parent_path)
+    parent = _apply_extends(parent, str(parent_path), lookup, parents, (*chain, parent_path))
+    return inherit(data, parent, parent_id)
+
+
+def inherit(child: dict[str, Any], parent: dict[str, Any], parent_id: str) -> dict[str, Any]:
+    """Merge a child definition over its parent (JSON merge patch: mappings merge, null
+    deletes, other values replace). Capabilities merge by their ``capability``; the parent's
+    parameter sets stay available as ``<parent_id>:<name>``."""
+    merged = _merge_patch({k: v for k, v in parent.items() if k != "$schema"},
+                          {k: v for k, v in child.items() if k not in ("capabilities", "extends")})
+    caps = [dict(c) for c in parent.get("capabilities") or [] if isinstance(c, dict)]
+    for cap in caps:
+        sets = cap.get("parameters") or {}
+        library = {f"{parent_id}:{name}": _qualify(spec, parent_id)
+                   for name, spec in sets.items() if ":" not in name}
+        cap["parameters"] = {**sets, **library}
+    for child_cap in child.get("capabilities") or []:
+        kind = child_cap.get("capability") if isinstance(child_cap, dict) else None
+        base = next((c for c in caps if c.get("capability") == kind), None)
+        if base is None:
+            caps.append(child_cap)
+        else:
+            caps[caps.index(base)] = _merge_patch(base, child_cap)
+    merged["capabilities"] = caps
+    return merged
+
+
+def _qualify(spec: Any, parent_id: str) -> Any:
+    # A library copy of a set built on another refers to the library copy of that one.
+    if isinstance(spec, dict) and isinstance(spec.get("extends"), str) and ":" not in spec[
+            "extends"]:
+        return {**spec, "extends": f"{parent_id}:{spec['extends']}"}
+    return spec
+
+
+def _merge_patch(target: Any, patch: Any) -> Any:
+    if not isinstance(patch, dict) or not isinstance(target, dict) or FILE_KEY in patch:
+        return patch
+    out = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = _merge_patch(out.get(key), value)
+    return out
+
+
+def load_data(
+    data: Any, source: str, path: Path | None = None, parents: tuple[Path, ...] = ()
+) -> ServiceDefinition:
+    """Validate and resolve already-parsed (and already inherited) definition data."""
     if not isinstance(data, dict):
         raise DefinitionError(source, [("", "a definition must be a mapping (YAML object)")])
     try:
@@ -351,11 +539,14 @@ def load_data(data: Any, source: str, path: Path | None = None) -> ServiceDefini
     except ValidationError as exc:
         problems = [(_loc(e["loc"]), e["msg"]) for e in exc.errors()]
         raise DefinitionError(source, problems) from None
-    return _resolve(model, source, path)
+    return _resolve(model, source, path, parents)
 
 
-def _resolve(model: Definition, source: str, path: Path | None) -> ServiceDefinition:
+def _resolve(
+    model: Definition, source: str, path: Path | None, parents: tuple[Path, ...]
+) -> ServiceDefinition:
     problems: list[tuple[str, str]] = []
+    files: list[Path] = []
     endpoints: dict[str, Endpoint] = {}
     endpoint_locs: dict[str, tuple[str, Endpoint]] = {}
     health: Endpoint | None = None
@@ -414,9 +605,15 @@ def _resolve(model: Definition, source: str, path: Path | None) -> ServiceDefini
     for set_name in raw_sets:
         resolve_set(set_name, ())
 
+    for eloc, ep in endpoint_locs.values():
+        _check_steps(ep, eloc, problems)
+
     modes: dict[str, Mode] = {}
-    targets: dict[str, dict[str, tuple[Token, ...]]] = {}
+    targets: dict[str, dict[str, Target]] = {}
+    bodies: dict[str, list[dict[str, Any] | None]] = {}
     for set_name, (loc, _spec) in raw_sets.items():
+        if ":" in set_name:
+            continue  # a set inherited from a parent definition, to build on
         ep = endpoints.get(set_name)
         if ep is None or ep.result is None:
             problems.append((loc, f"no generation endpoint named {set_name!r} (an endpoint "
@@ -425,7 +622,12 @@ def _resolve(model: Definition, source: str, path: Path | None) -> ServiceDefini
         params = resolved.get(set_name)
         if params is None:
             continue
-        targets[set_name] = _check_parameters(params, ep, endpoints, loc, problems)
+        eloc = endpoint_locs[set_name][0]
+        step_bodies = [_load_body_files(step.body, f"{eloc}.steps[{i}].body", files, problems)
+                       for i, step in enumerate(ep.step_list)]
+        bodies[set_name] = [b for b, _regions in step_bodies]
+        regions = [r for _b, r in step_bodies]
+        targets[set_name] = _check_parameters(params, ep, endpoints, regions, loc, problems)
         modes[set_name] = Mode(set_name, ep, params)
 
     for name, (eloc, ep) in endpoint_locs.items():
@@ -438,7 +640,95 @@ def _resolve(model: Definition, source: str, path: Path | None) -> ServiceDefini
         problems.append(("capabilities", "no image_generation endpoint with parameters"))
     if problems:
         raise DefinitionError(source, problems)
-    return ServiceDefinition(model, path, modes, endpoints, health, targets)
+    deps = tuple(p for p in (path, *parents, *files) if p is not None)
+    return ServiceDefinition(model, path, modes, endpoints, health, targets, bodies, deps)
+
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_]+)*)\}")
+BUILTIN_VARIABLES = ("client_id",)
+
+
+def placeholders(node: Any) -> set[str]:
+    """Names of the ``{variables}`` used in the strings of ``node``."""
+    if isinstance(node, str):
+        return {m.group(1) for m in _PLACEHOLDER.finditer(node)}
+    if isinstance(node, dict):
+        if FILE_KEY in node:
+            return set()
+        return set().union(*(placeholders(v) for v in node.values())) if node else set()
+    if isinstance(node, list):
+        return set().union(*(placeholders(v) for v in node)) if node else set()
+    return set()
+
+
+def _check_steps(ep: Endpoint, eloc: str, problems: list[tuple[str, str]]) -> None:
+    """Step names, saved variables, placeholders, polls and loops of one endpoint."""
+    if ep.steps is not None and ep.result is None:
+        problems.append((f"{eloc}.steps", "only generation endpoints have steps"))
+    known: set[str] = set(BUILTIN_VARIABLES)
+    names: set[str] = set()
+    for i, step in enumerate(ep.step_list):
+        sloc = f"{eloc}.steps[{i}]" if ep.steps is not None else eloc
+        if step.name in names:
+            problems.append((f"{sloc}.name", f"duplicate step name {step.name!r}"))
+        names.add(step.name)
+        if step.encoding != "json" and step.body and any(
+                isinstance(v, dict | list) and FILE_KEY not in v for v in step.body.values()):
+            problems.append((f"{sloc}.body", f"a {step.encoding} body holds flat fields only"))
+        scope = set(known)
+        if step.forEach is not None:
+            if step.forEach not in known:
+                problems.append((f"{sloc}.forEach", f"no variable {step.forEach!r} is saved by "
+                                                    "an earlier step"))
+            scope.add("item")
+        used = placeholders([step.path, step.query, step.headers, step.body, step.set])
+        for name in sorted(used - scope):
+            problems.append((sloc, f"unknown placeholder {{{name}}} (known here: "
+                                   f"{', '.join(sorted(scope))})"))
+        for var, expr in step.save.items():
+            _check_jmespath(expr, f"{sloc}.save.{var}", problems)
+        if step.poll:
+            for attr in ("until", "failWhen", "failMessage"):
+                expr = getattr(step.poll, attr)
+                if expr:
+                    _check_jmespath(expr, f"{sloc}.poll.{attr}", problems)
+            if step.method != "GET":
+                problems.append((f"{sloc}.poll", "only a GET is polled (a POST is never "
+                                                 "repeated)"))
+        for path in step.set:
+            try:
+                parse_path(path)
+            except PathError as exc:
+                problems.append((f"{sloc}.set", str(exc)))
+        known |= set(step.save)
+
+
+def _load_body_files(
+    body: dict[str, Any] | None, loc: str, files: list[Path], problems: list[tuple[str, str]]
+) -> tuple[dict[str, Any] | None, list[tuple[tuple[Token, ...], str]]]:
+    """Replace ``{$file: path}`` values by the file's JSON; return the body and the places the
+    files went (targets there must already exist: they bind to workflow nodes)."""
+    regions: list[tuple[tuple[Token, ...], str]] = []
+
+    def walk(node: Any, at: tuple[Token, ...]) -> Any:
+        if isinstance(node, dict):
+            if set(node) == {FILE_KEY}:
+                file = Path(node[FILE_KEY])
+                files.append(file)
+                try:
+                    content = json.loads(file.read_text(encoding="utf-8"))
+                except (OSError, ValueError) as exc:
+                    problems.append((f"{loc}{'.' if at else ''}{format_path(at)}",
+                                     f"cannot read JSON file {file.name}: {exc}"))
+                    return {}
+                regions.append((at, file.name))
+                return content
+            return {k: walk(v, (*at, k)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, (*at, i)) for i, v in enumerate(node)]
+        return node
+
+    return (walk(body, ()) if body is not None else None), regions
 
 
 def _check_jmespath(expr: str, loc: str, problems: list[tuple[str, str]]) -> None:
@@ -503,16 +793,21 @@ def _check_parameters(
     params: list[Parameter],
     ep: Endpoint,
     endpoints: dict[str, Endpoint],
+    regions: list[list[tuple[tuple[Token, ...], str]]],
     loc: str,
     problems: list[tuple[str, str]],
-) -> dict[str, tuple[Token, ...]]:
+) -> dict[str, Target]:
     """Check every parameter's references; return each sent parameter's parsed target."""
     by_key = {p.key: p for p in params}
-    written: dict[str, tuple[Token, ...]] = {}
-    fixed = _leaf_paths(ep.body or {})
+    written: dict[str, Target] = {}
+    steps = ep.step_list
+    fixed = [[t for t in _leaf_paths(s.body or {}) if not _in_region(t, regions[i])]
+             for i, s in enumerate(steps)]
+    seen: set[str] = set()
     for p in params:
-        if p.key in written:
+        if p.key in seen:
             continue  # a duplicate key, already reported
+        seen.add(p.key)
         ploc = f"{loc}[{p.key}]"
         _check_parameter_value_spec(p, ploc, problems)
         if p.before is not None:
@@ -529,50 +824,113 @@ def _check_parameters(
                 path_loc = (ploc + ".optionsPath" if si == 0 and p.optionsEndpoint
                             else sloc + ".path")
                 _check_jmespath(src.path, path_loc, problems)
+        if p.ifEmpty:
+            for path in [*p.ifEmpty.set, *p.ifEmpty.remove]:
+                target = _parse_target(path, steps, f"{ploc}.ifEmpty", problems)
+                if target:
+                    _check_in_file(target, steps, regions, f"{ploc}.ifEmpty", problems)
         if p.appendTo:
-            other = by_key.get(p.appendTo.to)
-            if other is None:
-                problems.append((f"{ploc}.appendTo.to", f"no parameter {p.appendTo.to!r}"))
-            elif other.type not in ("text", "textarea") or other.appendTo or not other.send:
-                problems.append((f"{ploc}.appendTo.to", "can only append to a text parameter "
-                                                        "that is sent"))
-            try:
-                names = [n for _, n, _, _ in string.Formatter().parse(p.appendTo.format)
-                         if n is not None]
-            except ValueError as exc:
-                problems.append((f"{ploc}.appendTo.format", f"invalid format: {exc}"))
-                names = []
-            for name in names:
-                field_name = re.split(r"[.\[]", name, maxsplit=1)[0]
-                if not field_name or field_name.isdigit():
-                    problems.append((f"{ploc}.appendTo.format", "placeholders need a name: "
-                                                                "{value} or {other_key}"))
-                elif field_name != "value" and field_name not in by_key:
-                    problems.append((f"{ploc}.appendTo.format",
-                                     f"unknown placeholder {field_name!r}"))
-            if p.target:
-                problems.append((f"{ploc}.target", "a parameter has a target or appendTo, "
-                                                   "not both"))
+            _check_append(p, by_key, ploc, problems)
             continue
         if not p.send:
             if p.target:
                 problems.append((f"{ploc}.target", "a parameter with send: false has no target"))
             continue
-        try:
-            tokens = parse_path(p.target or p.key)
-        except PathError as exc:
-            problems.append((f"{ploc}.target", str(exc)))
+        target = _parse_target(p.target or p.key, steps, f"{ploc}.target", problems)
+        if target is None:
             continue
-        for other_key, other_tokens in written.items():
-            if overlaps(tokens, other_tokens):
-                problems.append((f"{ploc}.target", f"{format_path(tokens)!r} collides with the "
-                                                   f"target of {other_key!r}"))
-        for fixed_tokens in fixed:
-            if overlaps(tokens, fixed_tokens):
-                problems.append((f"{ploc}.target", f"{format_path(tokens)!r} is also set by the "
-                                                   "endpoint's fixed body"))
-        written[p.key] = tokens
+        shown = format_path(target.tokens)
+        for other_key, other in written.items():
+            if other.step == target.step and overlaps(target.tokens, other.tokens):
+                problems.append((f"{ploc}.target", f"{shown!r} collides with the target of "
+                                                   f"{other_key!r}"))
+        if _in_region(target.tokens, regions[target.step]):
+            _check_in_file(target, steps, regions, f"{ploc}.target", problems)
+        elif any(overlaps(target.tokens, f) for f in fixed[target.step]):
+            problems.append((f"{ploc}.target", f"{shown!r} is also set by the endpoint's fixed "
+                                               "body"))
+        written[p.key] = target
     return written
+
+
+def _parse_target(
+    text: str, steps: list[Step], loc: str, problems: list[tuple[str, str]]
+) -> Target | None:
+    """``path`` (one-step endpoints) or ``step:path``."""
+    step_name, sep, path = text.rpartition(":")
+    if sep:
+        index = next((i for i, s in enumerate(steps) if s.name == step_name), None)
+        if index is None:
+            problems.append((loc, f"no step named {step_name!r}"))
+            return None
+    elif len(steps) > 1:
+        problems.append((loc, f"{text!r}: name the step, e.g. {steps[-1].name}:{text}"))
+        return None
+    else:
+        index = 0
+    try:
+        return Target(index, parse_path(path))
+    except PathError as exc:
+        problems.append((loc, str(exc)))
+        return None
+
+
+def _in_region(tokens: tuple[Token, ...], regions: list[tuple[tuple[Token, ...], str]]) -> bool:
+    return any(tokens[: len(at)] == at and len(tokens) > len(at) for at, _ in regions)
+
+
+def _check_in_file(
+    target: Target, steps: list[Step], regions: list[list[tuple[tuple[Token, ...], str]]],
+    loc: str, problems: list[tuple[str, str]],
+) -> None:
+    """A target inside a file-loaded body (a workflow) must name something that exists."""
+    for at, name in regions[target.step]:
+        if target.tokens[: len(at)] != at:
+            continue
+        # The file content is what _load_body_files loaded; re-read it from the step's body.
+        content = json.loads(Path(_file_ref(steps[target.step].body, at)).read_text("utf-8"))
+        inner = target.tokens[len(at):]
+        try:
+            parent = get_path(content, inner[:-1])
+            ok = (isinstance(parent, dict) and inner[-1] in parent) or (
+                isinstance(parent, list) and isinstance(inner[-1], int)
+                and inner[-1] < len(parent))
+        except KeyError:
+            ok = False
+        if not ok:
+            problems.append((loc, f"{format_path(inner)!r} does not exist in {name}"))
+        return
+
+
+def _file_ref(body: Any, at: tuple[Token, ...]) -> str:
+    node = get_path(body, at)
+    return node[FILE_KEY]
+
+
+def _check_append(
+    p: Parameter, by_key: dict[str, Parameter], ploc: str, problems: list[tuple[str, str]]
+) -> None:
+    assert p.appendTo is not None
+    other = by_key.get(p.appendTo.to)
+    if other is None:
+        problems.append((f"{ploc}.appendTo.to", f"no parameter {p.appendTo.to!r}"))
+    elif other.type not in ("text", "textarea") or other.appendTo or not other.send:
+        problems.append((f"{ploc}.appendTo.to", "can only append to a text parameter that is "
+                                                "sent"))
+    try:
+        names = [n for _, n, _, _ in string.Formatter().parse(p.appendTo.format) if n is not None]
+    except ValueError as exc:
+        problems.append((f"{ploc}.appendTo.format", f"invalid format: {exc}"))
+        names = []
+    for name in names:
+        field_name = re.split(r"[.\[]", name, maxsplit=1)[0]
+        if not field_name or field_name.isdigit():
+            problems.append((f"{ploc}.appendTo.format", "placeholders need a name: {value} or "
+                                                        "{other_key}"))
+        elif field_name != "value" and field_name not in by_key:
+            problems.append((f"{ploc}.appendTo.format", f"unknown placeholder {field_name!r}"))
+    if p.target:
+        problems.append((f"{ploc}.target", "a parameter has a target or appendTo, not both"))
 
 
 def _check_parameter_value_spec(p: Parameter, ploc: str, problems: list[tuple[str, str]]) -> None:

@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+import secrets
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import jmespath
 import requests
 
-from .client import BackendError, Service, call, read_json, resolve_auth
-from .definitions import Mode, Result
+from .client import BackendError, Service, call, humanize, read_json, resolve_auth
+from .definitions import _PLACEHOLDER, DEFAULT_SEED_RANGE, FILE_KEY, Mode, Result, Step
 from .forms import UploadedImage
 from .images import ImageDataError, ImageStore, decode_base64, decode_data_url, inspect, to_base64
-from .paths import PathError, set_path
+from .paths import PathError, get_path, parse_path, set_path
 
 FETCH_TIMEOUT = 60.0
 
@@ -46,11 +49,13 @@ class Generation:
     warnings: list[str] = field(default_factory=list)
 
 
-def build_body(service: Service, mode: Mode, values: dict[str, Any]) -> dict[str, Any]:
-    """The JSON body for ``mode`` from validated values (None = not sent)."""
-    definition = service.definition
-    body: dict[str, Any] = copy.deepcopy(mode.endpoint.body or {})
+def prepare_values(mode: Mode, values: dict[str, Any]) -> dict[str, Any]:
+    """Values as they will be sent: appended text joined in, random seeds picked."""
     values = dict(values)
+    for p in mode.parameters:
+        if p.type == "seed" and p.pickRandom and values.get(p.key) in (None, -1):
+            high = int(p.bounds[1] or DEFAULT_SEED_RANGE[1])
+            values[p.key] = secrets.randbelow(high + 1)
     for p in mode.parameters:
         if p.appendTo is None or values.get(p.key) in (None, ""):
             continue
@@ -58,61 +63,210 @@ def build_body(service: Service, mode: Mode, values: dict[str, Any]) -> dict[str
         fields["value"] = values[p.key]
         try:
             text = p.appendTo.format.format(**fields)
-        except (ValueError, KeyError, IndexError) as exc:
+        except (ValueError, KeyError, IndexError, AttributeError) as exc:
             raise BackendError(f"The definition's format for {p.key!r} cannot be applied: "
                                f"{exc}", kind="definition") from None
         values[p.appendTo.to] = (values.get(p.appendTo.to) or "") + text
-    targets = definition.targets[mode.name]
+    return values
+
+
+def build_body(
+    service: Service,
+    mode: Mode,
+    values: dict[str, Any],
+    step: int = 0,
+    variables: dict[str, Any] | None = None,
+    *,
+    prepared: bool = False,
+) -> dict[str, Any]:
+    """The body of one step of ``mode`` from validated values (None = not sent)."""
+    definition = service.definition
+    if not prepared:
+        values = prepare_values(mode, values)
+    variables = {"client_id": "", **(variables or {})}
+    spec = mode.endpoint.step_list[step]
+    resolved = definition.bodies[mode.name][step]
+    body: dict[str, Any] = (_instantiate(spec.body, resolved, variables)
+                            if spec.body is not None else {})
+    encoding = spec.encoding
     for p in mode.parameters:
-        if p.key not in targets:
-            continue
+        target = definition.targets[mode.name].get(p.key)
         value = values.get(p.key)
-        if value is None:
+        if p.ifEmpty and value in (None, ""):
+            _apply_if_empty(body, p.ifEmpty, mode.endpoint.step_list, step)
+        if target is None or target.step != step or value is None:
             continue
-        if isinstance(value, UploadedImage):
+        if isinstance(value, UploadedImage) and encoding == "json":
             value = to_base64(value.data, value.mime if p.encode == "data_url" else None)
-        try:
-            set_path(body, targets[p.key], value)
-        except PathError as exc:
-            raise BackendError(f"Cannot place {p.key!r} in the request: {exc}",
-                               kind="definition") from None
+        _write(body, target.tokens, value, p.key)
+    for path, raw in spec.set.items():
+        _write(body, parse_path(path), substitute(raw, variables), path)
     return body
+
+
+def _apply_if_empty(body: dict[str, Any], edits: Any, steps: list[Any], step: int) -> None:
+    for path, value in edits.set.items():
+        target = _step_path(path, steps)
+        if target[0] == step:
+            _write(body, target[1], copy.deepcopy(value), path)
+    for path in edits.remove:
+        index, tokens = _step_path(path, steps)
+        if index == step:
+            try:
+                parent = get_path(body, tokens[:-1])
+            except KeyError:
+                continue
+            if isinstance(parent, dict):
+                parent.pop(tokens[-1], None)
+
+
+def _step_path(text: str, steps: list[Any]) -> tuple[int, tuple[Any, ...]]:
+    name, sep, path = text.rpartition(":")
+    index = next(i for i, s in enumerate(steps) if s.name == name) if sep else 0
+    return index, parse_path(path)
+
+
+def _write(body: dict[str, Any], tokens: tuple[Any, ...], value: Any, what: str) -> None:
+    try:
+        set_path(body, tokens, value)
+    except PathError as exc:
+        raise BackendError(f"Cannot place {what!r} in the request: {exc}",
+                           kind="definition") from None
+
+
+def _instantiate(raw: Any, resolved: Any, variables: dict[str, Any]) -> Any:
+    """A fresh copy of a step's body: placeholders filled in the definition's own strings,
+    file-loaded parts (workflows) copied untouched."""
+    if isinstance(raw, dict):
+        if set(raw) == {FILE_KEY}:
+            return copy.deepcopy(resolved)
+        return {k: _instantiate(v, resolved[k], variables) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [_instantiate(v, r, variables) for v, r in zip(raw, resolved, strict=True)]
+    return substitute(raw, variables)
+
+
+def substitute(node: Any, variables: dict[str, Any]) -> Any:
+    """Fill ``{name}`` / ``{name.key}`` placeholders. A string that is one placeholder becomes
+    the variable's value itself (a number stays a number)."""
+    if isinstance(node, dict):
+        return {k: substitute(v, variables) for k, v in node.items()}
+    if isinstance(node, list):
+        return [substitute(v, variables) for v in node]
+    if not isinstance(node, str) or "{" not in node:
+        return node
+    whole = _PLACEHOLDER.fullmatch(node)
+    if whole:
+        return _lookup(whole, variables)
+    return _PLACEHOLDER.sub(lambda m: str(_lookup(m, variables)), node)
+
+
+def _lookup(match: re.Match[str], variables: dict[str, Any]) -> Any:
+    name, rest = match.group(1), match.group(2)
+    if name not in variables:
+        raise BackendError(f"The definition uses {{{name}}}, which has no value here.",
+                           kind="definition")
+    value = variables[name]
+    for key in filter(None, rest.split(".")):
+        value = value.get(key) if isinstance(value, dict) else None
+    return "" if value is None else value
 
 
 def generate(
     service: Service, mode: Mode, values: dict[str, Any], store: ImageStore
 ) -> Generation:
-    """Run one generation; every image is on disk when this returns. Raises BackendError."""
+    """Run one generation (every step of its endpoint); every image is on disk when this
+    returns. Raises BackendError."""
     started = time.monotonic()
-    body = build_body(service, mode, values)
-    response = call(service, mode.endpoint, json_body=body)
+    values = prepare_values(mode, values)
+    variables: dict[str, Any] = {"client_id": uuid.uuid4().hex}
+    steps = mode.endpoint.step_list
+    responses: list[requests.Response] = []
+    for index, step in enumerate(steps):
+        items: list[Any] = [None]
+        if step.forEach is not None:
+            listed = variables.get(step.forEach)
+            items = listed if isinstance(listed, list) else ([] if listed is None else [listed])
+        responses = []
+        for item in items:
+            scope = {**variables, "item": item} if step.forEach else variables
+            body = build_body(service, mode, values, index, scope, prepared=True)
+            responses.append(_send(service, step, body, scope))
+        if step.save and responses:
+            data = read_json(service, responses[-1])
+            for var, expr in step.save.items():
+                variables[var] = _search(service, expr, data, var)
     result = mode.endpoint.result
     assert result is not None  # guaranteed by the loader for generation endpoints
-    generation = extract(service, mode, result, response, store)
+    generation = extract(service, mode, result, responses, store, values)
     generation.seconds = time.monotonic() - started
     prompt = values.get("prompt")
     generation.prompt = prompt if isinstance(prompt, str) else None
     return generation
 
 
-def extract(
-    service: Service, mode: Mode, result: Result, response: requests.Response, store: ImageStore
-) -> Generation:
-    """Find, decode, check and save the images of a response."""
-    if result.encoding == "bytes":
-        data: Any = None
-        raw_images: list[Any] = [response.content]
-    else:
+def _send(
+    service: Service, step: Step, body: dict[str, Any], variables: dict[str, Any]
+) -> requests.Response:
+    """One step's request; a polled step is repeated (it is a GET) until done or failed."""
+    path = substitute(step.path, {k: quote(str(v), safe="") if isinstance(v, str | int) else v
+                                  for k, v in variables.items()})
+    query = substitute(step.query, variables)
+    headers = substitute(step.headers, variables)
+    send_body = body if (step.body is not None or body) else None
+    if step.poll is None:
+        return call(service, step, body=send_body, path=path, query=query, headers=headers)
+    deadline = time.monotonic() + step.poll.timeout
+    while True:
+        response = call(service, step, path=path, query=query, headers=headers)
         data = read_json(service, response)
-        if isinstance(data, dict):
-            data = _parse_json_fields(service, data, result.parseJson)
-        found = _search(service, result.images, data, "images")
-        raw_images = found if isinstance(found, list) else ([] if found is None else [found])
+        if step.poll.failWhen and _search(service, step.poll.failWhen, data, "failWhen"):
+            detail = (_search(service, step.poll.failMessage, data, "failMessage")
+                      if step.poll.failMessage else None)
+            message = humanize(detail) or "no reason given"
+            raise BackendError(f"{service.name} reports that the job failed: {message}",
+                               kind="failed")
+        if _search(service, step.poll.until, data, "until"):
+            return response
+        if time.monotonic() + step.poll.every > deadline:
+            raise BackendError(f"{service.name} did not finish the job within "
+                               f"{step.poll.timeout:g} s.", kind="timeout")
+        time.sleep(step.poll.every)
+
+
+def extract(
+    service: Service,
+    mode: Mode,
+    result: Result,
+    responses: list[requests.Response],
+    store: ImageStore,
+    values: dict[str, Any] | None = None,
+) -> Generation:
+    """Find, decode, check and save the images of the final response(s)."""
+    raw_images: list[Any] = []
+    seeds: list[Any] = []
+    infos: list[Any] = []
+    info_values: list[Any] = []
+    for response in responses:
+        if result.encoding == "bytes":
+            data: Any = None
+            found: list[Any] = [response.content]
+        else:
+            data = read_json(service, response)
+            if isinstance(data, dict):
+                data = _parse_json_fields(service, data, result.parseJson)
+            hit = _search(service, result.images, data, "images")
+            found = hit if isinstance(hit, list) else ([] if hit is None else [hit])
+        raw_images.extend(found)
+        seeds.extend(_per_image(_field(service, result, "seeds", data, response), len(found)))
+        infos.extend(_per_image(_field(service, result, "infotexts", data, response), len(found)))
+        info = _field(service, result, "info", data, response)
+        if info is not None:
+            info_values.append(info)
     if not raw_images:
         raise BackendError(f"{service.name} answered without any image "
                            f"(nothing at {result.images!r}).", kind="empty")
-    seeds = _per_image(_search(service, result.seeds, data, "seeds"), len(raw_images))
-    infos = _per_image(_search(service, result.infotexts, data, "infotexts"), len(raw_images))
+    fallback = _sent_seed(mode, values or {})
     images = []
     for i, raw in enumerate(raw_images):
         try:
@@ -122,14 +276,35 @@ def extract(
             raise BackendError(f"{service.name} returned image {i + 1} of {len(raw_images)} "
                                f"in a form that could not be read: it {exc}.",
                                kind="garbage") from None
-        seed = seeds[i]
+        seed = seeds[i] if seeds[i] is not None else fallback
         label = f"{service.id}-{mode.name}" + (f"-{seed}" if seed is not None else "")
         path = store.save(blob, meta.ext, label)
         info = infos[i]
         images.append(SavedImage(path, meta.mime, meta.width, meta.height, seed,
                                  info if isinstance(info, str) else None))
-    info_value = _search(service, result.info, data, "info") if result.info else None
+    info_value = info_values[0] if len(info_values) == 1 else (info_values or None)
     return Generation(service.id, mode.name, images, info_value)
+
+
+def _field(
+    service: Service, result: Result, name: str, data: Any, response: requests.Response
+) -> Any:
+    header = result.headers.get(name)  # type: ignore[call-overload]
+    if header:
+        value = response.headers.get(header)
+        if name == "seeds" and value is not None and value.lstrip("-").isdigit():
+            return int(value)
+        return value
+    return _search(service, getattr(result, name), data, name)
+
+
+def _sent_seed(mode: Mode, values: dict[str, Any]) -> Any:
+    """The seed we sent, when the backend does not report one (and it was not 'random')."""
+    for p in mode.parameters:
+        if p.type == "seed":
+            value = values.get(p.key)
+            return value if isinstance(value, int) and value >= 0 else None
+    return None
 
 
 def _parse_json_fields(service: Service, data: dict[str, Any], keys: list[str]) -> dict[str, Any]:
