@@ -11,9 +11,10 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .client import Service, url_env_name
-from .definitions import DefinitionError, ServiceDefinition, load_file
+from .definitions import DefinitionError, ServiceDefinition, load_file, read_raw
 
 BUNDLED_DIR = Path(__file__).parent / "definitions"
 SUFFIXES = {".yaml", ".yml", ".json"}
@@ -46,8 +47,20 @@ class Catalog:
         return next((s for s in self.services if s.id == service_id), None)
 
 
+Stamp = tuple[float, int]
+
+
+def _stamp(path: Path) -> Stamp | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime, st.st_size)
+
+
 class DefinitionFolders:
-    """Loads every definition file in the given folders, caching by (mtime, size)."""
+    """Loads every definition file in the given folders. A file is parsed again only when it,
+    a definition it extends or a file it includes (a workflow) changed."""
 
     def __init__(
         self,
@@ -59,7 +72,8 @@ class DefinitionFolders:
         self.url_overrides = dict(url_overrides or {})
         self.extras = list(extras or [])
         self._lock = threading.Lock()
-        self._cache: dict[Path, tuple[tuple[float, int], ServiceDefinition | DefinitionError]] = {}
+        self._raw: dict[Path, tuple[Stamp | None, dict[str, Any] | DefinitionError]] = {}
+        self._loaded: dict[Path, tuple[Any, ServiceDefinition | DefinitionError]] = {}
 
     def files(self) -> list[Path]:
         found = []
@@ -71,48 +85,76 @@ class DefinitionFolders:
                 )
         return found
 
-    def _load(self, path: Path) -> ServiceDefinition | DefinitionError:
-        try:
-            stat = path.stat()
-        except OSError as exc:
-            return DefinitionError(str(path), [("", f"cannot read file: {exc}")])
-        stamp = (stat.st_mtime, stat.st_size)
+    def _read(self, path: Path) -> dict[str, Any] | DefinitionError:
+        stamp = _stamp(path)
         with self._lock:
-            hit = self._cache.get(path)
+            hit = self._raw.get(path)
         if hit and hit[0] == stamp:
             return hit[1]
         try:
-            loaded: ServiceDefinition | DefinitionError = load_file(path)
+            raw: dict[str, Any] | DefinitionError = read_raw(path)
         except DefinitionError as exc:
-            loaded = exc
+            raw = exc
         with self._lock:
-            self._cache[path] = (stamp, loaded)
+            self._raw[path] = (stamp, raw)
+        return raw
+
+    def raw_by_id(self) -> dict[str, tuple[dict[str, Any], Path]]:
+        """Parsed files by their id; a later folder's file replaces an earlier one's."""
+        out: dict[str, tuple[dict[str, Any], Path]] = {}
+        for path in self.files():
+            raw = self._read(path)
+            if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+                out[raw["id"]] = (raw, path)
+        return out
+
+    def load(
+        self, path: Path, by_id: dict[str, tuple[dict[str, Any], Path]] | None = None
+    ) -> ServiceDefinition | DefinitionError:
+        """One file, validated and resolved (its parents looked up among the folders)."""
+        by_id = self.raw_by_id() if by_id is None else by_id
+        providers = tuple(sorted((k, str(v[1])) for k, v in by_id.items()))
+        with self._lock:
+            hit = self._loaded.get(path)
+        if hit:
+            (stamps, seen_providers), loaded = hit
+            if seen_providers == providers and all(_stamp(p) == st for p, st in stamps):
+                return loaded
+        try:
+            loaded = load_file(path, by_id.get)
+            deps: tuple[Path, ...] = loaded.dependencies
+        except DefinitionError as exc:
+            loaded, deps = exc, exc.dependencies or (path,)
+        key = (tuple((p, _stamp(p)) for p in deps), providers)
+        with self._lock:
+            self._loaded[path] = (key, loaded)
         return loaded
 
     def catalog(self) -> Catalog:
         """The services and the failures as the folders are now."""
         result = Catalog()
-        by_id: dict[str, tuple[ServiceDefinition, Path]] = {}
+        by_id = self.raw_by_id()
+        loaded_by_id: dict[str, tuple[ServiceDefinition, Path]] = {}
         for path in self.files():
-            loaded = self._load(path)
+            loaded = self.load(path, by_id)
             if isinstance(loaded, DefinitionError):
                 result.failures.append(LoadFailure(path, loaded.lines()))
                 continue
-            previous = by_id.get(loaded.id)
+            previous = loaded_by_id.get(loaded.id)
             if previous and previous[1].parent == path.parent:
                 result.failures.append(LoadFailure(path, [
                     f"{path}: id: {loaded.id!r} is already defined by {previous[1].name}"]))
                 continue
-            by_id[loaded.id] = (loaded, path)  # a later folder replaces an earlier one
+            loaded_by_id[loaded.id] = (loaded, path)  # a later folder replaces an earlier one
         # Extras (the demo) first: they work before anything is set up.
         for extra in self.extras:
-            found = by_id.get(extra.definition)
+            found = loaded_by_id.get(extra.definition)
             if found is not None:
                 result.services.append(Service(
                     id=extra.id, name=extra.name, definition=found[0], base_url=extra.url,
                     note=extra.note, demo=extra.demo,
                 ))
-        for service_id, (definition, _path) in by_id.items():
+        for service_id, (definition, _path) in loaded_by_id.items():
             result.services.append(self._service(service_id, definition))
         return result
 

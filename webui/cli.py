@@ -8,9 +8,9 @@ import sys
 import threading
 from pathlib import Path
 
-from .catalog import ExtraService
+from .catalog import BUNDLED_DIR, DefinitionFolders, ExtraService
 from .config import DEFAULT_HOST, DEFAULT_PORT, Settings
-from .definitions import DefinitionError, load_file, schema_text
+from .definitions import DefinitionError, schema_text
 
 DEMO_NOTE = ("Built-in demo: draws procedural pictures, no AI model involved. It speaks the "
              "A1111 API through the same `a1111` definition as a real A1111. For a real one, "
@@ -61,13 +61,14 @@ def check_files(files: list[Path]) -> int:
     """Print ``file: field.path: message`` for every problem; 0 if all files are valid."""
     failed = 0
     for path in files:
-        try:
-            definition = load_file(path)
-        except DefinitionError as exc:
+        # A definition may extend a bundled one or one beside it.
+        loaded = DefinitionFolders([BUNDLED_DIR, path.parent]).load(path)
+        if isinstance(loaded, DefinitionError):
             failed += 1
-            for line in exc.lines():
+            for line in loaded.lines():
                 print(line)
             continue
+        definition = loaded
         modes = ", ".join(definition.modes)
         print(f"{path}: ok ({definition.id}: {modes})")
     return 1 if failed else 0
