@@ -179,10 +179,10 @@ def test_real_timeout_against_a_slow_server(service, store):
 @responses.activate
 def test_health(service):
     responses.get(f"{BASE}/sdapi/v1/memory", json=a1111_response("memory"))
-    assert check_health(service) == (True, "online")
+    assert check_health(service) == ("online", "online")
     responses.replace(responses.GET, f"{BASE}/sdapi/v1/memory", status=404)
-    online, message = check_health(service)
-    assert not online and "Was it started with --api?" in message
+    state, message = check_health(service)
+    assert state == "offline" and "Was it started with --api?" in message
 
 
 @responses.activate

@@ -244,16 +244,18 @@ def humanize(value: Any) -> str:
     return str(value)
 
 
-def check_health(service: Service) -> tuple[bool, str]:
-    """(online, message) from the definition's health endpoint, with a short timeout."""
+def check_health(service: Service) -> tuple[str, str]:
+    """(state, message) from the definition's health endpoint, with a short timeout. The state
+    is "online", "offline", or "setup" (the service cannot be called as configured)."""
     endpoint = service.definition.health
-    if endpoint is None:
-        return True, "no health endpoint defined; assumed online"
     try:
+        if endpoint is None:
+            resolve_auth(service)
+            return "online", "no health endpoint defined; assumed online"
         call(service, endpoint, timeout=min(endpoint.timeout, 5.0))
     except BackendError as exc:
-        return False, exc.message
-    return True, "online"
+        return ("setup" if exc.kind in ("setup", "auth") else "offline"), exc.message
+    return "online", "online"
 
 
 def _reason(exc: Exception) -> str:

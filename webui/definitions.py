@@ -234,6 +234,7 @@ class Parameter(_Model):
     optionsPath: str = ""
     optionsValueKey: str | None = None
     optionsLabelKey: str | None = None
+    multiple: bool = Field(False, description="select only: several values, sent as a list")
     optionsFrom: list[OptionsSource] = Field(
         [], description="Several option sources, concatenated (the optionsEndpoint fields are "
         "shorthand for a single one)"
@@ -946,14 +947,19 @@ def _check_parameter_value_spec(p: Parameter, ploc: str, problems: list[tuple[st
             problems.append((ploc, "a select needs options or optionsEndpoint"))
     elif p.options or p.sources:
         problems.append((ploc, f"a {p.type} parameter has no options"))
+    if p.multiple and p.type != "select":
+        problems.append((f"{ploc}.multiple", "only a select can take several values"))
     if p.type == "image" and p.defaultValue is not None:
         problems.append((f"{ploc}.defaultValue", "an image parameter has no default"))
     if p.defaultValue is not None and p.type != "image":
         # Defaults go through the same validation as submitted values.
         from .forms import FieldError, coerce
 
+        defaults = p.defaultValue if p.multiple and isinstance(p.defaultValue, list) else [
+            p.defaultValue]
         try:
-            coerce(p, p.defaultValue, allowed=None)
+            for value in defaults:
+                coerce(p, value, allowed=None)
         except FieldError as exc:
             problems.append((f"{ploc}.defaultValue", str(exc)))
 

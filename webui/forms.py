@@ -186,6 +186,15 @@ def _value(
         return upload
     if p.type == "boolean":
         return coerce(p, form.get(p.key, "false"), None)
+    if p.multiple:
+        getlist = getattr(form, "getlist", None)
+        raws = [r for r in (getlist(p.key) if getlist else [form.get(p.key)]) if r and r.strip()]
+        if not raws:
+            if p.required:
+                raise FieldError("is required: choose at least one")
+            return None
+        allowed = allowed_for(p) if p.sources else None
+        return [coerce(p, raw, allowed) for raw in raws]
     raw = form.get(p.key)
     if raw is None or raw.strip() == "":
         if p.required:

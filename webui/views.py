@@ -85,8 +85,8 @@ def index() -> str:
 @bp.get("/services/<service_id>/status")
 def status(service_id: str) -> str:
     service = _service(service_id)
-    online, message = check_health(service)
-    return render_template("_status.html", service=service, online=online, message=message)
+    state_, message = check_health(service)
+    return render_template("_status.html", service=service, state=state_, message=message)
 
 
 @bp.get("/services/<service_id>/")
@@ -110,7 +110,10 @@ def options(service_id: str, mode_name: str, key: str) -> tuple[str, int]:
     param = mode.parameter(key)
     if param is None or param.type != "select":
         abort(404, f"{mode.label} has no select {key!r}.")
-    current = request.args.get(key, param.defaultValue)
+    if param.multiple:
+        current: Any = request.args.getlist(key) if key in request.args else param.defaultValue
+    else:
+        current = request.args.get(key, param.defaultValue)
     try:
         found = choices(service, param, state().options, refresh=bool(request.args.get("refresh")))
     except BackendError as exc:
