@@ -92,8 +92,6 @@ def build_body(
     for p in mode.parameters:
         target = definition.targets[mode.name].get(p.key)
         value = values.get(p.key)
-        if p.ifEmpty and value in (None, ""):
-            _apply_if_empty(body, p.ifEmpty, mode.endpoint.step_list, step)
         if target is None or target.step != step or value is None:
             continue
         if isinstance(value, UploadedImage) and encoding == "json":
@@ -101,6 +99,10 @@ def build_body(
         _write(body, target.tokens, value, p.key)
     for path, raw in spec.set.items():
         _write(body, parse_path(path), substitute(raw, variables), path)
+    # Last, so a removed node stays removed whatever else was written into it.
+    for p in mode.parameters:
+        if p.ifEmpty and values.get(p.key) in (None, "", []):
+            _apply_if_empty(body, p.ifEmpty, mode.endpoint.step_list, step)
     return body
 
 

@@ -1,7 +1,7 @@
 """Small helpers for paths into request bodies: ``override_settings.sd_model_checkpoint``,
 ``init_images[0]``, ``prompt.6.inputs.text``.
 
-A dotted segment is always a mapping key (so ComfyUI-style node ids such as ``6`` stay keys);
+A dotted segment is always a mapping key (so numeric node ids of workflow graphs stay keys);
 ``[n]`` is a list index. This is the whole language: values are written with it, results are
 read with JMESPath.
 """
