@@ -154,3 +154,73 @@ def test_backend_down_shows_a_message_in_the_result_area(page, ui):
     page.get_by_role("button", name="Generate").click()
     expect(page.locator("#result .notice.error")).to_contain_text("Could not connect to")
     shot(page, "backend-down")
+
+
+# Every bundled service, in the browser, against its test backend --------------------------
+
+SERVICE_CASES = {
+    # service: (select that fills from the backend, expected option, extra fields)
+    "comfyui": ("ckpt_name", "sdxl-demo.safetensors", {"width": "64", "height": "64"}),
+    "openai": ("model", "dall-e-2", {"size": "1024x1024"}),
+    "stability": (None, None, {}),
+    "forge": ("modules", "ae.safetensors", {"width": "64", "height": "64", "steps": "2"}),
+    "sdnext": ("sampler_name", "Default", {"width": "64", "height": "64", "steps": "2"}),
+}
+
+
+@pytest.fixture(scope="module")
+def service_fakes():
+    from .test_services import FAKES
+
+    servers = {name: ServerThread(make()) for name, make in FAKES.items()}
+    yield servers
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.mark.parametrize("service", SERVICE_CASES)
+def test_each_service_generates_in_the_browser(page, make_settings, service_fakes, monkeypatch,
+                                               service):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("STABILITY_API_KEY", "sk-stab")
+    app = create_app(make_settings(url_overrides={k: s.url for k, s in service_fakes.items()}))
+    server = ServerThread(app)
+    try:
+        key, option, extra = SERVICE_CASES[service]
+        page.goto(f"{server.url}/services/{service}/txt2img")
+        expect(page.locator(".service-head .status")).to_have_text("online")
+        if key:
+            expect(page.locator(f"#f-txt2img-{key} option", has_text=option)).to_have_count(1)
+        page.fill("#f-txt2img-prompt", "a paper boat")
+        for name, value in extra.items():
+            selector = f"#f-txt2img-{name}"
+            if page.locator(selector).evaluate("e => e.tagName") == "SELECT":
+                page.select_option(selector, value)
+            else:
+                page.fill(selector, value)
+        page.get_by_role("button", name="Generate").click()
+        expect(page.locator("#result figure img").first).to_be_visible(timeout=15_000)
+        assert page.locator("#result figure img").first.evaluate("i => i.naturalWidth") > 0
+        shot(page, f"service-{service}")
+    finally:
+        server.stop()
+
+
+def test_comfyui_img2img_in_the_browser(page, make_settings, service_fakes, tmp_path):
+    app = create_app(make_settings(url_overrides={"comfyui": service_fakes["comfyui"].url}))
+    server = ServerThread(app)
+    try:
+        init = tmp_path / "init.png"
+        Image.new("RGB", (72, 64), (20, 20, 220)).save(init)
+        page.goto(f"{server.url}/services/comfyui/img2img")
+        expect(page.locator("#f-img2img-ckpt_name option",
+                            has_text="sd15-demo.safetensors")).to_have_count(1)
+        page.set_input_files("#f-img2img-image", str(init))
+        page.fill("#f-img2img-prompt", "blue")
+        page.get_by_role("button", name="Generate").click()
+        image = page.locator("#result figure img")
+        expect(image).to_have_count(1, timeout=15_000)
+        assert image.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [72, 64]
+        shot(page, "service-comfyui-img2img")
+    finally:
+        server.stop()
