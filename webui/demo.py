@@ -89,6 +89,9 @@ __all__ = ["create_demo_app"]
 
 DATA_DIR = Path(__file__).with_name("demo_data")
 API_PREFIX = "/sdapi/v1"
+# GET routes that answer a fixed list (or object) from demo_data/<name>.json.
+LIST_ROUTES = ("memory", "sd-models", "samplers", "schedulers", "upscalers",
+               "latent-upscale-modes", "loras", "sd-vae")
 VERSION = "demo"
 
 MAX_SIDE = 4096
@@ -917,19 +920,7 @@ class _Backend:
 
     def __init__(self, step_delay: float):
         self.step_delay = max(0.0, float(step_delay))
-        self.lists = {
-            name: _load(f"{name}.json")
-            for name in (
-                "memory",
-                "sd-models",
-                "samplers",
-                "schedulers",
-                "upscalers",
-                "latent-upscale-modes",
-                "loras",
-                "sd-vae",
-            )
-        }
+        self.lists = {name: _load(f"{name}.json") for name in LIST_ROUTES}
         self.options: dict[str, Any] = _load("options.json")
         self.queue_lock = threading.Lock()
         # Guards state and options; waited on between steps so interrupt/skip act at once.
@@ -1398,16 +1389,7 @@ def create_demo_app(*, step_delay: float = 0.02, api_auth: str | None = None) ->
 
         app.add_url_rule(f"{API_PREFIX}/{name}", f"list_{name}", view, methods=["GET"])
 
-    for list_name in (
-        "memory",
-        "sd-models",
-        "samplers",
-        "schedulers",
-        "upscalers",
-        "latent-upscale-modes",
-        "loras",
-        "sd-vae",
-    ):
+    for list_name in LIST_ROUTES:
         static_list(list_name)
 
     @app.get(f"{API_PREFIX}/options")

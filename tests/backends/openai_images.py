@@ -44,6 +44,8 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
+from . import record_request
+
 CONTENT_POLICY = "CONTENT_POLICY"
 SLOW = "SLOW"
 
@@ -257,23 +259,7 @@ def create_openai_app(
     counter = itertools.count(1)
 
     def record() -> None:
-        entry: dict[str, Any] = {
-            "method": request.method,
-            "path": request.path,
-            "auth": "Authorization" in request.headers,
-            "content_type": request.mimetype,
-            "json": None,
-            "form": {},
-            "files": {},
-        }
-        if request.is_json:
-            entry["json"] = request.get_json(silent=True)
-        elif request.mimetype == "multipart/form-data":
-            entry["form"] = request.form.to_dict()
-            entry["files"] = {
-                name: [f.filename for f in request.files.getlist(name)] for name in request.files
-            }
-        app.config["REQUESTS"].append(entry)
+        record_request(app)
 
     @app.before_request
     def authenticate() -> Response | None:
