@@ -221,3 +221,43 @@ def test_options_errors(service):
     responses.get(f"{BASE}/sdapi/v1/loras", status=500, body="Internal Server Error")
     with pytest.raises(BackendError, match=r"failed \(HTTP 500: 'Internal Server Error'\)"):
         choices(service, mode.parameter("lora"), OptionsCache())
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    "auth, env, header, expected",
+    [
+        ({"type": "bearer", "tokenEnv": "T_TOKEN"}, {"T_TOKEN": "abc"}, "Authorization",
+         "Bearer abc"),
+        ({"type": "header", "tokenEnv": "T_TOKEN", "header": "x-api-key"}, {"T_TOKEN": "abc"},
+         "x-api-key", "abc"),
+        ({"type": "basic", "usernameEnv": "T_USER", "passwordEnv": "T_PASS"},
+         {"T_USER": "u", "T_PASS": "p"}, "Authorization", "Basic dTpw"),
+    ],
+)
+def test_authentication_types(monkeypatch, auth, env, header, expected):
+    from webui.definitions import load_data
+
+    from .test_definitions import minimal
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    data = minimal()
+    data["authentication"] = auth
+    svc = Service(id="tiny", name="Tiny", definition=load_data(data, "x"), base_url="http://t")
+    responses.get("http://t/ping", json={})
+    assert check_health(svc) == ("online", "online")
+    assert responses.calls[0].request.headers[header] == expected
+
+
+def test_required_secret_missing_is_a_setup_error(monkeypatch):
+    from webui.definitions import load_data
+
+    from .test_definitions import minimal
+
+    monkeypatch.delenv("T_TOKEN", raising=False)
+    data = minimal()
+    data["authentication"] = {"type": "bearer", "tokenEnv": "T_TOKEN", "required": True}
+    svc = Service(id="tiny", name="Tiny", definition=load_data(data, "x"), base_url="http://t")
+    state, message = check_health(svc)
+    assert state == "setup" and "set the environment variable(s) T_TOKEN" in message

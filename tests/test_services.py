@@ -337,3 +337,23 @@ def test_workflow_bindings_are_checked_at_load(tmp_path):
     assert "txt2img[prompt].target: '66.inputs.text' does not exist in txt2img.json" in lines
     assert "txt2img[cfg].target: '3.inputs.cfgg' does not exist in txt2img.json" in lines
     json.loads((tmp_path / "comfyui" / "txt2img.json").read_text())
+
+
+def test_stability_wrong_key_and_openai_timeout(services_app, fakes, monkeypatch):
+    monkeypatch.setenv("STABILITY_API_KEY", "sk-nope")
+    r, html = generate(services_app, "stability", "txt2img",
+                       {**defaults(services_app, "stability", "txt2img"), "prompt": "x"})
+    assert r.status_code == 502
+    assert "Check the credentials of Stability AI (Stable Image)" in html and "sk-nope" not in html
+
+    service = services_app.extensions["webui"].folders.catalog().get("openai")
+    mode = service.definition.modes["txt2img"]
+    monkeypatch.setattr(mode.endpoint, "timeout", 0.5)
+    fakes["openai"].server.app.config["SLOW_SECONDS"] = 2
+    values = {p.key: p.defaultValue for p in mode.parameters}
+    values["prompt"] = "SLOW please"
+    with pytest.raises(engine.BackendError) as info:
+        engine.generate(service, mode, values, services_app.extensions["webui"].store)
+    assert "did not answer within 0.5 s" in info.value.message
+    assert "was not sent again" in info.value.message
+    assert len(sent(fakes, "openai", "/v1/images/generations")) == 1
