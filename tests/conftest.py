@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +84,30 @@ def demo_extra(url: str) -> ExtraService:
 def demo_app(make_settings, demo_server):
     """The app with the demo service, talking to the demo backend over HTTP."""
     return create_app(make_settings(extras=[demo_extra(demo_server.url)]))
+
+
+@dataclass
+class Finished:
+    """What the result area shows once a generation job has ended (or the direct answer of a
+    request that never became a job: bad input, a backend that could not be asked)."""
+
+    status_code: int
+    html: str
+    job: Any = None
+
+    def get_data(self, as_text: bool = False) -> Any:
+        return self.html if as_text else self.html.encode()
+
+
+def submit(client, url: str, timeout: float = 30, **kwargs: Any) -> Finished:
+    """POST a generation form; if it became a job, wait for the job to end and return its
+    final panel (200 when done or interrupted, 502 when failed)."""
+    response = client.post(url, **kwargs)
+    html = response.get_data(as_text=True)
+    if response.status_code != 202:
+        return Finished(response.status_code, html)
+    job_id = re.search(r'id="job-([0-9a-f]{32})"', html).group(1)
+    job = client.application.extensions["webui"].jobs.get(job_id)
+    assert job.done.wait(timeout), f"job still {job.status} after {timeout} s"
+    panel = client.get(f"/jobs/{job_id}/panel").get_data(as_text=True)
+    return Finished(200 if job.status in ("done", "interrupted") else 502, panel, job)

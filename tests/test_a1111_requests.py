@@ -76,6 +76,7 @@ FULL_TXT2IMG = {
     "refiner_switch_at": 0.7,
     "clip_skip": 2,
     "tiling": False,
+    "live_preview_every": 5,
 }
 
 
@@ -88,6 +89,7 @@ def test_full_txt2img_body_matches_the_real_schema(service, openapi):
     assert body["override_settings"] == {
         "sd_model_checkpoint": "random-sd15.safetensors [1c2e8cbb84]",
         "CLIP_stop_at_last_layers": 2,
+        "show_progress_every_n_steps": 5,
     }
     assert body["prompt"] == 'a lighthouse, "storm" <b> <lora:tiny-random-lora:0.6>'
     assert "lora" not in body and "lora_weight" not in body
@@ -105,8 +107,9 @@ def test_default_bodies_match_the_real_schema(service, openapi):
             values["init_image"] = png_upload()
         body = build_body(service, mode, values)
         check_against_schema(openapi, name, body)
-        # Empty optional selects are not sent, so the server keeps its own choice.
-        assert "override_settings" not in body
+        # Empty optional selects are not sent, so the server keeps its own choice; the live
+        # preview is switched on for this request only.
+        assert body["override_settings"] == {"show_progress_every_n_steps": 5}
         assert "refiner_checkpoint" not in body
         assert body["seed"] == -1
 

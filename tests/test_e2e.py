@@ -8,6 +8,7 @@ import re
 
 from PIL import Image
 
+from .conftest import submit
 from .test_pages import field_errors, form
 
 
@@ -18,7 +19,7 @@ def images_in(html: str) -> list[str]:
 def test_batch_with_checkpoint_and_lora(demo_app):
     client = demo_app.test_client()
     store = demo_app.extensions["webui"].store
-    r = client.post("/services/demo/txt2img/generate", data=form(
+    r = submit(client, "/services/demo/txt2img/generate", data=form(
         prompt="a harbour", width="128", height="96", batch_size="2", n_iter="2", seed="100",
         steps="3", sd_model_checkpoint="demo-pastel.safetensors [d3m0000002]",
         lora="demo-cool", lora_weight="0.5"))
@@ -38,7 +39,7 @@ def test_batch_with_checkpoint_and_lora(demo_app):
 
 def test_values_the_backend_does_not_list_are_refused(demo_app):
     client = demo_app.test_client()
-    r = client.post("/services/demo/txt2img/generate", data=form(
+    r = submit(client, "/services/demo/txt2img/generate", data=form(
         sampler_name="Euler b", sd_model_checkpoint="random-sd15"))
     errors = field_errors(r.get_data(as_text=True))
     assert r.status_code == 422
@@ -52,7 +53,7 @@ def test_img2img_keeps_the_init_image_at_denoising_zero(demo_app):
     Image.new("RGB", (50, 50), (20, 200, 40)).save(buf, "PNG")
     data = form(width="64", height="64", denoising_strength="0", resize_mode="0")
     data.pop("hr_upscaler")
-    r = client.post("/services/demo/img2img/generate", data={
+    r = submit(client, "/services/demo/img2img/generate", data={
         **data, "init_image": (io.BytesIO(buf.getvalue()), "green.png")},
         content_type="multipart/form-data")
     html = r.get_data(as_text=True)

@@ -16,7 +16,7 @@ from PIL import Image
 
 from webui import create_app
 
-from .conftest import ServerThread
+from .conftest import ServerThread, submit
 
 TOKEN = "pixel-token-42"
 
@@ -148,7 +148,7 @@ def test_invented_service_generates(invented):
     options = client.get("/services/pixelforge/txt2img/options/style").get_data(as_text=True)
     assert '<option value="ink" >Ink wash</option>' in options and "Retired" not in options
 
-    r = client.post("/services/pixelforge/txt2img/generate", data={
+    r = submit(client, "/services/pixelforge/txt2img/generate", data={
         "description": "a lantern", "style": "neon", "copies": "2", "edge": "48"})
     html = r.get_data(as_text=True)
     assert r.status_code == 200, html
@@ -170,17 +170,17 @@ def test_invented_service_generates(invented):
 def test_invented_service_failures(invented, monkeypatch):
     app, _backend = invented
     client = app.test_client()
-    r = client.post("/services/pixelforge/txt2img/generate", data={
+    r = submit(client, "/services/pixelforge/txt2img/generate", data={
         "description": "crash please", "style": "ink", "copies": "1", "edge": "32"})
     assert "Pixel Forge Cloud reports that the job failed: renderer lost the GPU" in r.get_data(
         as_text=True)
-    r = client.post("/services/pixelforge/txt2img/generate", data={
+    r = submit(client, "/services/pixelforge/txt2img/generate", data={
         "description": "x", "style": "old", "copies": "1", "edge": "40"})
     errors = r.get_data(as_text=True)
     assert "Style &#39;old&#39; is not one of the choices" in errors
     assert "Edge must be a multiple of 16 from 16" in errors
     monkeypatch.setenv("PIXELFORGE_TOKEN", "wrong")
-    r = client.post("/services/pixelforge/txt2img/generate", data={
+    r = submit(client, "/services/pixelforge/txt2img/generate", data={
         "description": "x", "style": "ink", "copies": "1", "edge": "32"})
     html = r.get_data(as_text=True)
     assert "Check the credentials of Pixel Forge Cloud" in html and "wrong" not in html

@@ -14,7 +14,7 @@ from PIL import Image
 
 from webui import engine
 
-from .conftest import a1111_response
+from .conftest import a1111_response, submit
 from .test_definitions import minimal
 
 BASE = "http://a1111.test:7860"
@@ -23,7 +23,7 @@ API = f"{BASE}/sdapi/v1"
 
 def mock_lists() -> None:
     for name in ("samplers", "schedulers", "sd-models", "loras", "upscalers",
-                 "latent-upscale-modes"):
+                 "latent-upscale-modes", "memory"):
         responses.get(f"{API}/{name}", json=a1111_response(name))
 
 
@@ -138,7 +138,7 @@ def test_options_fragment_failure_has_retry(client):
 def test_bad_input_gets_field_errors_and_nothing_is_sent(client):
     mock_lists()
     responses.post(f"{API}/txt2img", json=a1111_response("txt2img-200"))
-    r = client.post("/services/a1111/txt2img/generate", data=form(
+    r = submit(client, "/services/a1111/txt2img/generate", data=form(
         prompt="  ", steps="500", cfg_scale="abc", width="513", sampler_name="Euler z"))
     html = r.get_data(as_text=True)
     assert r.status_code == 422
@@ -159,7 +159,7 @@ def test_bad_input_gets_field_errors_and_nothing_is_sent(client):
 def test_generate_shows_saved_images_with_seed_and_info(client, app):
     mock_lists()
     responses.post(f"{API}/txt2img", json=a1111_response("txt2img-200"))
-    r = client.post("/services/a1111/txt2img/generate", data=form(seed="1"))
+    r = submit(client, "/services/a1111/txt2img/generate", data=form(seed="1"))
     html = r.get_data(as_text=True)
     assert r.status_code == 200
     src = re.search(r'<img src="(/images/[^"]+\.png)"', html).group(1)
@@ -174,7 +174,7 @@ def test_generate_shows_saved_images_with_seed_and_info(client, app):
 def test_prompt_is_escaped_everywhere(client):
     mock_lists()
     responses.post(f"{API}/txt2img", json=a1111_response("txt2img-200"))
-    html = client.post("/services/a1111/txt2img/generate",
+    html = submit(client, "/services/a1111/txt2img/generate",
                        data=form(prompt='<script>alert("x")</script>')).get_data(as_text=True)
     assert "<script>alert" not in html
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
@@ -185,7 +185,7 @@ def test_backend_error_is_shown_in_the_result_area(client):
     mock_lists()
     responses.post(f"{API}/txt2img", json=a1111_response("txt2img-500-no-checkpoint"),
                    status=500)
-    r = client.post("/services/a1111/txt2img/generate", data=form())
+    r = submit(client, "/services/a1111/txt2img/generate", data=form())
     html = r.get_data(as_text=True)
     assert r.status_code == 502
     assert "Generation failed." in html and "No checkpoints found" in html
@@ -196,7 +196,7 @@ def test_backend_error_is_shown_in_the_result_area(client):
 def test_unreachable_backend_gives_one_message(client):
     responses.get(re.compile(f"{API}/.*"), body=requests.exceptions.ConnectionError(
         "[Errno 111] Connection refused"))
-    r = client.post("/services/a1111/txt2img/generate", data=form())
+    r = submit(client, "/services/a1111/txt2img/generate", data=form())
     html = r.get_data(as_text=True)
     assert r.status_code == 502
     assert html.count("Could not connect to AUTOMATIC1111 WebUI") == 1
@@ -208,16 +208,16 @@ def test_img2img_upload_checks(client):
     responses.post(f"{API}/img2img", json=a1111_response("txt2img-200"))
     data = form(denoising_strength="0.5", resize_mode="0")
     data.pop("hr_upscaler")
-    missing = client.post("/services/a1111/img2img/generate", data=data)
+    missing = submit(client, "/services/a1111/img2img/generate", data=data)
     assert field_errors(missing.get_data(as_text=True))["init_image"] == \
         "Image is required: choose an image file"
-    bad = client.post("/services/a1111/img2img/generate", data={
+    bad = submit(client, "/services/a1111/img2img/generate", data={
         **data, "init_image": (io.BytesIO(b"%PDF-1.4 not an image"), "notes.pdf")},
         content_type="multipart/form-data")
     assert field_errors(bad.get_data(as_text=True))["init_image"] == (
         "Image &#39;notes.pdf&#39; is not an image this server can read (PNG, JPEG, WEBP, …)")
     assert not [c for c in responses.calls if c.request.method == "POST"]
-    good = client.post("/services/a1111/img2img/generate", data={
+    good = submit(client, "/services/a1111/img2img/generate", data={
         **data, "init_image": (io.BytesIO(png_bytes()), "in.png")},
         content_type="multipart/form-data")
     assert good.status_code == 200
@@ -227,7 +227,7 @@ def test_img2img_upload_checks(client):
 
 def test_too_large_upload_is_refused_politely(client, app):
     app.config["MAX_CONTENT_LENGTH"] = 1000
-    r = client.post("/services/a1111/img2img/generate", data={
+    r = submit(client, "/services/a1111/img2img/generate", data={
         "init_image": (io.BytesIO(b"x" * 5000), "big.png")}, content_type="multipart/form-data",
         headers={"HX-Request": "true"})
     assert r.status_code == 413
@@ -242,16 +242,18 @@ def test_unknown_service_and_mode(client):
     assert r.status_code == 404 and "<html" not in r.get_data(True)  # …a fragment for htmx
 
 
+@responses.activate
 def test_unexpected_error_is_a_sentence_not_a_traceback(client, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("internal detail")
 
     monkeypatch.setattr(engine, "build_body", explode)
     monkeypatch.setattr("webui.views.choices", lambda *a, **k: [])
-    r = client.post("/services/a1111/txt2img/generate", data=form(sampler_name=None,
+    responses.get(f"{API}/memory", json=a1111_response("memory"))
+    r = submit(client, "/services/a1111/txt2img/generate", data=form(sampler_name=None,
                     scheduler=None, hr_upscaler=None))
     html = r.get_data(as_text=True)
-    assert r.status_code == 500
+    assert r.status_code == 502  # the job failed; webui itself stays up
     assert "Something went wrong inside webui" in html
     assert "internal detail" not in html and "Traceback" not in html
 

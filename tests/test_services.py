@@ -18,7 +18,7 @@ from .backends.a1111_variants import create_forge_app, create_sdnext_app
 from .backends.comfyui import create_comfyui_app
 from .backends.openai_images import create_openai_app
 from .backends.stability import create_stability_app
-from .conftest import ServerThread
+from .conftest import ServerThread, submit
 from .test_pages import field_errors
 
 FAKES = {
@@ -66,7 +66,7 @@ def generate(app, service: str, mode: str, data: dict, files: dict | None = None
     payload = dict(data)
     for key, blob in (files or {}).items():
         payload[key] = (io.BytesIO(blob), f"{key}.png")
-    r = client.post(f"/services/{service}/{mode}/generate", data=payload,
+    r = submit(client, f"/services/{service}/{mode}/generate", data=payload,
                     content_type="multipart/form-data")
     return r, r.get_data(as_text=True)
 
@@ -279,7 +279,7 @@ def test_forge_adds_modules_and_distilled_cfg(services_app, fakes):
         ("modules", "/opt/forge/models/text_encoder/clip_l.safetensors")]
     from werkzeug.datastructures import MultiDict
 
-    r = client.post("/services/forge/txt2img/generate", data=MultiDict(payload))
+    r = submit(client, "/services/forge/txt2img/generate", data=MultiDict(payload))
     assert r.status_code == 200, r.get_data(as_text=True)
     [call] = sent(fakes, "forge", "/sdapi/v1/txt2img")
     assert call["json"]["distilled_cfg_scale"] == 2.5

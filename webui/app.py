@@ -13,6 +13,7 @@ from .catalog import DefinitionFolders
 from .config import Settings
 from .forms import MAX_UPLOAD_BYTES
 from .images import ImageStore
+from .jobs import JobManager
 from .options import OptionsCache
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class State:
     folders: DefinitionFolders
     options: OptionsCache
     store: ImageStore
+    jobs: JobManager
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -49,12 +51,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     # The whole form, an upload included, with room for the other fields.
     app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_BYTES + 2 * 1024 * 1024
+    store = ImageStore(settings.images_dir)
     app.extensions["webui"] = State(
         settings=settings,
         folders=DefinitionFolders(settings.definition_dirs, settings.url_overrides,
                                   settings.extras),
         options=OptionsCache(settings.options_ttl),
-        store=ImageStore(settings.images_dir),
+        store=store,
+        jobs=JobManager(store),
     )
 
     from . import views

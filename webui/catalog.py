@@ -150,9 +150,10 @@ class DefinitionFolders:
         for extra in self.extras:
             found = loaded_by_id.get(extra.definition)
             if found is not None:
+                urls = split_urls(extra.url)
                 result.services.append(Service(
-                    id=extra.id, name=extra.name, definition=found[0], base_url=extra.url,
-                    note=extra.note, demo=extra.demo,
+                    id=extra.id, name=extra.name, definition=found[0], base_url=urls[0],
+                    note=extra.note, demo=extra.demo, instances=urls,
                 ))
         for service_id, (definition, _path) in loaded_by_id.items():
             result.services.append(self._service(service_id, definition))
@@ -161,5 +162,12 @@ class DefinitionFolders:
     def _service(self, service_id: str, definition: ServiceDefinition) -> Service:
         env = url_env_name(service_id)
         url = self.url_overrides.get(service_id) or os.environ.get(env) or definition.model.url
+        urls = split_urls(url)
         return Service(id=service_id, name=definition.model.name, definition=definition,
-                       base_url=url, url_env=env)
+                       base_url=urls[0], url_env=env, instances=urls)
+
+
+def split_urls(value: str) -> tuple[str, ...]:
+    """One base URL, or a comma-separated pool of them."""
+    urls = tuple(u.strip() for u in value.split(",") if u.strip())
+    return urls or (value,)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -33,6 +33,16 @@ class Service:
     note: str = ""
     demo: bool = False
     url_env: str = ""
+    # Several base URLs make a pool; base_url is then the first.
+    instances: tuple[str, ...] = ()
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return self.instances or (self.base_url,)
+
+    def at(self, url: str) -> Service:
+        """This service bound to one of its instances."""
+        return replace(self, base_url=url, instances=(url,))
 
     @property
     def display_url(self) -> str:
@@ -101,6 +111,20 @@ def resolve_auth(service: Service) -> Auth:
     return Auth()
 
 
+def secret_values(service: Service) -> list[str]:
+    """The secrets this service's definition names, as set now (to keep them out of text)."""
+    spec = service.definition.model.authentication
+    names = [n for n in (spec.usernameEnv, spec.passwordEnv, spec.tokenEnv) if n]
+    return [v for v in (os.environ.get(n) for n in names) if v and len(v) >= 4]
+
+
+def scrub(service: Service, text: str) -> str:
+    """Remove the service's secrets from text a backend wrote (some APIs echo a wrong key)."""
+    for value in secret_values(service):
+        text = text.replace(value, "•••")
+    return text
+
+
 def call(
     service: Service,
     endpoint: Request,
@@ -135,8 +159,16 @@ def call(
                            "(connection timed out). Is it running and reachable?",
                            kind="offline") from None
     except requests.exceptions.ConnectionError as exc:
+        if _dropped(exc):
+            again = " The request was not sent again." if endpoint.method != "GET" else ""
+            raise BackendError(f"{service.name} at {service.display_url} closed the connection "
+                               f"before answering (did it stop or crash?).{again}",
+                               kind="dropped") from None
         raise BackendError(f"Could not connect to {service.name} at {service.display_url}: "
                            f"{_reason(exc)}. Is it running?", kind="offline") from None
+    except requests.exceptions.ChunkedEncodingError:
+        raise BackendError(f"{service.name} at {service.display_url} broke off its answer "
+                           "(did it stop or crash?).", kind="dropped") from None
     except requests.exceptions.Timeout:
         again = (" It may still be working on it; the request was not sent again."
                  if endpoint.method != "GET" else "")
@@ -188,7 +220,7 @@ def read_json(service: Service, response: requests.Response) -> Any:
 
 def http_error(service: Service, endpoint: Request, response: requests.Response) -> BackendError:
     status = response.status_code
-    detail = describe_error_body(response, service.definition.model.errorMessage)
+    detail = scrub(service, describe_error_body(response, service.definition.model.errorMessage))
     reason = f"HTTP {status}" + (f": {detail}" if detail else f" {response.reason or ''}".rstrip())
     if status in (401, 403):
         spec = service.definition.model.authentication
@@ -256,6 +288,13 @@ def check_health(service: Service) -> tuple[str, str]:
     except BackendError as exc:
         return ("setup" if exc.kind in ("setup", "auth") else "offline"), exc.message
     return "online", "online"
+
+
+def _dropped(exc: Exception) -> bool:
+    """A connection that was made and then lost, as opposed to one never made."""
+    text = str(exc)
+    return any(m in text for m in ("Connection aborted", "RemoteDisconnected",
+                                   "Connection reset by peer", "BrokenPipe"))
 
 
 def _reason(exc: Exception) -> str:

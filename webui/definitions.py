@@ -173,8 +173,10 @@ class Endpoint(Request):
         if self.steps is None and self.path is None:
             raise ValueError("an endpoint needs a path, or steps")
         if self.steps is not None:
-            if self.path is not None or self.body is not None:
-                raise ValueError("an endpoint has either steps or its own path/body, not both")
+            own = self.model_fields_set & (set(Request.model_fields) - {"timeout"})
+            if own:
+                raise ValueError(f"an endpoint with steps has no {', '.join(sorted(own))} of "
+                                 "its own (put them on its steps)")
             if not self.steps:
                 raise ValueError("steps is empty")
         return self
@@ -314,10 +316,36 @@ ParameterSetSpec = Annotated[
 ]
 
 
+class Progress(_Model):
+    """How to follow a running generation: an endpoint polled while it runs, and where its
+    answer holds the progress (JMESPath expressions, all optional but the endpoint)."""
+
+    endpoint: str
+    every: float = Field(1.0, gt=0, description="Seconds between progress requests")
+    fraction: str | None = Field(None, description="0..1 done")
+    eta: str | None = Field(None, description="Seconds left")
+    step: str | None = None
+    steps: str | None = None
+    preview: str | None = Field(None, description="The in-progress image")
+    previewEncoding: Literal["base64", "data_url", "auto"] = "base64"
+
+
+class Jobs(_Model):
+    """How generations run as jobs on this service."""
+
+    concurrency: int = Field(1, ge=1, le=64, description="Jobs one instance runs at once")
+    progress: Progress | None = None
+    interrupt: str | None = Field(None, description="Endpoint that stops the running job "
+                                  "(it then answers with what it has)")
+    skip: str | None = Field(None, description="Endpoint that skips the current image of a "
+                             "batch")
+
+
 class Capability(_Model):
     capability: Literal["image_generation", "health"]
     endpoints: dict[str, Endpoint]
     parameters: dict[str, ParameterSetSpec] = {}
+    jobs: Jobs | None = Field(None, description="image_generation only")
 
 
 class Definition(_Model):
@@ -385,6 +413,7 @@ class ServiceDefinition:
     # Per mode, per step: the fixed body with {$file: …} replaced by the file's JSON.
     bodies: dict[str, list[dict[str, Any] | None]] = field(default_factory=dict)
     dependencies: tuple[Path, ...] = ()
+    jobs: Jobs = field(default_factory=lambda: Jobs())
 
     @property
     def id(self) -> str:
@@ -478,6 +507,9 @@ def _apply_extends(
     if found is None:
         raise DefinitionError(source, [("extends", f"no definition with id {parent_id!r} "
                                                    "(bundled, or in the same folder)")])
+    if "id" not in data:
+        raise DefinitionError(source, [("id", "a definition that extends another needs its "
+                                              "own id")])
     parent, parent_path = found
     if parent_path in chain:
         raise DefinitionError(source, [("extends", "definitions extend each other in a loop")])
@@ -608,6 +640,28 @@ def _resolve(
 
     for eloc, ep in endpoint_locs.values():
         _check_steps(ep, eloc, problems)
+    jobs = Jobs()
+    for ci, cap in enumerate(model.capabilities):
+        if cap.jobs is None:
+            continue
+        jloc = f"capabilities[{ci}].jobs"
+        if cap.capability != GENERATION_CAPABILITY:
+            problems.append((jloc, "only an image_generation capability has jobs"))
+        jobs = cap.jobs
+        named = [("interrupt", jobs.interrupt), ("skip", jobs.skip)]
+        if jobs.progress:
+            named.append(("progress.endpoint", jobs.progress.endpoint))
+            for attr in ("fraction", "eta", "step", "steps", "preview"):
+                expr = getattr(jobs.progress, attr)
+                if expr:
+                    _check_jmespath(expr, f"{jloc}.progress.{attr}", problems)
+        for attr, name in named:
+            target = endpoints.get(name) if name else None
+            if name and target is None:
+                problems.append((f"{jloc}.{attr}", f"no endpoint named {name!r}"))
+            elif target is not None and (target.steps is not None or target.result):
+                problems.append((f"{jloc}.{attr}", f"{name!r} must be a plain one-request "
+                                                   "endpoint"))
 
     modes: dict[str, Mode] = {}
     targets: dict[str, dict[str, Target]] = {}
@@ -642,7 +696,8 @@ def _resolve(
     if problems:
         raise DefinitionError(source, problems)
     deps = tuple(p for p in (path, *parents, *files) if p is not None)
-    return ServiceDefinition(model, path, modes, endpoints, health, targets, bodies, deps)
+    return ServiceDefinition(model, path, modes, endpoints, health, targets, bodies, deps,
+                             jobs)
 
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_]+)*)\}")
@@ -666,6 +721,12 @@ def _check_steps(ep: Endpoint, eloc: str, problems: list[tuple[str, str]]) -> No
     """Step names, saved variables, placeholders, polls and loops of one endpoint."""
     if ep.steps is not None and ep.result is None:
         problems.append((f"{eloc}.steps", "only generation endpoints have steps"))
+    if ep.result is None:
+        used = placeholders([ep.path, ep.query, ep.headers, ep.body])
+        if used:
+            problems.append((eloc, f"placeholders are only filled in generation endpoints: "
+                                   f"{', '.join('{' + u + '}' for u in sorted(used))}"))
+        return
     known: set[str] = set(BUILTIN_VARIABLES)
     names: set[str] = set()
     for i, step in enumerate(ep.step_list):
@@ -840,6 +901,13 @@ def _check_parameters(
         target = _parse_target(p.target or p.key, steps, f"{ploc}.target", problems)
         if target is None:
             continue
+        step = steps[target.step]
+        if step.method == "GET":
+            problems.append((f"{ploc}.target", f"step {step.name!r} is a GET: it has no body "
+                                               "to write into"))
+        if p.type == "image" and step.encoding == "form":
+            problems.append((f"{ploc}.target", "an image cannot go into a form-encoded body "
+                                               "(use json or multipart)"))
         shown = format_path(target.tokens)
         for other_key, other in written.items():
             if other.step == target.step and overlaps(target.tokens, other.tokens):
@@ -949,6 +1017,10 @@ def _check_parameter_value_spec(p: Parameter, ploc: str, problems: list[tuple[st
         problems.append((ploc, f"a {p.type} parameter has no options"))
     if p.multiple and p.type != "select":
         problems.append((f"{ploc}.multiple", "only a select can take several values"))
+    if p.multiple and p.appendTo:
+        problems.append((f"{ploc}.appendTo", "a select with several values cannot append"))
+    if p.pickRandom and p.type != "seed":
+        problems.append((f"{ploc}.pickRandom", "only a seed picks a random value"))
     if p.type == "image" and p.defaultValue is not None:
         problems.append((f"{ploc}.defaultValue", "an image parameter has no default"))
     if p.defaultValue is not None and p.type != "image":

@@ -12,6 +12,7 @@ import re
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
@@ -19,7 +20,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import jmespath
 import requests
 
-from .client import BackendError, Service, call, humanize, read_json, resolve_auth
+from .client import BackendError, Service, call, humanize, read_json, resolve_auth, scrub
 from .definitions import _PLACEHOLDER, DEFAULT_SEED_RANGE, FILE_KEY, Mode, Result, Step
 from .forms import UploadedImage
 from .images import ImageDataError, ImageStore, decode_base64, decode_data_url, inspect, to_base64
@@ -54,8 +55,10 @@ def prepare_values(mode: Mode, values: dict[str, Any]) -> dict[str, Any]:
     values = dict(values)
     for p in mode.parameters:
         if p.type == "seed" and p.pickRandom and values.get(p.key) in (None, -1):
-            high = int(p.bounds[1] or DEFAULT_SEED_RANGE[1])
-            values[p.key] = secrets.randbelow(high + 1)
+            low, high = p.bounds
+            low = max(0, int(low or 0))
+            high = int(high if high is not None else DEFAULT_SEED_RANGE[1])
+            values[p.key] = low + secrets.randbelow(high - low + 1)
     for p in mode.parameters:
         if p.appendTo is None or values.get(p.key) in (None, ""):
             continue
@@ -148,9 +151,10 @@ def _instantiate(raw: Any, resolved: Any, variables: dict[str, Any]) -> Any:
     return substitute(raw, variables)
 
 
-def substitute(node: Any, variables: dict[str, Any]) -> Any:
+def substitute(node: Any, variables: dict[str, Any], *, quote_values: bool = False) -> Any:
     """Fill ``{name}`` / ``{name.key}`` placeholders. A string that is one placeholder becomes
-    the variable's value itself (a number stays a number)."""
+    the variable's value itself (a number stays a number); in a URL path (``quote_values``)
+    every value is percent-encoded."""
     if isinstance(node, dict):
         return {k: substitute(v, variables) for k, v in node.items()}
     if isinstance(node, list):
@@ -158,9 +162,14 @@ def substitute(node: Any, variables: dict[str, Any]) -> Any:
     if not isinstance(node, str) or "{" not in node:
         return node
     whole = _PLACEHOLDER.fullmatch(node)
-    if whole:
+    if whole and not quote_values:
         return _lookup(whole, variables)
-    return _PLACEHOLDER.sub(lambda m: str(_lookup(m, variables)), node)
+
+    def text(match: re.Match[str]) -> str:
+        value = str(_lookup(match, variables))
+        return quote(value, safe="") if quote_values else value
+
+    return _PLACEHOLDER.sub(text, node)
 
 
 def _lookup(match: re.Match[str], variables: dict[str, Any]) -> Any:
@@ -174,11 +183,25 @@ def _lookup(match: re.Match[str], variables: dict[str, Any]) -> Any:
     return "" if value is None else value
 
 
+@dataclass
+class Control:
+    """Hooks of a running generation: asked to stop (an interrupt or cancel), told of each
+    image as soon as it is on disk."""
+
+    should_stop: Callable[[], bool] = lambda: False
+    on_image: Callable[[SavedImage], None] = lambda image: None
+
+
 def generate(
-    service: Service, mode: Mode, values: dict[str, Any], store: ImageStore
+    service: Service,
+    mode: Mode,
+    values: dict[str, Any],
+    store: ImageStore,
+    control: Control | None = None,
 ) -> Generation:
     """Run one generation (every step of its endpoint); every image is on disk when this
     returns. Raises BackendError."""
+    control = control or Control()
     started = time.monotonic()
     values = prepare_values(mode, values)
     variables: dict[str, Any] = {"client_id": uuid.uuid4().hex}
@@ -191,16 +214,18 @@ def generate(
             items = listed if isinstance(listed, list) else ([] if listed is None else [listed])
         responses = []
         for item in items:
+            if control.should_stop() and responses:
+                break  # keep what was fetched; the job ends as interrupted
             scope = {**variables, "item": item} if step.forEach else variables
             body = build_body(service, mode, values, index, scope, prepared=True)
-            responses.append(_send(service, step, body, scope))
+            responses.append(_send(service, step, body, scope, control))
         if step.save and responses:
             data = read_json(service, responses[-1])
             for var, expr in step.save.items():
                 variables[var] = _search(service, expr, data, var)
     result = mode.endpoint.result
     assert result is not None  # guaranteed by the loader for generation endpoints
-    generation = extract(service, mode, result, responses, store, values)
+    generation = extract(service, mode, result, responses, store, values, control.on_image)
     generation.seconds = time.monotonic() - started
     prompt = values.get("prompt")
     generation.prompt = prompt if isinstance(prompt, str) else None
@@ -208,11 +233,11 @@ def generate(
 
 
 def _send(
-    service: Service, step: Step, body: dict[str, Any], variables: dict[str, Any]
+    service: Service, step: Step, body: dict[str, Any], variables: dict[str, Any],
+    control: Control,
 ) -> requests.Response:
     """One step's request; a polled step is repeated (it is a GET) until done or failed."""
-    path = substitute(step.path, {k: quote(str(v), safe="") if isinstance(v, str | int) else v
-                                  for k, v in variables.items()})
+    path = substitute(step.path, variables, quote_values=True)
     query = substitute(step.query, variables)
     headers = substitute(step.headers, variables)
     send_body = body if (step.body is not None or body) else None
@@ -225,7 +250,7 @@ def _send(
         if step.poll.failWhen and _search(service, step.poll.failWhen, data, "failWhen"):
             detail = (_search(service, step.poll.failMessage, data, "failMessage")
                       if step.poll.failMessage else None)
-            message = humanize(detail) or "no reason given"
+            message = scrub(service, humanize(detail)) or "no reason given"
             raise BackendError(f"{service.name} reports that the job failed: {message}",
                                kind="failed")
         if _search(service, step.poll.until, data, "until"):
@@ -233,6 +258,8 @@ def _send(
         if time.monotonic() + step.poll.every > deadline:
             raise BackendError(f"{service.name} did not finish the job within "
                                f"{step.poll.timeout:g} s.", kind="timeout")
+        if control.should_stop():
+            raise BackendError("Interrupted before the job finished.", kind="interrupted")
         time.sleep(step.poll.every)
 
 
@@ -243,6 +270,7 @@ def extract(
     responses: list[requests.Response],
     store: ImageStore,
     values: dict[str, Any] | None = None,
+    on_image: Callable[[SavedImage], None] | None = None,
 ) -> Generation:
     """Find, decode, check and save the images of the final response(s)."""
     raw_images: list[Any] = []
@@ -266,8 +294,8 @@ def extract(
         if info is not None:
             info_values.append(info)
     if not raw_images:
-        raise BackendError(f"{service.name} answered without any image "
-                           f"(nothing at {result.images!r}).", kind="empty")
+        where = f" (nothing at {result.images!r})" if result.images else ""
+        raise BackendError(f"{service.name} answered without any image{where}.", kind="empty")
     fallback = _sent_seed(mode, values or {})
     images = []
     for i, raw in enumerate(raw_images):
@@ -282,8 +310,11 @@ def extract(
         label = f"{service.id}-{mode.name}" + (f"-{seed}" if seed is not None else "")
         path = store.save(blob, meta.ext, label)
         info = infos[i]
-        images.append(SavedImage(path, meta.mime, meta.width, meta.height, seed,
-                                 info if isinstance(info, str) else None))
+        saved = SavedImage(path, meta.mime, meta.width, meta.height, seed,
+                           info if isinstance(info, str) else None)
+        images.append(saved)
+        if on_image:
+            on_image(saved)
     info_value = info_values[0] if len(info_values) == 1 else (info_values or None)
     return Generation(service.id, mode.name, images, info_value)
 
@@ -304,8 +335,10 @@ def _sent_seed(mode: Mode, values: dict[str, Any]) -> Any:
     """The seed we sent, when the backend does not report one (and it was not 'random')."""
     for p in mode.parameters:
         if p.type == "seed":
-            value = values.get(p.key)
-            return value if isinstance(value, int) and value >= 0 else None
+            value, low = values.get(p.key), p.bounds[0]
+            # The lowest value of a seed's range means "random" (-1 in A1111, 0 elsewhere).
+            return value if isinstance(value, int) and value > (low if low is not None else -1) \
+                else None
     return None
 
 

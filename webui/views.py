@@ -21,7 +21,7 @@ from markupsafe import Markup, escape
 
 from . import engine, forms
 from .app import State
-from .client import BackendError, Service, check_health
+from .client import BackendError, Service, check_health, resolve_auth
 from .definitions import Mode, Parameter, schema_text
 from .options import choices
 
@@ -86,7 +86,8 @@ def index() -> str:
 def status(service_id: str) -> str:
     service = _service(service_id)
     state_, message = check_health(service)
-    return render_template("_status.html", service=service, state=state_, message=message)
+    return render_template("_status.html", service=service, state=state_, message=message,
+                           pool=state().jobs.pool_status(service))
 
 
 @bp.get("/services/<service_id>/")
@@ -100,7 +101,9 @@ def service_home(service_id: str) -> Response:
 def service_page(service_id: str, mode_name: str) -> str:
     service = _service(service_id)
     mode = _mode(service, mode_name)
-    return render_template("service.html", service=service, mode=mode, groups=layout(mode))
+    job = state().jobs.get(request.args.get("job", ""))
+    return render_template("service.html", service=service, mode=mode, groups=layout(mode),
+                           job=job, position=state().jobs.position(job) if job else None)
 
 
 @bp.get("/services/<service_id>/<mode_name>/options/<key>")
@@ -141,11 +144,62 @@ def generate(service_id: str, mode_name: str) -> tuple[str, int]:
         if errors:
             context["errors"] = errors
             return render_template("_result.html", **context), 422
-        generation = engine.generate(service, mode, values, st.store)
+        engine.prepare_values(mode, values)  # a definition that cannot apply fails here
+        resolve_auth(service)  # a missing secret is a setup problem, not a queued failure
     except BackendError as exc:
         return (render_template("_result.html", failure=exc, **context),
                 STATUS_BY_KIND.get(exc.kind, 502))
-    return render_template("_result.html", generation=generation, **context), 200
+    job = st.jobs.submit(service, mode, values)
+    html = render_template("_result.html", job=job, position=st.jobs.position(job), **context)
+    # The page's address now names the job: a reload shows it again.
+    page = url_for("webui.service_page", service_id=service.id, mode_name=mode.name, job=job.id)
+    return html, 202, {"HX-Push-Url": page}
+
+
+def _job(job_id: str):
+    job = state().jobs.get(job_id)
+    if job is None:
+        abort(404, "This job is not known here: webui may have been restarted since. Its "
+                   "images, if it made any, are in the images folder.")
+    return job
+
+
+@bp.get("/jobs/<job_id>")
+def job_page(job_id: str) -> str:
+    job = _job(job_id)
+    return render_template("job.html", job=job, position=state().jobs.position(job))
+
+
+@bp.get("/jobs/<job_id>/panel")
+def job_panel(job_id: str) -> str:
+    job = _job(job_id)
+    return render_template("_job.html", job=job, mode=job.mode, service=job.service,
+                           position=state().jobs.position(job))
+
+
+@bp.post("/jobs/<job_id>/<action>")
+def job_action(job_id: str, action: str) -> str:
+    job = _job(job_id)
+    jobs = state().jobs
+    if action == "interrupt":
+        problem = jobs.interrupt(job)
+    elif action == "skip":
+        problem = jobs.skip(job)
+    elif action == "cancel":
+        problem = None if jobs.cancel(job) else "The job had already started."
+    else:
+        abort(404, f"No job action {action!r}.")
+    return render_template("_job.html", job=job, mode=job.mode, service=job.service,
+                           position=jobs.position(job), action_error=problem)
+
+
+@bp.get("/jobs/<job_id>/preview")
+def job_preview(job_id: str) -> Response:
+    progress = _job(job_id).progress
+    if progress.preview is None:
+        abort(404, "No preview yet.")
+    return Response(progress.preview, mimetype=progress.preview_mime,
+                    headers={"Cache-Control": "no-store"})
 
 
 @bp.get("/images/<path:name>")
