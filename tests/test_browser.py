@@ -12,6 +12,7 @@ from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 
 from webui import create_app
+from webui.demo import create_demo_app
 
 from .conftest import ServerThread, demo_extra
 
@@ -224,3 +225,38 @@ def test_comfyui_img2img_in_the_browser(page, make_settings, service_fakes, tmp_
         shot(page, "service-comfyui-img2img")
     finally:
         server.stop()
+
+
+def test_job_progress_interrupt_and_reload(page, make_settings):
+    demo = ServerThread(create_demo_app(step_delay=0.03))
+    app = create_app(make_settings(extras=[demo_extra(demo.url)]))
+    server = ServerThread(app)
+    try:
+        page.goto(server.url + "/services/demo/txt2img")
+        page.fill("#f-txt2img-prompt", "a slow comet")
+        page.fill("#f-txt2img-steps", "150")
+        page.fill("#f-txt2img-n_iter", "3")
+        page.fill("#f-txt2img-width", "128")
+        page.fill("#f-txt2img-height", "128")
+        page.get_by_role("button", name="Generate").click()
+        job = page.locator("#result .job")
+        expect(job).to_have_attribute("data-status", "running")
+        expect(job.locator("progress")).to_be_visible()
+        expect(job.locator("img.live-preview")).to_be_visible(timeout=10_000)
+        expect(job).to_contain_text("step")
+        shot(page, "job-running")
+        # The address names the job: a reload shows the same job.
+        assert "?job=" in page.url
+        page.reload()
+        expect(page.locator("#result .job")).to_have_attribute("data-status", "running")
+        page.locator("#result .job").get_by_role("button", name="Interrupt").click()
+        expect(page.locator("#result .job")).to_have_attribute("data-status", "interrupted",
+                                                                timeout=10_000)
+        expect(page.locator("#result .job figure img").first).to_be_visible()
+        shot(page, "job-interrupted")
+        job_link = page.locator("#result .job a", has_text="link").get_attribute("href")
+        page.goto(server.url + job_link)
+        expect(page.locator(".job")).to_have_attribute("data-status", "interrupted")
+    finally:
+        server.stop()
+        demo.stop()

@@ -36,8 +36,16 @@ def main(argv: list[str] | None = None) -> int:
                        help="base URL of a service, e.g. a1111=http://gpu-box:7860 (repeatable)")
     serve.add_argument("--no-demo", action="store_true", help="do not start the demo backend")
     serve.add_argument("--demo-port", type=int, default=0,
-                       help="port of the demo backend on 127.0.0.1 (default: any free port)")
+                       help="port of the (first) demo backend on 127.0.0.1 (default: any free)")
+    serve.add_argument("--demo-instances", type=int, default=1, metavar="N",
+                       help="run N demo backends as one pool (default 1)")
     serve.add_argument("--threads", type=int, default=16, help="server threads (default 16)")
+
+    demo = sub.add_parser("demo", help="run only the demo backend (an A1111 API emulator)")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=7861)
+    demo.add_argument("--step-delay", type=float, default=0.05,
+                      help="seconds per sampling step (default 0.05)")
 
     check = sub.add_parser("check", help="validate definition files")
     check.add_argument("files", nargs="+", type=Path)
@@ -48,6 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "check":
         return check_files(args.files)
+    if args.command == "demo":
+        from waitress import serve as waitress_serve
+
+        from .demo import create_demo_app
+
+        print(f"demo backend (A1111 API, procedural images) on http://{args.host}:{args.port}",
+              flush=True)
+        waitress_serve(create_demo_app(step_delay=args.step_delay), host=args.host,
+                       port=args.port, threads=4, ident="webui-demo")
+        return 0
     if args.command == "schema":
         if args.output:
             args.output.write_text(schema_text(), encoding="utf-8")
@@ -101,12 +119,15 @@ def serve_ui(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.data_dir:
         settings.data_dir = args.data_dir
     if not args.no_demo:
-        demo_url, _server = start_demo(args.demo_port)
+        urls = []
+        for i in range(max(1, args.demo_instances)):
+            url, _server = start_demo(args.demo_port + i if args.demo_port else 0)
+            urls.append(url)
         settings.extras.append(ExtraService(
-            id="demo", definition="a1111", name="A1111 demo (no AI model)", url=demo_url,
+            id="demo", definition="a1111", name="A1111 demo (no AI model)", url=",".join(urls),
             note=DEMO_NOTE, demo=True,
         ))
-        print(f"demo backend (A1111 API, procedural images) on {demo_url}")
+        print(f"demo backend (A1111 API, procedural images) on {', '.join(urls)}")
     app = create_app(settings)
     print(f"webui on http://{args.host}:{args.port}/")
     print(f"  images saved in {settings.images_dir.resolve()}")

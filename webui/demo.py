@@ -703,6 +703,9 @@ def _quote(value: Any) -> Any:
     return json.dumps(text, ensure_ascii=False)
 
 
+_UNSET = object()
+
+
 @dataclass
 class _Plan:
     """A validated, resolved generation request."""
@@ -1211,6 +1214,11 @@ class _Backend:
                 state.job = f"scripts_{plan.mode}"
                 if plan.persist:
                     self._apply_options(plan.persist)
+                # Like A1111, override_settings hold for the whole job (so /progress sees e.g.
+                # show_progress_every_n_steps) and are restored afterwards.
+                overrides = {k: v for k, v in plan.options.items() if self.options.get(k) != v}
+                restore = {k: self.options.get(k, _UNSET) for k in overrides}
+                self.options.update(overrides)
                 job_timestamp = state.job_timestamp
             try:
                 return (*self._sample_all(plan), job_timestamp)
@@ -1219,6 +1227,13 @@ class _Backend:
                     # A1111's state.end() only clears these; the rest stays readable.
                     self.state.job = ""
                     self.state.job_count = 0
+                    for key, value in restore.items():
+                        if key in plan.persist:
+                            continue
+                        if value is _UNSET:
+                            self.options.pop(key, None)
+                        else:
+                            self.options[key] = value
 
     def _sample_all(self, plan: _Plan) -> tuple[list[Image.Image], list[int]]:
         images: list[Image.Image] = []

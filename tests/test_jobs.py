@@ -1,0 +1,195 @@
+"""Generation jobs on real demo backends: progress and preview, interrupt, the queue, pools of
+instances, and an instance dying mid-run."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import pytest
+import requests
+
+from webui import create_app
+from webui.demo import create_demo_app
+
+from .conftest import ServerThread, demo_extra
+from .test_pages import form
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 20, what: str = "condition"):
+    """Poll a condition until it holds (no fixed sleeps in tests)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def start(client, **fields):
+    r = client.post("/services/demo/txt2img/generate", data=form(**fields))
+    assert r.status_code == 202, r.get_data(as_text=True)
+    job_id = re.search(r'id="job-([0-9a-f]{32})"', r.get_data(as_text=True)).group(1)
+    assert r.headers["HX-Push-Url"] == f"/services/demo/txt2img?job={job_id}"
+    return client.application.extensions["webui"].jobs.get(job_id)
+
+
+@pytest.fixture
+def slow_demo():
+    server = ServerThread(create_demo_app(step_delay=0.03))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def app_for(make_settings):
+    def make(*urls: str):
+        return create_app(make_settings(extras=[demo_extra(",".join(urls))]))
+
+    return make
+
+
+def test_progress_moves_and_a_preview_is_shown(app_for, slow_demo):
+    app = app_for(slow_demo.url)
+    client = app.test_client()
+    job = start(client, steps="40", width="64", height="64", live_preview_every="2")
+    first = wait_for(lambda: job.progress.fraction, what="a progress fraction")
+    wait_for(lambda: (job.progress.fraction or 0) > first, what="progress to move")
+    wait_for(lambda: job.progress.preview, what="a live preview")
+    panel = client.get(f"/jobs/{job.id}/panel").get_data(as_text=True)
+    assert job.status == "running"
+    assert re.search(r"step \d+/40", panel) and "<progress" in panel
+    assert f"/jobs/{job.id}/preview?v=" in panel
+    preview = client.get(f"/jobs/{job.id}/preview")
+    assert preview.status_code == 200 and preview.data.startswith(b"\x89PNG")
+    assert "every 0.5s [!document.hidden]" in panel  # it keeps polling while running
+    assert job.done.wait(20) and job.status == "done"
+    final = client.get(f"/jobs/{job.id}/panel").get_data(as_text=True)
+    assert "hx-trigger" not in final  # …and stops once the job ended
+    assert len(job.images) == 1
+    # The preview was switched on for that request only: the server's settings are as before.
+    options = requests.get(f"{slow_demo.url}/sdapi/v1/options", timeout=5).json()
+    assert options["show_progress_every_n_steps"] == 0
+
+
+def test_no_preview_when_switched_off(app_for, slow_demo):
+    client = app_for(slow_demo.url).test_client()
+    job = start(client, steps="20", width="64", height="64", live_preview_every="0")
+    wait_for(lambda: job.progress.fraction, what="a progress fraction")
+    assert job.done.wait(20)
+    assert job.progress.preview is None
+
+
+def test_interrupt_ends_early_with_partial_images(app_for, slow_demo):
+    app = app_for(slow_demo.url)
+    client = app.test_client()
+    job = start(client, steps="100", n_iter="3", width="64", height="64")
+    wait_for(lambda: (job.progress.step or 0) >= 2, what="the job to be sampling")
+    started = time.monotonic()
+    client.post(f"/jobs/{job.id}/interrupt")
+    assert job.done.wait(10)
+    assert time.monotonic() - started < 3  # 3 × 100 steps would take 9 s
+    assert job.status == "interrupted" and job.error is None
+    assert 1 <= len(job.images) < 3
+    store = app.extensions["webui"].store
+    assert all(store.path(im.path).is_file() for im in job.images)
+    panel = client.get(f"/jobs/{job.id}/panel").get_data(as_text=True)
+    assert "Interrupted: showing what" in panel and "<img" in panel
+
+
+def test_queue_positions_and_cancel(app_for, slow_demo):
+    client = app_for(slow_demo.url).test_client()
+    first = start(client, steps="30", width="64", height="64")
+    wait_for(lambda: first.status == "running", what="the first job to run")
+    second = start(client, steps="2", width="64", height="64")
+    third = start(client, steps="2", width="64", height="64")
+    jobs = client.application.extensions["webui"].jobs
+    assert (jobs.position(second), jobs.position(third)) == (1, 2)
+    assert "position <strong>2</strong>" in client.get(f"/jobs/{third.id}/panel").get_data(True)
+    client.post(f"/jobs/{second.id}/cancel")
+    assert second.status == "cancelled" and second.instance is None
+    assert jobs.position(third) == 1
+    assert third.done.wait(20) and third.status == "done"
+    assert first.status == "done"
+
+
+def test_ten_jobs_over_two_instances(app_for):
+    servers = [ServerThread(create_demo_app(step_delay=0.01)) for _ in range(2)]
+    try:
+        app = app_for(*(s.url for s in servers))
+        client = app.test_client()
+        jobs = [start(client, steps="8", width="64", height="64", seed=str(i)) for i in range(10)]
+        for job in jobs:
+            assert job.done.wait(30), job.status
+        assert [j.status for j in jobs] == ["done"] * 10
+        used = {j.instance for j in jobs}
+        assert used == {s.url for s in servers}
+        status = client.get("/services/demo/status").get_data(as_text=True)
+        for server in servers:
+            assert server.url in status
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def demo_process(port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "webui", "demo", "--port", str(port), "--step-delay", "0.05"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def up() -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/sdapi/v1/memory", timeout=1).ok
+        except requests.RequestException:
+            return False
+
+    wait_for(up, what=f"demo backend on port {port}")
+    return proc
+
+
+def test_instance_dies_mid_run(app_for):
+    ports = [free_port(), free_port()]
+    procs = {f"http://127.0.0.1:{p}": demo_process(p) for p in ports}
+    try:
+        app = app_for(*procs)
+        client = app.test_client()
+        jobs = [start(client, steps="60", width="64", height="64", seed=str(i))
+                for i in range(2)]
+        victim = wait_for(lambda: jobs[0].status == "running" and jobs[0].instance,
+                          what="the first job to run")
+        wait_for(lambda: (jobs[0].progress.step or 0) >= 1, what="sampling to start")
+        queued = [start(client, steps="3", width="64", height="64", seed=str(i))
+                  for i in range(2, 6)]
+        os.killpg(procs[victim].pid, signal.SIGKILL)
+        for job in jobs + queued:
+            assert job.done.wait(60), job.status
+        assert jobs[0].status == "failed"
+        assert "closed the connection before answering" in jobs[0].error
+        assert "was not sent again" in jobs[0].error
+        survivor = next(url for url in procs if url != victim)
+        assert jobs[1].status == "done" and jobs[1].instance == survivor
+        assert [j.status for j in queued] == ["done"] * 4
+        assert {j.instance for j in queued} == {survivor}
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+def test_unknown_job_is_a_clear_404(client):
+    r = client.get("/jobs/0123456789abcdef0123456789abcdef")
+    assert r.status_code == 404 and "This job is not known here" in r.get_data(as_text=True)

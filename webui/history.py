@@ -1,0 +1,662 @@
+"""The history of generation jobs and the gallery of their images: an SQLite file in the data
+folder (``<data_dir>/history.sqlite3``).
+
+Every job is a row of ``jobs``; every image it produced is a row of ``images`` (its file stays
+in the images folder, the row holds the path relative to it). The gallery reads images newest
+first a page at a time, optionally for one service or mode or matching a search of the prompts
+(SQLite FTS5).
+
+Threads: each thread gets its own connection (the app is served by waitress threads). In WAL
+mode readers never wait for the writer, so a gallery page is not held up by a job being
+recorded; writes are serialised by SQLite itself (BEGIN IMMEDIATE, with a busy timeout).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+FILENAME = "history.sqlite3"
+STATUSES = ("queued", "running", "done", "failed", "interrupted", "cancelled")
+PAGE_LIMIT_MAX = 500
+BUSY_TIMEOUT = 10.0  # seconds a writer waits for another one before giving up
+
+Cursor = tuple[float, int]  # (image created, image id) of the last image of a page
+
+
+class HistoryError(Exception):
+    """The history database or a thumbnail cannot be read or written; the message says why."""
+
+
+@dataclass
+class ImageRecord:
+    """One result image; ``path`` and ``thumb_path`` are relative to the images folder."""
+
+    job_id: str
+    position: int
+    path: str
+    mime: str = "image/png"
+    width: int | None = None
+    height: int | None = None
+    seed: int | str | None = None
+    infotext: str | None = None
+    thumb_path: str | None = None
+    created: float | None = None  # None: when it is recorded
+    id: int | None = None  # given by the store
+
+
+@dataclass
+class JobRecord:
+    """One generation job. ``parameters`` are the validated form values (see ``clean``)."""
+
+    id: str
+    service_id: str
+    service_name: str
+    mode: str
+    status: str = "queued"
+    instance: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    seeds: list[Any] = field(default_factory=list)
+    info: Any = None
+    error: str | None = None
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    seconds: float | None = None
+    images: list[ImageRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class GalleryItem:
+    """An image of the gallery with what the gallery shows of its job."""
+
+    image: ImageRecord
+    prompt: str | None
+    negative_prompt: str | None
+    service_id: str
+    service_name: str
+    mode: str
+
+    @property
+    def cursor(self) -> Cursor:
+        return (self.image.created or 0.0, self.image.id or 0)
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page of the gallery; ``next`` is the ``before`` of the following page (None: last)."""
+
+    items: list[GalleryItem]
+    next: Cursor | None
+
+
+# --- Migrations ------------------------------------------------------------------------------
+# Version n of the schema is what the first n functions make. They run in order, each in the
+# transaction that also sets PRAGMA user_version, so a database is always at some version.
+# Never edit a released migration: add a new one.
+
+def _v1_tables(db: sqlite3.Connection) -> None:
+    # jobs.num is the stable integer rowid FTS5 needs (a table keyed by TEXT gets rowids that
+    # VACUUM may renumber); the job's own id is the uuid the caller gives.
+    db.execute("""
+        CREATE TABLE jobs (
+            num INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            service_id TEXT NOT NULL,
+            service_name TEXT NOT NULL,
+            instance TEXT,
+            mode TEXT NOT NULL,
+            status TEXT NOT NULL,
+            parameters TEXT NOT NULL DEFAULT '{}',
+            prompt TEXT,
+            negative_prompt TEXT,
+            seeds TEXT NOT NULL DEFAULT '[]',
+            info TEXT,
+            error TEXT,
+            created REAL NOT NULL,
+            started REAL,
+            finished REAL,
+            seconds REAL
+        )""")
+    # AUTOINCREMENT: an image id is never reused, so a link to a deleted image cannot show
+    # another one.
+    db.execute("""
+        CREATE TABLE images (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            path TEXT NOT NULL,
+            thumb_path TEXT,
+            mime TEXT NOT NULL,
+            width INTEGER,
+            height INTEGER,
+            seed TEXT,
+            infotext TEXT,
+            created REAL NOT NULL,
+            UNIQUE (job_id, position)
+        )""")
+    db.execute("CREATE INDEX images_created ON images (created, id)")
+    db.execute("CREATE INDEX jobs_created ON jobs (created)")
+
+
+def _v2_gallery_columns(db: sqlite3.Connection) -> None:
+    # A job's service and mode are copied onto its images so that a filtered gallery page is
+    # one range of one index, whatever share of the images the filter keeps.
+    db.execute("ALTER TABLE images ADD COLUMN service_id TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE images ADD COLUMN mode TEXT NOT NULL DEFAULT ''")
+    db.execute("""
+        UPDATE images SET
+            service_id = (SELECT service_id FROM jobs WHERE jobs.id = images.job_id),
+            mode = (SELECT mode FROM jobs WHERE jobs.id = images.job_id)""")
+    db.execute("CREATE INDEX images_service ON images (service_id, created, id)")
+    db.execute("CREATE INDEX images_mode ON images (mode, created, id)")
+    db.execute("CREATE INDEX images_service_mode ON images (service_id, mode, created, id)")
+    db.execute("CREATE INDEX jobs_service ON jobs (service_id, created)")
+    db.execute("""
+        CREATE TRIGGER jobs_gallery AFTER UPDATE OF service_id, mode ON jobs
+        WHEN old.service_id IS NOT new.service_id OR old.mode IS NOT new.mode
+        BEGIN
+            UPDATE images SET service_id = new.service_id, mode = new.mode
+            WHERE job_id = new.id;
+        END""")
+
+
+def _v3_search(db: sqlite3.Connection) -> None:
+    try:
+        db.execute("""
+            CREATE VIRTUAL TABLE jobs_fts USING fts5(
+                prompt, negative_prompt,
+                content='jobs', content_rowid='num',
+                tokenize='unicode61 remove_diacritics 2'
+            )""")
+    except sqlite3.OperationalError as exc:
+        if "fts5" in str(exc).lower():
+            raise HistoryError(
+                f"The SQLite library of this Python ({sqlite3.sqlite_version}) was built "
+                "without FTS5, which the history's prompt search needs. Use a Python whose "
+                "sqlite3 module has FTS5 (python.org and most Linux distributions do).") from None
+        raise
+    # An external-content index only knows what these triggers tell it.
+    db.execute("""
+        CREATE TRIGGER jobs_fts_insert AFTER INSERT ON jobs BEGIN
+            INSERT INTO jobs_fts (rowid, prompt, negative_prompt)
+            VALUES (new.num, new.prompt, new.negative_prompt);
+        END""")
+    db.execute("""
+        CREATE TRIGGER jobs_fts_delete AFTER DELETE ON jobs BEGIN
+            INSERT INTO jobs_fts (jobs_fts, rowid, prompt, negative_prompt)
+            VALUES ('delete', old.num, old.prompt, old.negative_prompt);
+        END""")
+    db.execute("""
+        CREATE TRIGGER jobs_fts_update AFTER UPDATE OF prompt, negative_prompt ON jobs
+        WHEN old.prompt IS NOT new.prompt OR old.negative_prompt IS NOT new.negative_prompt
+        BEGIN
+            INSERT INTO jobs_fts (jobs_fts, rowid, prompt, negative_prompt)
+            VALUES ('delete', old.num, old.prompt, old.negative_prompt);
+            INSERT INTO jobs_fts (rowid, prompt, negative_prompt)
+            VALUES (new.num, new.prompt, new.negative_prompt);
+        END""")
+    db.execute("INSERT INTO jobs_fts (jobs_fts) VALUES ('rebuild')")  # rows of older versions
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _v1_tables,
+    _v2_gallery_columns,
+    _v3_search,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Bring the database up to ``SCHEMA_VERSION``; return the version it had."""
+    db.execute("BEGIN IMMEDIATE")  # read the version under the write lock: one migrator
+    try:
+        found = db.execute("PRAGMA user_version").fetchone()[0]
+        if found > SCHEMA_VERSION:
+            raise HistoryError(f"it has schema version {found}, newer than this webui knows "
+                               f"({SCHEMA_VERSION}); use a newer webui")
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            MIGRATIONS[version - 1](db)
+            db.execute(f"PRAGMA user_version = {version}")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return found
+
+
+# --- Values written to the database ----------------------------------------------------------
+
+_SECRET_KEY = re.compile(
+    r"(?:^|[_\-.])(?:password|passwd|secret|token|api[_\-]?key|apikey|authorization|auth|"
+    r"credentials?|cookie)(?:$|[_\-.])", re.IGNORECASE)
+_INT = re.compile(r"-?\d+")
+
+
+def public_url(url: str | None) -> str | None:
+    """A backend URL as it may be stored and shown: no user, password, query or fragment."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = f"{host}:{port}" if port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def clean(value: Any) -> Any:
+    """``value`` made fit for storing as JSON: uploads become a reference, secrets are dropped.
+
+    An uploaded image (anything with ``data`` bytes, like ``forms.UploadedImage``) becomes
+    ``{"upload": filename, "mime", "width", "height", "bytes"}``; raw bytes become
+    ``{"bytes": n}``; the value of a key that names a secret (password, token, api_key, ...)
+    becomes ``"[redacted]"``.
+    """
+    if isinstance(value, dict):
+        return {str(k): "[redacted]" if _SECRET_KEY.search(str(k)) else clean(v)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean(v) for v in value]
+    if isinstance(value, (bytes, bytearray)):
+        return {"bytes": len(value)}
+    data = getattr(value, "data", None)
+    if isinstance(data, (bytes, bytearray)):
+        return {"upload": getattr(value, "filename", None), "mime": getattr(value, "mime", None),
+                "width": getattr(value, "width", None), "height": getattr(value, "height", None),
+                "bytes": len(data)}
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(clean(value), ensure_ascii=False)
+
+
+def _loads(text: str | None, default: Any = None) -> Any:
+    if text is None:
+        return default
+    try:
+        return json.loads(text)
+    except ValueError:
+        return default
+
+
+def _seed_in(seed: Any) -> str | None:
+    # Stored as text: ComfyUI seeds go up to 2**64 - 1, past SQLite's 64-bit signed INTEGER.
+    return None if seed is None else str(seed)
+
+
+def _seed_out(text: str | None) -> int | str | None:
+    return int(text) if text is not None and _INT.fullmatch(text) else text
+
+
+def match_expression(query: str) -> str | None:
+    """A user's search text as an FTS5 MATCH expression over the prompt column; None if it
+    has no words.
+
+    Every whitespace-separated term becomes a quoted prefix phrase, so FTS5's syntax (quotes,
+    AND/OR/NOT, NEAR, ``*``, ``:``, parentheses) is only ever searched for, never run: all
+    terms must appear, each as the start of a word ("cat" finds "cats").
+    """
+    terms = [t for t in query.split() if re.search(r"\w", t)]
+    if not terms:
+        return None
+    return " AND ".join('prompt : "{}"*'.format(t.replace('"', '""')) for t in terms)
+
+
+# --- The store -------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+_JOB_COLUMNS = ("id", "service_id", "service_name", "instance", "mode", "status", "parameters",
+                "prompt", "negative_prompt", "seeds", "info", "error", "created", "started",
+                "finished", "seconds")
+_UPSERT_JOB = "INSERT INTO jobs ({}) VALUES ({}) ON CONFLICT (id) DO UPDATE SET {}".format(
+    ", ".join(_JOB_COLUMNS), ", ".join("?" * len(_JOB_COLUMNS)),
+    ", ".join(f"{c} = excluded.{c}" for c in _JOB_COLUMNS[1:]))
+_IMAGE_VALUES = ("path", "thumb_path", "mime", "width", "height", "seed", "infotext", "created")
+# Service and mode come from the job row, so they cannot disagree with it; no job, no row.
+_UPSERT_IMAGE = """
+    INSERT INTO images (job_id, position, {cols}, service_id, mode)
+    SELECT id, ?, {marks}, service_id, mode FROM jobs WHERE id = ?
+    ON CONFLICT (job_id, position) DO UPDATE SET {sets}""".format(
+    cols=", ".join(_IMAGE_VALUES), marks=", ".join("?" * len(_IMAGE_VALUES)),
+    sets=", ".join(f"{c} = excluded.{c}" for c in _IMAGE_VALUES))
+_IMAGE_SELECT = ("i.id, i.job_id, i.position, i.path, i.thumb_path, i.mime, i.width, i.height, "
+                 "i.seed, i.infotext, i.created")
+
+
+def _image(row: sqlite3.Row) -> ImageRecord:
+    return ImageRecord(id=row["id"], job_id=row["job_id"], position=row["position"],
+                       path=row["path"], thumb_path=row["thumb_path"], mime=row["mime"],
+                       width=row["width"], height=row["height"], seed=_seed_out(row["seed"]),
+                       infotext=row["infotext"], created=row["created"])
+
+
+def _describe(path: Path, exc: sqlite3.Error) -> str:
+    name = getattr(exc, "sqlite_errorname", "")
+    if name in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or "malformed" in str(exc) \
+            or "not a database" in str(exc):
+        return (f"The history database {path} is damaged or is not an SQLite database "
+                f"({exc}). Move it aside; webui then starts a new, empty history.")
+    if name.startswith(("SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_READONLY", "SQLITE_IOERR")) \
+            or "unable to open" in str(exc):
+        return (f"The history database {path} cannot be opened or written ({exc}). Check "
+                "that its folder exists and that webui may read and write it.")
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in str(exc):
+        return (f"The history database {path} stayed locked by another program for "
+                f"{BUSY_TIMEOUT:g} s ({exc}).")
+    return f"The history database {path} failed: {exc}"
+
+
+class HistoryStore:
+    """Jobs and images in the SQLite file ``path`` (created, or upgraded, when opened)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._generation = 0  # bumped by close(): threads then open a new connection
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HistoryError(f"Cannot create the folder of the history database "
+                               f"{self.path}: {exc}") from None
+        try:
+            with self._errors():
+                db = self._db()
+                # WAL is a property of the file: set once, it stays.
+                db.execute("PRAGMA journal_mode = WAL").fetchone()
+                try:
+                    migrate(db)
+                except HistoryError as exc:
+                    raise HistoryError(f"The history database {self.path} cannot be used: "
+                                       f"{exc}") from None
+        except HistoryError:
+            self.close()
+            raise
+
+    # Connections and errors
+
+    def _db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.generation == self._generation:
+            return conn
+        # check_same_thread=False only so that close() may close every thread's connection;
+        # otherwise each connection is used by the thread that opened it alone.
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None,
+                               check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        try:
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")  # durable across crashes in WAL mode
+        except sqlite3.Error:
+            conn.close()
+            raise
+        with self._lock:
+            self._connections.append(conn)
+            self._local.conn, self._local.generation = conn, self._generation
+        return conn
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise HistoryError(_describe(self.path, exc)) from None
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; every error comes out as HistoryError."""
+        with self._errors():
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with self._errors():
+            db = self._db()
+            # One snapshot for every statement of the read (WAL readers are not blocked).
+            db.execute("BEGIN")
+            try:
+                return fn(db)
+            finally:
+                if db.in_transaction:
+                    db.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close every thread's connection; the store opens new ones if used again."""
+        with self._lock:
+            self._generation += 1
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+
+    # Writing
+
+    def record_job(self, job: JobRecord) -> None:
+        """Insert the job, or update the row with its id, and write ``job.images`` with it.
+
+        An image is keyed by (job, position): recording it again updates it. Images of the job
+        not in ``job.images`` are kept. The ids given to the images are set on them.
+        """
+        self.record_jobs([job])
+
+    def record_jobs(self, jobs: Iterable[JobRecord]) -> None:
+        """``record_job`` for many jobs in one transaction (imports, tests, benchmarks)."""
+        jobs = list(jobs)
+        for job in jobs:
+            if job.status not in STATUSES:
+                raise ValueError(f"unknown job status {job.status!r}")
+        with self._write() as db:
+            db.executemany(_UPSERT_JOB, [self._job_row(job) for job in jobs])
+            for job in jobs:
+                default = job.finished or job.created
+                for image in job.images:
+                    self._put_image(db, image, job.id, default)
+
+    def add_image(self, image: ImageRecord) -> ImageRecord:
+        """Record one image of an already recorded job; return it with its id set."""
+        with self._write() as db:
+            self._put_image(db, image, image.job_id, time.time())
+        return image
+
+    def set_thumbnail(self, image_id: int, thumb_path: str) -> None:
+        """Remember where the thumbnail of an image was written."""
+        with self._write() as db:
+            db.execute("UPDATE images SET thumb_path = ? WHERE id = ?", (thumb_path, image_id))
+
+    @staticmethod
+    def _job_row(job: JobRecord) -> tuple[Any, ...]:
+        return (job.id, job.service_id, job.service_name, public_url(job.instance), job.mode,
+                job.status, _dumps(job.parameters or {}), job.prompt, job.negative_prompt,
+                _dumps(list(job.seeds or [])), _dumps(job.info) if job.info is not None
+                else None, job.error, job.created, job.started, job.finished, job.seconds)
+
+    @staticmethod
+    def _put_image(db: sqlite3.Connection, image: ImageRecord, job_id: str,
+                   default_created: float) -> None:
+        image.job_id = job_id
+        if image.created is None:
+            image.created = default_created
+        db.execute(_UPSERT_IMAGE, (
+            image.position, image.path, image.thumb_path, image.mime, image.width, image.height,
+            _seed_in(image.seed), image.infotext, image.created, job_id))
+        row = db.execute("SELECT id FROM images WHERE job_id = ? AND position = ?",
+                         (job_id, image.position)).fetchone()
+        if row is None:
+            raise HistoryError(f"No job {job_id!r} in the history: record the job first")
+        image.id = row[0]
+
+    def delete_image(self, image_id: int) -> ImageRecord | None:
+        """Delete an image's row (the last one of a job takes the job with it) and return it,
+        for the caller to delete its files; None if there was no such image.
+        """
+        with self._write() as db:
+            row = db.execute(f"SELECT {_IMAGE_SELECT} FROM images i WHERE i.id = ?",
+                             (image_id,)).fetchone()
+            if row is None:
+                return None
+            db.execute("DELETE FROM images WHERE id = ?", (image_id,))
+            db.execute("DELETE FROM jobs WHERE id = ? AND NOT EXISTS "
+                       "(SELECT 1 FROM images WHERE job_id = ?)", (row["job_id"], row["job_id"]))
+        return _image(row)
+
+    # Reading
+
+    def get_job(self, job_id: str) -> JobRecord | None:
+        """The job with this id and its images in position order; None if there is none."""
+        def read(db: sqlite3.Connection) -> JobRecord | None:
+            row = db.execute(f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs WHERE id = ?",
+                             (job_id,)).fetchone()
+            if row is None:
+                return None
+            images = db.execute(f"SELECT {_IMAGE_SELECT} FROM images i WHERE i.job_id = ? "
+                                "ORDER BY i.position", (job_id,)).fetchall()
+            return JobRecord(
+                id=row["id"], service_id=row["service_id"], service_name=row["service_name"],
+                instance=row["instance"], mode=row["mode"], status=row["status"],
+                parameters=_loads(row["parameters"], {}), prompt=row["prompt"],
+                negative_prompt=row["negative_prompt"], seeds=_loads(row["seeds"], []),
+                info=_loads(row["info"]), error=row["error"], created=row["created"],
+                started=row["started"], finished=row["finished"], seconds=row["seconds"],
+                images=[_image(r) for r in images])
+        return self._read(read)
+
+    def get_image(self, image_id: int) -> ImageRecord | None:
+        """The image with this id; None if there is none."""
+        return self._read(lambda db: next(
+            (_image(r) for r in db.execute(f"SELECT {_IMAGE_SELECT} FROM images i "
+                                           "WHERE i.id = ?", (image_id,))), None))
+
+    def page(
+        self,
+        *,
+        service: str | None = None,
+        mode: str | None = None,
+        query: str | None = None,
+        before: Cursor | None = None,
+        limit: int = 48,
+    ) -> Page:
+        """Images newest first, ``limit`` at most, older than the ``before`` cursor.
+
+        ``service`` and ``mode`` keep one service id or mode; ``query`` keeps images whose
+        prompt has every word of it (see ``match_expression``). Pass ``page.next`` as
+        ``before`` for the following page: unlike an offset it stays right while images are
+        added or deleted, and costs the same deep in the list.
+        """
+        limit = max(1, min(int(limit), PAGE_LIMIT_MAX))
+        where: list[str] = []
+        args: list[Any] = []
+        if service is not None:
+            where.append("i.service_id = ?")
+            args.append(service)
+        if mode is not None:
+            where.append("i.mode = ?")
+            args.append(mode)
+        if before is not None:
+            where.append("(i.created, i.id) < (?, ?)")
+            args.extend((float(before[0]), int(before[1])))
+        match = match_expression(query) if query else None
+        if match is not None:
+            where.append("j.num IN (SELECT rowid FROM jobs_fts WHERE jobs_fts MATCH ?)")
+            args.append(match)
+        sql = (f"SELECT {_IMAGE_SELECT}, j.prompt, j.negative_prompt, j.service_id, "
+               "j.service_name, j.mode FROM images i JOIN jobs j ON j.id = i.job_id"
+               + (" WHERE " + " AND ".join(where) if where else "")
+               + " ORDER BY i.created DESC, i.id DESC LIMIT ?")
+        args.append(limit + 1)  # one more than shown tells whether there is a next page
+        rows = self._read(lambda db: db.execute(sql, args).fetchall())
+        items = [GalleryItem(image=_image(r), prompt=r["prompt"],
+                             negative_prompt=r["negative_prompt"], service_id=r["service_id"],
+                             service_name=r["service_name"], mode=r["mode"])
+                 for r in rows[:limit]]
+        return Page(items=items, next=items[-1].cursor if len(rows) > limit else None)
+
+    def services(self) -> list[tuple[str, str]]:
+        """(service id, name) of the services that have images in the gallery, by name; the
+        name is the one the service had last.
+        """
+        rows = self._read(lambda db: db.execute("""
+            SELECT service_id, service_name, max(created) FROM jobs
+            WHERE service_id IN (SELECT DISTINCT service_id FROM images)
+            GROUP BY service_id ORDER BY lower(service_name), service_id""").fetchall())
+        return [(r[0], r[1]) for r in rows]
+
+    def count(self) -> int:
+        """How many images the gallery holds."""
+        return self._read(lambda db: db.execute("SELECT count(*) FROM images").fetchone()[0])
+
+
+# --- Thumbnails ------------------------------------------------------------------------------
+
+def make_thumbnail(src: Path, dst: Path, size: int = 384) -> tuple[int, int]:
+    """Write a WEBP thumbnail of ``src`` fitting in ``size``×``size`` to ``dst`` and return its
+    size. An existing ``dst`` is kept (thumbnails are made once); the file appears complete or
+    not at all.
+    """
+    src, dst = Path(src), Path(dst)
+    if dst.exists():
+        try:
+            with Image.open(dst) as done:
+                return done.size
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            pass  # damaged by something else: make it again
+    try:
+        with Image.open(src) as img:
+            img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster
+            thumb = ImageOps.exif_transpose(img)
+            alpha = thumb.mode in ("RGBA", "LA", "PA") or "transparency" in thumb.info
+            thumb = thumb.convert("RGBA" if alpha else "RGB")
+            thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
+    except FileNotFoundError:
+        raise HistoryError(f"Cannot make a thumbnail: {src} does not exist") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+            Image.DecompressionBombError) as exc:
+        raise HistoryError(f"Cannot make a thumbnail of {src}: it is not a readable image "
+                           f"({exc})") from None
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=".tmp-", suffix=".webp")
+    except OSError as exc:
+        raise HistoryError(f"Cannot write the thumbnail {dst}: {exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            thumb.save(fh, format="WEBP", quality=80, method=4)
+        os.replace(tmp, dst)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise HistoryError(f"Cannot write the thumbnail {dst}: {exc}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return thumb.size
