@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import re
@@ -53,10 +54,8 @@ def a1111_parse(x: str) -> tuple[str, str, dict[str, str]]:
     res = {}
     for k, v in A1111_RE_PARAM.findall(lastline):
         if v[0] == '"' and v[-1] == '"':
-            try:
+            with contextlib.suppress(ValueError):
                 v = json.loads(v)
-            except ValueError:
-                pass
         res[k] = v
     return prompt, negative, res
 
@@ -178,6 +177,7 @@ def test_round_trip(prompt: str, negative: str | None) -> None:
     assert got_negative == (negative or "")
     fields = infotext_to_fields(labels)
     expected = {k: (json.dumps(v) if isinstance(v, list) else str(v)) for k, v in params.items()}
+    expected["enable_hr"] = "True"  # implied by the Hires upscaler
     assert fields == expected
     # A1111's own reader sees the same.
     assert a1111_parse(text) == (got_prompt, got_negative, labels)

@@ -272,3 +272,16 @@ def test_secrets_never_reach_the_browser(client, monkeypatch, path):
 def test_schema_is_published(client):
     r = client.get("/definition.schema.json")
     assert r.status_code == 200 and r.json["title"] == "webui service definition"
+
+
+def test_unexpected_error_in_a_view_is_a_sentence(client, monkeypatch):
+    def explode(*args, **kwargs):
+        raise RuntimeError("internal detail")
+
+    monkeypatch.setattr("webui.views.forms.validate", explode)
+    r = client.post("/services/a1111/txt2img/generate", data=form(),
+                    headers={"HX-Request": "true"})
+    html = r.get_data(as_text=True)
+    assert r.status_code == 500 and "Something went wrong inside webui" in html
+    assert "internal detail" not in html and "Traceback" not in html
+    assert client.get("/").status_code == 200  # and the server goes on

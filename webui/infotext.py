@@ -158,10 +158,9 @@ def build_infotext(prompt: str, negative_prompt: str | None, params: dict[str, A
     None, empty strings and uploads are left out; so are A1111's own flags when off (Tiling)
     and the fields ``INFOTEXT_REQUIRES`` ties to a switch that is off.
     """
-    params = {k: v for k, v in params.items() if k not in _NOT_WRITTEN}
-    for key, switch in INFOTEXT_REQUIRES.items():
-        if switch in params and _is_off(params[switch]):
-            params.pop(key, None)
+    off = {key for key, switch in INFOTEXT_REQUIRES.items()
+           if switch in params and _is_off(params[switch])}
+    params = {k: v for k, v in params.items() if k not in _NOT_WRITTEN and k not in off}
 
     pairs: dict[str, str] = {}  # label -> "WxH"
     for label, (a, b) in INFOTEXT_PAIRS.items():
