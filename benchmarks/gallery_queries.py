@@ -1,0 +1,118 @@
+"""How fast the gallery's queries are on a history of 20,000 images.
+
+Fills a temporary history database (webui.history.HistoryStore) with N images across four
+services, two modes and prompts drawn from a small vocabulary, then times the store's own calls
+as the gallery makes them: the first page, a page of one service, a page deep in the list
+reached through its cursor, and prompt searches. Prints each median in ms and as a ratio to two
+baselines measured in the same run: an SQLite ``SELECT 1`` round trip and a lookup of one image
+by its id (``get_image``).
+
+    python benchmarks/gallery_queries.py [--images 20000] [--runs 200] [--limit 48]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from webui.history import HistoryStore, ImageRecord, JobRecord  # noqa: E402
+
+SERVICES = ["a1111", "comfyui", "forge", "openai"]
+MODES = ["txt2img", "img2img"]
+WORDS = ["lighthouse", "forest", "portrait", "city", "dragon", "ocean", "robot", "castle",
+         "flower", "mountain", "desert", "river", "sunset", "knight", "garden", "harbor"]
+RARE = "zeppelin"  # in about 1 prompt of 200
+
+
+def fill(store: HistoryStore, images: int, rng: random.Random) -> None:
+    jobs: list[JobRecord] = []
+    total = n = 0
+    t0 = time.time() - images * 30
+    while total < images:
+        count = min(rng.choice([1, 1, 2, 4]), images - total)
+        words = rng.sample(WORDS, 4) + ([RARE] if rng.random() < 0.005 else [])
+        jid = f"{n:032x}"
+        created = t0 + n * 30 + rng.random()
+        jobs.append(JobRecord(
+            id=jid, service_id=rng.choice(SERVICES), service_name="x", mode=rng.choice(MODES),
+            status="done", prompt=", ".join(words), negative_prompt="blurry, low quality",
+            parameters={"steps": 20, "cfg_scale": 7, "seed": n}, seeds=[n], created=created,
+            finished=created + 5, images=[
+                ImageRecord(job_id=jid, position=p, path=f"2024-01-01/{n}-{p}.png", width=512,
+                            height=512, seed=n + p, infotext="x") for p in range(count)]))
+        total += count
+        n += 1
+    store.record_jobs(jobs)
+
+
+def median_ms(fn: Callable[[], object], runs: int) -> float:
+    fn()  # warm-up: page cache, statement cache
+    out = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return statistics.median(out) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--limit", type=int, default=48)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="webui-gallery-bench-") as tmp:
+        store = HistoryStore(Path(tmp) / "history.sqlite3")
+        start = time.perf_counter()
+        fill(store, args.images, random.Random(1))
+        print(f"filled {store.count()} images in {time.perf_counter() - start:.2f} s\n")
+
+        # A cursor about three quarters of the way down the list.
+        before = None
+        for _ in range(args.images * 3 // 4 // 500):
+            before = store.page(before=before, limit=500).next
+        some_id = store.page(limit=1).items[0].image.id
+        limit = args.limit
+
+        baselines = {
+            "SELECT 1 round trip": lambda: store._read(
+                lambda db: db.execute("SELECT 1").fetchone()),
+            "get_image (primary key)": lambda: store.get_image(some_id),
+        }
+        cases = {
+            "first page": lambda: store.page(limit=limit),
+            "page of one service": lambda: store.page(service="openai", limit=limit),
+            "page of service + mode": lambda: store.page(service="forge", mode="img2img",
+                                                         limit=limit),
+            "deep page via cursor": lambda: store.page(before=before, limit=limit),
+            "search, common word": lambda: store.page(query="dragon", limit=limit),
+            "search, two words": lambda: store.page(query="drag cast", limit=limit),
+            "search, rare word": lambda: store.page(query=RARE, limit=limit),
+            "search + service + deep": lambda: store.page(query="ocean", service="a1111",
+                                                          before=before, limit=limit),
+            "services()": store.services,
+            "count()": store.count,
+        }
+        base = {name: median_ms(fn, args.runs) for name, fn in baselines.items()}
+        for name, ms in base.items():
+            print(f"{name:<26} {ms:8.3f} ms   (baseline)")
+        print()
+        one, pk = base.values()
+        print(f"{'query':<26} {'median':>11}   {'x SELECT 1':>10}   {'x get_image':>11}")
+        for name, fn in cases.items():
+            ms = median_ms(fn, args.runs)
+            print(f"{name:<26} {ms:8.3f} ms   {ms / one:10.1f}   {ms / pk:11.1f}")
+        store.close()
+
+
+if __name__ == "__main__":
+    main()
