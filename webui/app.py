@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from flask import Flask, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from . import gallery
 from .catalog import DefinitionFolders
 from .config import Settings
 from .forms import MAX_UPLOAD_BYTES
+from .history import HistoryError, HistoryStore
 from .images import ImageStore
 from .jobs import JobManager
 from .options import OptionsCache
@@ -37,12 +40,15 @@ class State:
     options: OptionsCache
     store: ImageStore
     jobs: JobManager
+    history: HistoryStore | None
+    history_error: str | None = None
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app for ``settings`` (defaults: ./webui-data, no demo)."""
     settings = settings or Settings()
-    for folder in (settings.data_dir, settings.user_definitions, settings.images_dir):
+    for folder in (settings.data_dir, settings.user_definitions, settings.images_dir,
+                   settings.thumbs_dir):
         folder.mkdir(parents=True, exist_ok=True)
     app = Flask(
         __name__,
@@ -52,18 +58,30 @@ def create_app(settings: Settings | None = None) -> Flask:
     # The whole form, an upload included, with room for the other fields.
     app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_BYTES + 2 * 1024 * 1024
     store = ImageStore(settings.images_dir)
+    history: HistoryStore | None = None
+    history_error = None
+    try:
+        history = HistoryStore(settings.history_file)
+    except HistoryError as exc:
+        # Generating still works; the gallery says what is wrong with the history file.
+        history_error = str(exc)
+        log.error("history unavailable: %s", exc)
+    on_finish = partial(gallery.record, history, store, settings.thumbs_dir) if history else None
     app.extensions["webui"] = State(
         settings=settings,
         folders=DefinitionFolders(settings.definition_dirs, settings.url_overrides,
                                   settings.extras),
         options=OptionsCache(settings.options_ttl),
         store=store,
-        jobs=JobManager(store),
+        jobs=JobManager(store, on_finish=on_finish),
+        history=history,
+        history_error=history_error,
     )
 
     from . import views
 
     app.register_blueprint(views.bp)
+    app.register_blueprint(gallery.bp)
     app.jinja_env.filters["backticks"] = views.backticks
 
     @app.errorhandler(RequestEntityTooLarge)

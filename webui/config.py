@@ -30,6 +30,14 @@ class Settings:
         return self.data_dir / "images"
 
     @property
+    def thumbs_dir(self) -> Path:
+        return self.data_dir / "thumbs"
+
+    @property
+    def history_file(self) -> Path:
+        return self.data_dir / "history.sqlite3"
+
+    @property
     def definition_dirs(self) -> list[Path]:
         # Later folders win on an id clash: bundled < data folder < --definitions.
         return [BUNDLED_DIR, self.user_definitions, *self.extra_definition_dirs]

@@ -24,6 +24,7 @@ from .client import BackendError, Service, call, humanize, read_json, resolve_au
 from .definitions import _PLACEHOLDER, DEFAULT_SEED_RANGE, FILE_KEY, Mode, Result, Step
 from .forms import UploadedImage
 from .images import ImageDataError, ImageStore, decode_base64, decode_data_url, inspect, to_base64
+from .infotext import build_infotext, read_png_infotext, write_png_infotext
 from .paths import PathError, get_path, parse_path, set_path
 
 FETCH_TIMEOUT = 60.0
@@ -308,15 +309,34 @@ def extract(
                                kind="garbage") from None
         seed = seeds[i] if seeds[i] is not None else fallback
         label = f"{service.id}-{mode.name}" + (f"-{seed}" if seed is not None else "")
+        info = infos[i] if isinstance(infos[i], str) else None
+        # Every saved image carries A1111's "parameters" text, so A1111's PNG Info and other
+        # tools read it: the backend's own if it wrote one, else ours.
+        embedded = read_png_infotext(blob)
+        info = info or embedded or describe(mode, values or {}, seed)
+        if meta.mime == "image/png" and not embedded:
+            blob = write_png_infotext(blob, info)
         path = store.save(blob, meta.ext, label)
-        info = infos[i]
-        saved = SavedImage(path, meta.mime, meta.width, meta.height, seed,
-                           info if isinstance(info, str) else None)
+        saved = SavedImage(path, meta.mime, meta.width, meta.height, seed, info)
         images.append(saved)
         if on_image:
             on_image(saved)
     info_value = info_values[0] if len(info_values) == 1 else (info_values or None)
     return Generation(service.id, mode.name, images, info_value)
+
+
+def describe(mode: Mode, values: dict[str, Any], seed: Any) -> str:
+    """An A1111-style infotext of what was asked for (for backends that write none)."""
+    prompt_key = "prompt" if mode.parameter("prompt") else next(
+        (p.key for p in mode.parameters if p.type == "textarea"), None)
+    fields = {p.key: values.get(p.key) for p in mode.parameters
+              if p.type != "image" and p.key not in (prompt_key, "negative_prompt")}
+    if seed is not None:
+        fields["seed"] = seed
+    prompt = values.get(prompt_key) if prompt_key else None
+    negative = values.get("negative_prompt")
+    return build_infotext(prompt if isinstance(prompt, str) else "",
+                          negative if isinstance(negative, str) else None, fields)
 
 
 def _field(

@@ -130,7 +130,7 @@ def _choose(p: Parameter, raw: Any, allowed: list[Any] | None) -> Any:
     raise FieldError(f"{str(raw)!r} is not one of the choices offered by {source}")
 
 
-def read_upload(storage: FileStorage | None) -> UploadedImage | None:
+def read_upload(storage: Any) -> UploadedImage | None:
     """Read and check an uploaded image; None if no file was chosen."""
     if storage is None or not storage.filename:
         return None
@@ -155,19 +155,24 @@ def read_upload(storage: FileStorage | None) -> UploadedImage | None:
     return UploadedImage(data, mime, storage.filename, size[0], size[1])
 
 
+REF_SUFFIX = "__from"  # a form field naming a stored image to use instead of an upload
+
+
 def validate(
     mode: Mode,
     form: Mapping[str, str],
     files: Mapping[str, FileStorage],
     allowed_for: Callable[[Parameter], list[Any]],
+    stored: Callable[[str], UploadedImage | None] = lambda ref: None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Validate a submitted form; return (values, errors by key). Empty optional fields are
-    None (not sent, so the backend's default applies)."""
+    None (not sent, so the backend's default applies). ``stored`` turns the reference of an
+    image in the history into an upload (an image sent on from the gallery)."""
     values: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for p in mode.parameters:
         try:
-            values[p.key] = _value(p, form, files, allowed_for)
+            values[p.key] = _value(p, form, files, allowed_for, stored)
         except FieldError as exc:
             errors[p.key] = f"{p.title} {exc}"
     return values, errors
@@ -178,9 +183,12 @@ def _value(
     form: Mapping[str, str],
     files: Mapping[str, FileStorage],
     allowed_for: Callable[[Parameter], list[Any]],
+    stored: Callable[[str], UploadedImage | None],
 ) -> Any:
     if p.type == "image":
         upload = read_upload(files.get(p.key))
+        if upload is None and form.get(p.key + REF_SUFFIX):
+            upload = stored(form[p.key + REF_SUFFIX])
         if upload is None and p.required:
             raise FieldError("is required: choose an image file")
         return upload

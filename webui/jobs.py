@@ -192,7 +192,8 @@ class JobManager:
                 return False
             pool.queue.remove(job)
             self._finish(job, "cancelled")
-            return True
+        self._report(job)
+        return True
 
     def interrupt(self, job: Job) -> str | None:
         """Stop a job: cancel it if queued, else ask its backend to stop. Returns a problem
@@ -239,15 +240,19 @@ class JobManager:
                 if instance.healthy:
                     chosen = instance
                     break
-            with self._cond:
-                if chosen is None:
-                    if not any(i.running for i in pool.instances.values()) and pool.queue:
+            if chosen is None:
+                failed = None
+                with self._cond:
+                    if pool.queue and not any(i.running for i in pool.instances.values()):
                         # Nothing can take it now: say so rather than wait without end.
-                        reasons = "; ".join(f"{i.message}" for i in candidates) or "no instance"
-                        job = pool.queue.popleft()
-                        job.error = f"No instance of {service.name} is reachable. {reasons}"
-                        self._finish(job, "failed")
-                    continue
+                        reasons = "; ".join(i.message for i in candidates) or "no instance"
+                        failed = pool.queue.popleft()
+                        failed.error = f"No instance of {service.name} is reachable. {reasons}"
+                        self._finish(failed, "failed")
+                if failed is not None:
+                    self._report(failed)
+                continue
+            with self._cond:
                 if not pool.queue:
                     continue  # cancelled while we checked
                 job = pool.queue.popleft()
@@ -298,18 +303,23 @@ class JobManager:
                 self._finish(job, status)
             if follower is not None:
                 follower.join(timeout=5)
+            self._report(job)
 
     def _finish(self, job: Job, status: str) -> None:
         # Called with the lock held.
         job.status = status
         job.finished = time.time()
-        job.done.set()
         self._cond.notify_all()
+
+    def _report(self, job: Job) -> None:
+        """Hand a finished job to on_finish (the history), outside the lock; then mark it
+        done, so whoever waits for it finds it recorded."""
         if self.on_finish is not None:
             try:
                 self.on_finish(job)
             except Exception:
                 log.exception("recording job %s failed", job.id)
+        job.done.set()
 
     def _follow(self, service: Service, job: Job) -> None:
         """Poll the progress endpoint while the job runs. Best effort: a failed poll is
@@ -317,12 +327,12 @@ class JobManager:
         spec = service.definition.jobs.progress
         assert spec is not None
         endpoint = service.definition.endpoints[spec.endpoint]
-        while not job.done.wait(spec.every):
+        while not job.done.wait(spec.every) and job.status == "running":
             try:
                 data = read_json(service, call(service, endpoint))
             except BackendError:
                 continue
-            if job.done.is_set():
+            if job.status != "running":
                 break
             progress = job.progress
             new = Progress(

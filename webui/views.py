@@ -19,7 +19,7 @@ from flask import (
 )
 from markupsafe import Markup, escape
 
-from . import engine, forms
+from . import engine, forms, gallery
 from .app import State
 from .client import BackendError, Service, check_health, resolve_auth
 from .definitions import Mode, Parameter, schema_text
@@ -102,8 +102,16 @@ def service_page(service_id: str, mode_name: str) -> str:
     service = _service(service_id)
     mode = _mode(service, mode_name)
     job = state().jobs.get(request.args.get("job", ""))
+    # ?from=<image id>: the form filled from that image's job (reuse parameters);
+    # ?init=<image id>: that image as the input image (send to img2img).
+    values = gallery.prefill(mode.parameters, request.args.get("from"))
+    init = request.args.get("init", "")
+    init_image = state().history.get_image(int(init)) if (
+        init.isdigit() and state().history) else None
     return render_template("service.html", service=service, mode=mode, groups=layout(mode),
-                           job=job, position=state().jobs.position(job) if job else None)
+                           job=job, position=state().jobs.position(job) if job else None,
+                           values=values, init_image=init_image,
+                           prefilled=bool(values or init_image))
 
 
 @bp.get("/services/<service_id>/<mode_name>/options/<key>")
@@ -140,7 +148,8 @@ def generate(service_id: str, mode_name: str) -> tuple[str, int]:
     try:
         # A backend that cannot list its choices cannot generate either: one clear message
         # beats the same connection error under every select.
-        values, errors = forms.validate(mode, request.form, request.files, allowed_for)
+        values, errors = forms.validate(mode, request.form, request.files, allowed_for,
+                                        gallery.stored_image)
         if errors:
             context["errors"] = errors
             return render_template("_result.html", **context), 422

@@ -1,0 +1,211 @@
+"""History and gallery wired into the app: jobs recorded with thumbnails, restart persistence,
+the image page and its actions, infotext written into every PNG and read back from a drop."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+
+from PIL import Image
+
+from webui import create_app
+from webui.history import ImageRecord, JobRecord
+from webui.infotext import read_png_infotext
+
+from .conftest import a1111_response, demo_extra, submit
+from .test_pages import form
+
+
+def make_app(make_settings, demo_server):
+    return create_app(make_settings(extras=[demo_extra(demo_server.url)]))
+
+
+def generate(app, **fields):
+    r = submit(app.test_client(), "/services/demo/txt2img/generate", data=form(**fields))
+    assert r.status_code == 200, r.html
+    return r.job
+
+
+def only_image(app):
+    page = app.extensions["webui"].history.page()
+    assert len(page.items) >= 1
+    return page.items[0].image
+
+
+def test_jobs_are_recorded_with_thumbnails_and_survive_a_restart(make_settings, demo_server):
+    app = make_app(make_settings, demo_server)
+    job = generate(app, prompt="a quiet harbour, dawn", width="96", height="64", seed="7",
+                   steps="3")
+    history = app.extensions["webui"].history
+    record = history.get_job(job.id)
+    assert record.status == "done" and record.prompt == "a quiet harbour, dawn"
+    assert record.parameters["steps"] == 3 and record.seeds == [7]
+    image = only_image(app)
+    thumbs = app.extensions["webui"].settings.thumbs_dir
+    with Image.open(thumbs / image.thumb_path) as thumb:
+        assert thumb.format == "WEBP"
+    html = app.test_client().get("/gallery").get_data(as_text=True)
+    assert f'href="/gallery/{image.id}"' in html and "a quiet harbour, dawn" in html
+
+    # A new process on the same data folder finds everything again.
+    restarted = make_app(make_settings, demo_server)
+    client = restarted.test_client()
+    assert f'href="/gallery/{image.id}"' in client.get("/gallery").get_data(as_text=True)
+    page = client.get(f"/gallery/{image.id}").get_data(as_text=True)
+    assert "a quiet harbour, dawn" in page and "seed <code>7</code>" in page
+    assert f"/services/demo/txt2img?from={image.id}" in page
+    assert f"init={image.id}" in page  # send to img2img
+
+
+def test_reuse_parameters_fills_the_form(make_settings, demo_server):
+    app = make_app(make_settings, demo_server)
+    generate(app, prompt="lanterns <b>&</b> rain", steps="7", cfg_scale="5.5", seed="-1",
+             width="64", height="64")
+    image = only_image(app)
+    html = app.test_client().get(f"/services/demo/txt2img?from={image.id}").get_data(True)
+    assert "data-prefilled" in html
+    assert ">lanterns &lt;b&gt;&amp;&lt;/b&gt; rain</textarea>" in html
+    assert 'name="steps"' in html and 'value="7"' in html and 'value="5.5"' in html
+    # The seed of that image, not the -1 it was asked with.
+    assert f'value="{image.seed}"' in html and image.seed >= 0
+
+
+def test_send_to_img2img_uses_the_stored_image(make_settings, demo_server):
+    app = make_app(make_settings, demo_server)
+    generate(app, prompt="a red door", width="64", height="64", steps="2")
+    image = only_image(app)
+    client = app.test_client()
+    page = client.get(f"/services/demo/img2img?init={image.id}&from={image.id}").get_data(True)
+    assert f'name="init_image__from" value="{image.id}"' in page
+    data = form(width="64", height="64", steps="2", denoising_strength="0", resize_mode="0")
+    data.pop("hr_upscaler")
+    r = submit(client, "/services/demo/img2img/generate",
+               data={**data, "prompt": "a red door", "init_image__from": str(image.id)})
+    assert r.status_code == 200, r.html
+    store = app.extensions["webui"].store
+    with Image.open(store.path(image.path)) as a, Image.open(store.path(r.job.images[0].path)) as b:
+        # denoising 0 keeps the init image: the result is the stored image again
+        assert a.convert("RGB").getpixel((32, 32)) == b.convert("RGB").getpixel((32, 32))
+    bad = submit(client, "/services/demo/img2img/generate",
+                 data={**data, "prompt": "x", "init_image__from": "999999"})
+    assert "no longer in the history" in bad.html
+
+
+def test_delete_and_missing_files(make_settings, demo_server):
+    app = make_app(make_settings, demo_server)
+    generate(app, prompt="one", width="64", height="64", steps="2")
+    generate(app, prompt="two", width="64", height="64", steps="2")
+    history = app.extensions["webui"].history
+    store = app.extensions["webui"].store
+    thumbs = app.extensions["webui"].settings.thumbs_dir
+    first, second = [item.image for item in history.page().items]
+    client = app.test_client()
+
+    r = client.delete(f"/gallery/{first.id}")
+    assert r.status_code == 204 and r.headers["HX-Redirect"] == "/gallery"
+    assert not store.path(first.path).exists() and not (thumbs / first.thumb_path).exists()
+    assert history.get_image(first.id) is None
+    assert client.get(f"/gallery/{first.id}").status_code == 404
+
+    # A file gone from disk is shown as missing, not a crash.
+    store.path(second.path).unlink()
+    (thumbs / second.thumb_path).unlink()
+    page = client.get(f"/gallery/{second.id}")
+    assert page.status_code == 200 and "is missing from the images folder" in page.get_data(True)
+    assert "image file missing" in client.get("/gallery").get_data(as_text=True)
+
+
+def test_every_saved_png_carries_infotext(make_settings, demo_server):
+    app = make_app(make_settings, demo_server)
+    job = generate(app, prompt='a "quoted", odd: prompt', width="64", height="64", seed="11",
+                   steps="2")
+    data = app.extensions["webui"].store.path(job.images[0].path).read_bytes()
+    text = read_png_infotext(data)
+    # The demo writes its own (like A1111): kept as it is.
+    assert text.startswith('a "quoted", odd: prompt\n') and "Model: demo-procedural" in text
+
+
+def test_infotext_written_when_the_backend_writes_none(make_settings, tmp_path):
+    import responses as responses_lib
+
+    app = create_app(make_settings(url_overrides={"stability": "http://stab.test"}))
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (1, 2, 3)).save(buf, "PNG")
+    with responses_lib.RequestsMock() as mock:
+        mock.get("http://stab.test/v1/user/account", json={"id": "x"})
+        mock.post("http://stab.test/v2beta/stable-image/generate/sd3", body=buf.getvalue(),
+                  headers={"seed": "4242", "finish-reason": "SUCCESS"},
+                  content_type="image/png")
+        import os
+
+        os.environ["STABILITY_API_KEY"] = "sk-x"
+        try:
+            r = submit(app.test_client(), "/services/stability/txt2img/generate", data={
+                "prompt": "a lake, at night", "model": "sd3.5-large", "aspect_ratio": "1:1",
+                "output_format": "png", "seed": "4242"})
+        finally:
+            del os.environ["STABILITY_API_KEY"]
+    assert r.status_code == 200, r.html
+    saved = app.extensions["webui"].store.path(r.job.images[0].path).read_bytes()
+    text = read_png_infotext(saved)
+    assert text.startswith('"a lake, at night"') or text.startswith("a lake, at night")
+    assert "Seed: 4242" in text
+    assert "Generation info" in r.html
+
+
+def test_dropped_png_fills_matching_fields(client):
+    png = base64.b64decode(a1111_response("txt2img-200")["images"][0])
+    r = client.post("/services/a1111/txt2img/read-image",
+                    data={"image": (io.BytesIO(png), "from-a1111.png")},
+                    content_type="multipart/form-data")
+    values = r.get_json()["values"]
+    assert values["prompt"] == "a cat"
+    assert (values["steps"], values["sampler_name"], values["seed"]) == ("1", "Euler", "1")
+    assert (values["width"], values["height"], values["cfg_scale"]) == ("64", "64", "7.0")
+    r = client.post("/services/a1111/txt2img/read-image",
+                    data={"image": (io.BytesIO(b"not an image"), "x.png")},
+                    content_type="multipart/form-data")
+    assert r.get_json()["error"] == "This image carries no generation parameters."
+
+
+def test_gallery_filters_search_and_pages(app):
+    history = app.extensions["webui"].history
+    jobs = []
+    for i in range(120):
+        service = "a1111" if i % 2 else "comfyui"
+        jobs.append(JobRecord(
+            id=f"{i:032x}", service_id=service, service_name=service.upper(),
+            mode="txt2img" if i % 3 else "img2img", status="done",
+            prompt=f"{'red' if i % 5 == 0 else 'blue'} lighthouse number {i}",
+            created=1000.0 + i, finished=1000.0 + i,
+            images=[ImageRecord(job_id=f"{i:032x}", position=0, path=f"x/{i}.png",
+                                created=1000.0 + i)]))
+    history.record_jobs(jobs)
+    client = app.test_client()
+    html = client.get("/gallery").get_data(as_text=True)
+    assert html.count('class="tile"') == 48
+    assert "lighthouse number 119" in html and "lighthouse number 71" not in html
+    more = re.search(r'hx-get="([^"]+)" hx-trigger="revealed"', html).group(1).replace("&amp;", "&")
+    nxt = client.get(more).get_data(as_text=True)
+    assert "lighthouse number 71" in nxt and "lighthouse number 119" not in nxt
+    red = client.get("/gallery/page?q=red&service=comfyui")
+    assert red.headers["HX-Push-Url"] == "/gallery?service=comfyui&q=red"
+    found = set(re.findall(r"lighthouse number (\d+)", red.get_data(as_text=True)))
+    assert found and all(int(n) % 5 == 0 and int(n) % 2 == 0 for n in found)
+    assert len(found) == 12
+    hostile = client.get('/gallery/page?q=%22unbalanced+AND+OR+(').status_code
+    assert hostile == 200
+
+
+def test_broken_history_file_does_not_stop_webui(make_settings, demo_server):
+    settings = make_settings(extras=[demo_extra(demo_server.url)])
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.history_file.write_bytes(b"this is not a database" * 100)
+    app = create_app(settings)
+    client = app.test_client()
+    r = client.get("/gallery")
+    assert r.status_code == 503 and "history cannot be used" in r.get_data(as_text=True)
+    job = submit(client, "/services/demo/txt2img/generate",
+                 data=form(width="64", height="64", steps="2"))
+    assert job.status_code == 200  # generating still works
