@@ -260,3 +260,42 @@ def test_job_progress_interrupt_and_reload(page, make_settings):
     finally:
         server.stop()
         demo.stop()
+
+
+def test_gallery_reuse_parameters_and_remembered_form(page, ui):
+    server, _app = ui
+    page.goto(server.url + "/services/demo/txt2img")
+    page.fill("#f-txt2img-prompt", "a harbour full of paper lanterns")
+    page.fill("#f-txt2img-steps", "9")
+    page.fill("#f-txt2img-width", "128")
+    page.fill("#f-txt2img-height", "96")
+    page.fill("#f-txt2img-seed", "321")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator("#result .job")).to_have_attribute("data-status", "done",
+                                                            timeout=15_000)
+
+    # Remembered: a fresh visit of the form brings the last values back…
+    page.goto(server.url + "/services/demo/txt2img")
+    expect(page.locator("#f-txt2img-prompt")).to_have_value("a harbour full of paper lanterns")
+    expect(page.locator("#f-txt2img-steps")).to_have_value("9")
+    # …and "Reset to defaults" forgets them.
+    page.get_by_role("button", name="Reset to defaults").click()
+    expect(page.locator("#f-txt2img-steps")).to_have_value("20")
+    page.reload()
+    expect(page.locator("#f-txt2img-prompt")).to_have_value("")
+
+    page.get_by_role("link", name="Gallery").click()
+    tile = page.locator(".tile").first
+    expect(tile).to_contain_text("a harbour full of paper lanterns")
+    shot(page, "gallery")
+    tile.click()
+    expect(page.locator(".image-meta")).to_contain_text("seed 321")
+    shot(page, "image-page")
+    page.get_by_role("link", name="Reuse parameters").click()
+    expect(page.locator("#f-txt2img-prompt")).to_have_value("a harbour full of paper lanterns")
+    expect(page.locator("#f-txt2img-steps")).to_have_value("9")
+    expect(page.locator("#f-txt2img-width")).to_have_value("128")
+    expect(page.locator("#f-txt2img-seed")).to_have_value("321")
+    expect(page.locator("#f-txt2img-sampler_name")).to_have_value("Euler a")
+    expect(page.locator("#form-note")).to_contain_text("filled from an image of the gallery")
+    shot(page, "reused-form")
