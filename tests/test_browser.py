@@ -299,3 +299,24 @@ def test_gallery_reuse_parameters_and_remembered_form(page, ui):
     expect(page.locator("#f-txt2img-sampler_name")).to_have_value("Euler a")
     expect(page.locator("#form-note")).to_contain_text("filled from an image of the gallery")
     shot(page, "reused-form")
+
+
+def test_dropping_a_png_fills_the_form(page, ui):
+    from .conftest import a1111_response
+
+    server, _app = ui
+    page.goto(server.url + "/services/demo/txt2img")
+    expect(page.locator("#f-txt2img-sampler_name option[value='Euler']")).to_have_count(1)
+    png = a1111_response("txt2img-200")["images"][0]  # a real A1111 PNG with its infotext
+    transfer = page.evaluate_handle(
+        """(data) => {
+            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], "from-a1111.png", {type: "image/png"}));
+            return dt;
+        }""", png)
+    page.dispatch_event("form.gen-form", "drop", {"dataTransfer": transfer})
+    expect(page.locator("#f-txt2img-prompt")).to_have_value("a cat")
+    expect(page.locator("#f-txt2img-steps")).to_have_value("1")
+    expect(page.locator("#f-txt2img-sampler_name")).to_have_value("Euler")
+    expect(page.locator("#form-note")).to_contain_text("from from-a1111.png")
