@@ -14,6 +14,7 @@ import re
 import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -1052,6 +1053,7 @@ def json_schema() -> dict[str, Any]:
     return schema
 
 
+@cache
 def schema_text() -> str:
     return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
 
