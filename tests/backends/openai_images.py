@@ -42,9 +42,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
-from PIL import Image, ImageDraw, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
-from . import record_request
+from . import draw_image, record_request
 
 CONTENT_POLICY = "CONTENT_POLICY"
 SLOW = "SLOW"
@@ -173,20 +173,6 @@ def mask_key(key: str) -> str:
     if len(key) <= 12:
         return key
     return key[:8] + "*" * (len(key) - 12) + key[-4:]
-
-
-def draw_image(width: int, height: int, key: str, *, transparent: bool = False) -> Image.Image:
-    """A deterministic, cheap picture for KEY: flat colour plus two shapes, at full size."""
-    d = hashlib.sha256(key.encode()).digest()
-    mode = "RGBA" if transparent else "RGB"
-    background = (d[0], d[1], d[2], 0) if transparent else (d[0], d[1], d[2])
-    image = Image.new(mode, (width, height), background)
-    draw = ImageDraw.Draw(image)
-    x0, y0 = width * d[6] // 512, height * d[7] // 512
-    draw.ellipse((x0, y0, x0 + width // 2, y0 + height // 2), fill=(d[3], d[4], d[5]))
-    x1, y1 = width * d[11] // 512, height * d[12] // 512
-    draw.rectangle((x1, y1, x1 + width // 3, y1 + height // 4), fill=(d[8], d[9], d[10]))
-    return image
 
 
 def encode(image: Image.Image, fmt: str = "png", compression: int | None = None) -> bytes:

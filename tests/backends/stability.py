@@ -35,7 +35,6 @@ to ``app.config["REQUESTS"]``.
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import math
 import random
@@ -44,9 +43,9 @@ import uuid
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
-from PIL import Image, ImageDraw, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
-from . import record_request
+from . import draw_image, record_request
 
 CONTENT_POLICY = "CONTENT_POLICY"
 SLOW = "SLOW"
@@ -106,18 +105,6 @@ class StabilityV1Error(Exception):
 
 def bad_request(*errors: str) -> StabilityError:
     return StabilityError(400, "bad_request", *errors)
-
-
-def draw_image(width: int, height: int, key: str) -> Image.Image:
-    """A deterministic, cheap picture for KEY: flat colour plus two shapes, at full size."""
-    d = hashlib.sha256(key.encode()).digest()
-    image = Image.new("RGB", (width, height), (d[0], d[1], d[2]))
-    draw = ImageDraw.Draw(image)
-    x0, y0 = width * d[6] // 512, height * d[7] // 512
-    draw.ellipse((x0, y0, x0 + width // 2, y0 + height // 2), fill=(d[3], d[4], d[5]))
-    x1, y1 = width * d[11] // 512, height * d[12] // 512
-    draw.rectangle((x1, y1, x1 + width // 3, y1 + height // 4), fill=(d[8], d[9], d[10]))
-    return image
 
 
 def encode(image: Image.Image, fmt: str) -> bytes:
