@@ -13,7 +13,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -48,7 +48,6 @@ class Generation:
     info: Any = None
     seconds: float = 0.0
     prompt: str | None = None
-    warnings: list[str] = field(default_factory=list)
 
 
 def prepare_values(mode: Mode, values: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,9 +86,19 @@ def index() -> str:
 @bp.get("/services/<service_id>/status")
 def status(service_id: str) -> str:
     service = _service(service_id)
-    state_, message = check_health(service)
+    urls = service.urls
+    with ThreadPoolExecutor(max_workers=min(8, len(urls))) as pool:
+        checks = list(pool.map(lambda url: check_health(service.at(url)), urls))
+    # The service is usable when any of its instances is.
+    state_, message = next((c for c in checks if c[0] == "online"), checks[0])
+    load = {i["url"]: i for i in state().jobs.pool_status(service)["instances"]}
+    instances = [{"url": url, "state": st if st != "offline" else "down", "message": msg,
+                  "running": load.get(url, {}).get("running", 0),
+                  "finished": load.get(url, {}).get("finished", 0)}
+                 for url, (st, msg) in zip(urls, checks, strict=True)]
     return render_template("_status.html", service=service, state=state_, message=message,
-                           pool=state().jobs.pool_status(service))
+                           instances=instances,
+                           queued=state().jobs.pool_status(service)["queued"])
 
 
 @bp.get("/services/<service_id>/")
