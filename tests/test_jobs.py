@@ -193,3 +193,13 @@ def test_instance_dies_mid_run(app_for):
 def test_unknown_job_is_a_clear_404(client):
     r = client.get("/jobs/0123456789abcdef0123456789abcdef")
     assert r.status_code == 404 and "This job is not known here" in r.get_data(as_text=True)
+
+
+def test_status_shows_each_instance_of_a_pool(app_for, slow_demo):
+    client = app_for(slow_demo.url, "http://127.0.0.1:9").test_client()
+    html = client.get("/services/demo/status").get_data(as_text=True)
+    assert '<span class="status online" title="online">online</span>' in html
+    assert re.search(rf"<code>{slow_demo.url}</code> <span class=\"status online\"", html)
+    assert re.search(r"<code>http://127.0.0.1:9</code> <span class=\"status offline\" "
+                     r"title=\"Could not connect[^\"]*\">down</span>", html)
+    assert "0 queued" in html
