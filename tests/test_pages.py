@@ -285,3 +285,16 @@ def test_unexpected_error_in_a_view_is_a_sentence(client, monkeypatch):
     assert r.status_code == 500 and "Something went wrong inside webui" in html
     assert "internal detail" not in html and "Traceback" not in html
     assert client.get("/").status_code == 200  # and the server goes on
+
+
+def test_other_websites_cannot_start_generations(client):
+    r = client.post("/services/a1111/txt2img/generate", data=form(),
+                    headers={"Sec-Fetch-Site": "cross-site"})
+    assert r.status_code == 403 and "came from another website" in r.get_data(as_text=True)
+    r = client.delete("/gallery/1", headers={"Sec-Fetch-Site": "same-site"})
+    assert r.status_code == 403
+    # Reading stays open, and the page's own requests pass.
+    assert client.get("/", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 200
+    r = client.post("/services/a1111/txt2img/generate", data=form(steps="0"),
+                    headers={"Sec-Fetch-Site": "same-origin"})
+    assert r.status_code != 403

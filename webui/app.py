@@ -84,6 +84,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(gallery.bp)
     app.jinja_env.filters["backticks"] = views.backticks
 
+    @app.before_request
+    def refuse_cross_site_writes():
+        # Fetch metadata: another website open in the same browser must not be able to start
+        # generations (which may cost money) or delete images through this local server.
+        site = request.headers.get("Sec-Fetch-Site")
+        if request.method not in ("GET", "HEAD", "OPTIONS") and site not in (
+                None, "same-origin", "none"):
+            return _problem("Refused: this request came from another website.", 403)
+        return None
+
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge):
         limit = MAX_UPLOAD_BYTES // (1024 * 1024)
