@@ -209,3 +209,12 @@ def test_broken_history_file_does_not_stop_webui(make_settings, demo_server):
     job = submit(client, "/services/demo/txt2img/generate",
                  data=form(width="64", height="64", steps="2"))
     assert job.status_code == 200  # generating still works
+
+
+def test_job_page_after_a_restart_leads_to_the_gallery(make_settings, demo_server):
+    app = make_app(make_settings, demo_server)
+    job = generate(app, prompt="kept", width="64", height="64", steps="2")
+    restarted = make_app(make_settings, demo_server).test_client()
+    r = restarted.get(f"/jobs/{job.id}")
+    image = only_image(app)
+    assert r.status_code == 302 and r.headers["Location"] == f"/gallery/{image.id}"

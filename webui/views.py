@@ -91,14 +91,14 @@ def status(service_id: str) -> str:
         checks = list(pool.map(lambda url: check_health(service.at(url)), urls))
     # The service is usable when any of its instances is.
     state_, message = next((c for c in checks if c[0] == "online"), checks[0])
-    load = {i["url"]: i for i in state().jobs.pool_status(service)["instances"]}
+    pool = state().jobs.pool_status(service)
+    load = {i["url"]: i for i in pool["instances"]}
     instances = [{"url": url, "state": st if st != "offline" else "down", "message": msg,
                   "running": load.get(url, {}).get("running", 0),
                   "finished": load.get(url, {}).get("finished", 0)}
                  for url, (st, msg) in zip(urls, checks, strict=True)]
     return render_template("_status.html", service=service, state=state_, message=message,
-                           instances=instances,
-                           queued=state().jobs.pool_status(service)["queued"])
+                           instances=instances, queued=pool["queued"])
 
 
 @bp.get("/services/<service_id>/")
@@ -185,7 +185,16 @@ def _job(job_id: str):
 
 
 @bp.get("/jobs/<job_id>")
-def job_page(job_id: str) -> str:
+def job_page(job_id: str) -> Any:
+    job = state().jobs.get(job_id)
+    if job is None and state().history is not None:
+        # A job from before a restart lives on in the history.
+        record = state().history.get_job(job_id)
+        if record is not None and record.images:
+            return redirect(url_for("gallery.image_page", image_id=record.images[0].id))
+        if record is not None:
+            abort(404, f"This job ended {record.status}"
+                       + (f": {record.error}" if record.error else "") + " (no images).")
     job = _job(job_id)
     return render_template("job.html", job=job, position=state().jobs.position(job))
 
