@@ -17,6 +17,11 @@ from webui import create_app
 from webui.catalog import ExtraService
 from webui.config import Settings
 
+from .backends.a1111_variants import create_forge_app, create_sdnext_app
+from .backends.comfyui import create_comfyui_app
+from .backends.openai_images import create_openai_app
+from .backends.stability import create_stability_app
+
 FIXTURES = Path(__file__).parent / "fixtures"
 A1111 = FIXTURES / "a1111"
 
@@ -73,6 +78,25 @@ def demo_server() -> Iterator[ServerThread]:
     server = ServerThread(create_demo_app(step_delay=0.002))
     yield server
     server.stop()
+
+
+# The test backend of every bundled service other than A1111 (which the demo stands in for).
+FAKES = {
+    "comfyui": lambda: create_comfyui_app(polls_before_done=1),
+    "openai": create_openai_app,
+    "stability": create_stability_app,
+    "forge": create_forge_app,
+    "sdnext": create_sdnext_app,
+}
+
+
+@pytest.fixture(scope="session")
+def fakes():
+    """Each fake backend on a real port, shared by the service and browser tests."""
+    servers = {name: ServerThread(make()) for name, make in FAKES.items()}
+    yield servers
+    for server in servers.values():
+        server.stop()
 
 
 def demo_extra(url: str) -> ExtraService:

@@ -169,22 +169,12 @@ SERVICE_CASES = {
 }
 
 
-@pytest.fixture(scope="module")
-def service_fakes():
-    from .test_services import FAKES
-
-    servers = {name: ServerThread(make()) for name, make in FAKES.items()}
-    yield servers
-    for server in servers.values():
-        server.stop()
-
-
 @pytest.mark.parametrize("service", SERVICE_CASES)
-def test_each_service_generates_in_the_browser(page, make_settings, service_fakes, monkeypatch,
+def test_each_service_generates_in_the_browser(page, make_settings, fakes, monkeypatch,
                                                service):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     monkeypatch.setenv("STABILITY_API_KEY", "sk-stab")
-    app = create_app(make_settings(url_overrides={k: s.url for k, s in service_fakes.items()}))
+    app = create_app(make_settings(url_overrides={k: s.url for k, s in fakes.items()}))
     server = ServerThread(app)
     try:
         key, option, extra = SERVICE_CASES[service]
@@ -207,8 +197,8 @@ def test_each_service_generates_in_the_browser(page, make_settings, service_fake
         server.stop()
 
 
-def test_comfyui_img2img_in_the_browser(page, make_settings, service_fakes, tmp_path):
-    app = create_app(make_settings(url_overrides={"comfyui": service_fakes["comfyui"].url}))
+def test_comfyui_img2img_in_the_browser(page, make_settings, fakes, tmp_path):
+    app = create_app(make_settings(url_overrides={"comfyui": fakes["comfyui"].url}))
     server = ServerThread(app)
     try:
         init = tmp_path / "init.png"

@@ -14,28 +14,8 @@ from PIL import Image
 
 from webui import create_app, engine
 
-from .backends.a1111_variants import create_forge_app, create_sdnext_app
-from .backends.comfyui import create_comfyui_app
-from .backends.openai_images import create_openai_app
-from .backends.stability import create_stability_app
-from .conftest import ServerThread, submit
+from .conftest import submit
 from .test_pages import field_errors
-
-FAKES = {
-    "comfyui": lambda: create_comfyui_app(polls_before_done=1),
-    "openai": create_openai_app,
-    "stability": create_stability_app,
-    "forge": create_forge_app,
-    "sdnext": create_sdnext_app,
-}
-
-
-@pytest.fixture(scope="module")
-def fakes():
-    servers = {name: ServerThread(make()) for name, make in FAKES.items()}
-    yield servers
-    for server in servers.values():
-        server.stop()
 
 
 @pytest.fixture
