@@ -701,14 +701,14 @@ def _resolve(
                              jobs)
 
 
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_]+)*)\}")
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_]+)*)\}")
 BUILTIN_VARIABLES = ("client_id",)
 
 
 def placeholders(node: Any) -> set[str]:
     """Names of the ``{variables}`` used in the strings of ``node``."""
     if isinstance(node, str):
-        return {m.group(1) for m in _PLACEHOLDER.finditer(node)}
+        return {m.group(1) for m in PLACEHOLDER.finditer(node)}
     if isinstance(node, dict):
         if FILE_KEY in node:
             return set()
@@ -923,23 +923,25 @@ def _check_parameters(
     return written
 
 
-def _parse_target(
-    text: str, steps: list[Step], loc: str, problems: list[tuple[str, str]]
-) -> Target | None:
-    """``path`` (one-step endpoints) or ``step:path``."""
+def parse_target(text: str, steps: list[Step]) -> Target:
+    """``path`` (one-step endpoints) or ``step:path``; PathError if it names nothing."""
     step_name, sep, path = text.rpartition(":")
     if sep:
         index = next((i for i, s in enumerate(steps) if s.name == step_name), None)
         if index is None:
-            problems.append((loc, f"no step named {step_name!r}"))
-            return None
+            raise PathError(f"no step named {step_name!r}")
     elif len(steps) > 1:
-        problems.append((loc, f"{text!r}: name the step, e.g. {steps[-1].name}:{text}"))
-        return None
+        raise PathError(f"{text!r}: name the step, e.g. {steps[-1].name}:{text}")
     else:
         index = 0
+    return Target(index, parse_path(path))
+
+
+def _parse_target(
+    text: str, steps: list[Step], loc: str, problems: list[tuple[str, str]]
+) -> Target | None:
     try:
-        return Target(index, parse_path(path))
+        return parse_target(text, steps)
     except PathError as exc:
         problems.append((loc, str(exc)))
         return None

@@ -21,7 +21,15 @@ import jmespath
 import requests
 
 from .client import BackendError, Service, call, humanize, read_json, resolve_auth, scrub
-from .definitions import _PLACEHOLDER, DEFAULT_SEED_RANGE, FILE_KEY, Mode, Result, Step
+from .definitions import (
+    DEFAULT_SEED_RANGE,
+    FILE_KEY,
+    PLACEHOLDER,
+    Mode,
+    Result,
+    Step,
+    parse_target,
+)
 from .forms import UploadedImage
 from .images import ImageDataError, ImageStore, decode_base64, decode_data_url, inspect, to_base64
 from .infotext import build_infotext, read_png_infotext, write_png_infotext
@@ -109,13 +117,14 @@ def build_body(
     return body
 
 
-def _apply_if_empty(body: dict[str, Any], edits: Any, steps: list[Any], step: int) -> None:
+def _apply_if_empty(body: dict[str, Any], edits: Any, steps: list[Step], step: int) -> None:
     for path, value in edits.set.items():
-        target = _step_path(path, steps)
-        if target[0] == step:
-            _write(body, target[1], copy.deepcopy(value), path)
+        target = parse_target(path, steps)
+        if target.step == step:
+            _write(body, target.tokens, copy.deepcopy(value), path)
     for path in edits.remove:
-        index, tokens = _step_path(path, steps)
+        target = parse_target(path, steps)
+        index, tokens = target.step, target.tokens
         if index == step:
             try:
                 parent = get_path(body, tokens[:-1])
@@ -123,12 +132,6 @@ def _apply_if_empty(body: dict[str, Any], edits: Any, steps: list[Any], step: in
                 continue
             if isinstance(parent, dict):
                 parent.pop(tokens[-1], None)
-
-
-def _step_path(text: str, steps: list[Any]) -> tuple[int, tuple[Any, ...]]:
-    name, sep, path = text.rpartition(":")
-    index = next(i for i, s in enumerate(steps) if s.name == name) if sep else 0
-    return index, parse_path(path)
 
 
 def _write(body: dict[str, Any], tokens: tuple[Any, ...], value: Any, what: str) -> None:
@@ -161,7 +164,7 @@ def substitute(node: Any, variables: dict[str, Any], *, quote_values: bool = Fal
         return [substitute(v, variables) for v in node]
     if not isinstance(node, str) or "{" not in node:
         return node
-    whole = _PLACEHOLDER.fullmatch(node)
+    whole = PLACEHOLDER.fullmatch(node)
     if whole and not quote_values:
         return _lookup(whole, variables)
 
@@ -169,7 +172,7 @@ def substitute(node: Any, variables: dict[str, Any], *, quote_values: bool = Fal
         value = str(_lookup(match, variables))
         return quote(value, safe="") if quote_values else value
 
-    return _PLACEHOLDER.sub(text, node)
+    return PLACEHOLDER.sub(text, node)
 
 
 def _lookup(match: re.Match[str], variables: dict[str, Any]) -> Any:

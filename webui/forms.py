@@ -134,7 +134,11 @@ def read_upload(storage: Any) -> UploadedImage | None:
     """Read and check an uploaded image; None if no file was chosen."""
     if storage is None or not storage.filename:
         return None
-    data = storage.read(MAX_UPLOAD_BYTES + 1)
+    return check_image(storage.read(MAX_UPLOAD_BYTES + 1), storage.filename)
+
+
+def check_image(data: bytes, filename: str) -> UploadedImage:
+    """Check bytes meant as an input image (size, pixels, a format Pillow reads)."""
     if len(data) > MAX_UPLOAD_BYTES:
         raise FieldError(f"is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
     if not data:
@@ -149,10 +153,10 @@ def read_upload(storage: Any) -> UploadedImage | None:
     except FieldError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise FieldError(f"{storage.filename!r} is not an image this server can read "
+        raise FieldError(f"{filename!r} is not an image this server can read "
                          "(PNG, JPEG, WEBP, …)") from None
     mime = Image.MIME.get(fmt, "application/octet-stream")
-    return UploadedImage(data, mime, storage.filename, size[0], size[1])
+    return UploadedImage(data, mime, filename, size[0], size[1])
 
 
 REF_SUFFIX = "__from"  # a form field naming a stored image to use instead of an upload

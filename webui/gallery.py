@@ -20,7 +20,7 @@ from flask import (
     url_for,
 )
 
-from .forms import FieldError, UploadedImage, read_upload
+from .forms import FieldError, UploadedImage, check_image
 from .history import (
     HistoryError,
     HistoryStore,
@@ -191,19 +191,7 @@ def stored_image(ref: str) -> UploadedImage | None:
     path = _state().store.path(image.path)
     if not path.is_file():
         raise FieldError("refers to an image whose file is missing")
-    with path.open("rb") as fh:
-        return read_upload(_FileLike(fh.read(), Path(image.path).name))
-
-
-class _FileLike:
-    """Just enough of a FileStorage for read_upload."""
-
-    def __init__(self, data: bytes, filename: str):
-        self._data = data
-        self.filename = filename
-
-    def read(self, size: int = -1) -> bytes:
-        return self._data if size < 0 else self._data[:size]
+    return check_image(path.read_bytes(), Path(image.path).name)
 
 
 @bp.post("/services/<service_id>/<mode_name>/read-image")

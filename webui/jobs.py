@@ -94,12 +94,6 @@ class Instance:
     retry_at: float = 0.0
     finished: int = 0
 
-    @property
-    def state(self) -> str:
-        if self.healthy is None:
-            return "unknown"
-        return "online" if self.healthy else "down"
-
 
 @dataclass
 class Pool:
@@ -153,17 +147,14 @@ class JobManager:
                     return i + 1
         return None
 
-    def pool_status(self, service: Service) -> dict[str, Any]:
-        """Instances with their state and load, and the queue length, for the index page."""
+    def load(self, service: Service) -> tuple[int, dict[str, tuple[int, int]]]:
+        """(jobs queued, {instance URL: (running, finished)}) for the status of a service."""
         with self._cond:
             pool = self._pools.get(service.id)
             if pool is None:
-                return {"queued": 0, "instances": [
-                    {"url": u, "state": "unknown", "running": 0, "message": ""}
-                    for u in service.urls]}
-            return {"queued": len(pool.queue), "instances": [
-                {"url": i.url, "state": i.state, "running": i.running, "message": i.message,
-                 "finished": i.finished} for i in pool.instances.values()]}
+                return 0, {}
+            return len(pool.queue), {
+                i.url: (i.running, i.finished) for i in pool.instances.values()}
 
     # -- acting --------------------------------------------------------------------------------
 

@@ -91,14 +91,12 @@ def status(service_id: str) -> str:
         checks = list(pool.map(lambda url: check_health(service.at(url)), urls))
     # The service is usable when any of its instances is.
     state_, message = next((c for c in checks if c[0] == "online"), checks[0])
-    pool = state().jobs.pool_status(service)
-    load = {i["url"]: i for i in pool["instances"]}
+    queued, load = state().jobs.load(service)
     instances = [{"url": url, "state": st if st != "offline" else "down", "message": msg,
-                  "running": load.get(url, {}).get("running", 0),
-                  "finished": load.get(url, {}).get("finished", 0)}
+                  "running": load.get(url, (0, 0))[0], "finished": load.get(url, (0, 0))[1]}
                  for url, (st, msg) in zip(urls, checks, strict=True)]
     return render_template("_status.html", service=service, state=state_, message=message,
-                           instances=instances, queued=pool["queued"])
+                           instances=instances, queued=queued)
 
 
 @bp.get("/services/<service_id>/")
