@@ -47,6 +47,9 @@ class State:
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the Flask app for ``settings`` (defaults: ./webui-data, no demo)."""
     settings = settings or Settings()
+    # Resolved once, here: Flask's send_from_directory resolves a relative folder against the
+    # application's root, not the current directory, so a relative one would answer 404.
+    settings.data_dir = settings.data_dir.expanduser().resolve()
     for folder in (settings.data_dir, settings.user_definitions, settings.images_dir,
                    settings.thumbs_dir):
         folder.mkdir(parents=True, exist_ok=True)

@@ -40,9 +40,11 @@ bp = Blueprint("gallery", __name__)
 PAGE_SIZE = 48
 
 
-def record(history: HistoryStore, store: ImageStore, thumbs: Path, job: Job) -> None:
-    """Write a finished job to the history, with a thumbnail per image (made once, here in the
-    job's thread, never while a page is being served)."""
+def record(
+    history: HistoryStore, store: ImageStore, thumbs: Path, job: Job, status: str
+) -> None:
+    """Write a job that ended with ``status`` to the history, with a thumbnail per image (made
+    once, here in the job's thread, never while a page is being served)."""
     images = []
     for position, image in enumerate(job.images):
         thumb = f"{image.path}.webp"
@@ -61,7 +63,7 @@ def record(history: HistoryStore, store: ImageStore, thumbs: Path, job: Job) -> 
     negative = job.values.get("negative_prompt")
     history.record_job(JobRecord(
         id=job.id, service_id=job.service.id, service_name=job.service.name,
-        mode=job.mode.name, status=job.status, instance=job.instance, parameters=job.values,
+        mode=job.mode.name, status=status, instance=job.instance, parameters=job.values,
         prompt=job.prompt, negative_prompt=negative if isinstance(negative, str) else None,
         seeds=[im.seed for im in job.images], info=job.info, error=job.error,
         created=job.created, started=job.started, finished=job.finished,

@@ -120,7 +120,7 @@ class JobManager:
     def __init__(
         self,
         store: engine.ImageStore,
-        on_finish: Callable[[Job], None] | None = None,
+        on_finish: Callable[[Job, str], None] | None = None,
         keep: int = 1000,
     ):
         self.store = store
@@ -182,8 +182,7 @@ class JobManager:
             if job.status != "queued" or pool is None or job not in pool.queue:
                 return False
             pool.queue.remove(job)
-            self._finish(job, "cancelled")
-        self._report(job)
+        self._end(job, "cancelled")
         return True
 
     def interrupt(self, job: Job) -> str | None:
@@ -239,9 +238,8 @@ class JobManager:
                         reasons = "; ".join(i.message for i in candidates) or "no instance"
                         failed = pool.queue.popleft()
                         failed.error = f"No instance of {service.name} is reachable. {reasons}"
-                        self._finish(failed, "failed")
                 if failed is not None:
-                    self._report(failed)
+                    self._end(failed, "failed")
                 continue
             with self._cond:
                 if not pool.queue:
@@ -264,8 +262,10 @@ class JobManager:
     def _run(self, pool: Pool, job: Job, instance: Instance) -> None:
         service = job.service.at(instance.url)
         follower = None
+        following = threading.Event()  # set when the generation has ended
         if service.definition.jobs.progress is not None:
-            follower = threading.Thread(target=self._follow, args=(service, job), daemon=True)
+            follower = threading.Thread(target=self._follow, args=(service, job, following),
+                                        daemon=True)
             follower.start()
         control = engine.Control(should_stop=lambda: job.stop_requested,
                                  on_image=job.add_image)
@@ -288,42 +288,41 @@ class JobManager:
             log.exception("job %s failed unexpectedly", job.id)
             job.error = "Something went wrong inside webui; the details are in the server log."
         finally:
+            following.set()
+            if follower is not None:
+                follower.join(timeout=5)
             with self._cond:
                 instance.running -= 1
                 instance.finished += 1
-                self._finish(job, status)
-            if follower is not None:
-                follower.join(timeout=5)
-            self._report(job)
+                self._cond.notify_all()
+            self._end(job, status)
 
-    def _finish(self, job: Job, status: str) -> None:
-        # Called with the lock held.
-        job.status = status
+    def _end(self, job: Job, status: str) -> None:
+        """Record a job that ended (outside the lock), then show it as ended: whoever sees
+        its final status finds it in the history already."""
         job.finished = time.time()
-        self._cond.notify_all()
-
-    def _report(self, job: Job) -> None:
-        """Hand a finished job to on_finish (the history), outside the lock; then mark it
-        done, so whoever waits for it finds it recorded."""
         if self.on_finish is not None:
             try:
-                self.on_finish(job)
+                self.on_finish(job, status)
             except Exception:
                 log.exception("recording job %s failed", job.id)
+        with self._cond:
+            job.status = status
+            self._cond.notify_all()
         job.done.set()
 
-    def _follow(self, service: Service, job: Job) -> None:
+    def _follow(self, service: Service, job: Job, ended: threading.Event) -> None:
         """Poll the progress endpoint while the job runs. Best effort: a failed poll is
         skipped, it never fails the job."""
         spec = service.definition.jobs.progress
         assert spec is not None
         endpoint = service.definition.endpoints[spec.endpoint]
-        while not job.done.wait(spec.every) and job.status == "running":
+        while not ended.wait(spec.every):
             try:
                 data = read_json(service, call(service, endpoint))
             except BackendError:
                 continue
-            if job.status != "running":
+            if ended.is_set():
                 break
             progress = job.progress
             new = Progress(
