@@ -42,12 +42,73 @@ document.addEventListener("change", (event) => {
   if (file) preview.src = URL.createObjectURL(file);
 });
 
+// Fields that apply only while others have certain values (`when` in the definition): shown
+// and enabled while their condition holds, else hidden and disabled (so not sent). The same
+// for select options offered only with some values of other fields.
+function currentValues(form, name) {
+  const el = form.elements.namedItem(name);
+  if (!el || el instanceof RadioNodeList || el.closest("fieldset[disabled]")) return [];
+  if (el.type === "checkbox") return [el.checked ? "true" : "false"];
+  if (el.tagName === "SELECT") return [...el.selectedOptions].map((o) => o.value);
+  return [el.value];
+}
+
+function sameValue(value, wanted) {
+  if (wanted !== null && typeof wanted === "object") {
+    try { return new RegExp(wanted.pattern).test(String(value)); } catch { return false; }
+  }
+  const w = String(wanted).toLowerCase();
+  const v = String(value).toLowerCase();
+  if (v === w) return true;
+  return v !== "" && w !== "" && !Number.isNaN(Number(v)) && Number(v) === Number(w);
+}
+
+function holds(form, when) {
+  return Object.entries(when).every(([name, wanted]) => {
+    const list = Array.isArray(wanted) ? wanted : [wanted];
+    return currentValues(form, name).some((v) => list.some((w) => sameValue(v, w)));
+  });
+}
+
+function applyConditions(form) {
+  // A condition may name a field that has one itself: repeat until nothing changes.
+  for (let round = 0; round < 5; round++) {
+    let changed = false;
+    for (const box of form.querySelectorAll("fieldset.when[data-when]")) {
+      const on = holds(form, JSON.parse(box.dataset.when));
+      if (box.disabled === on) { box.disabled = !on; box.hidden = !on; changed = true; }
+    }
+    for (const option of form.querySelectorAll("option[data-when]")) {
+      const on = holds(form, JSON.parse(option.dataset.when));
+      if (option.disabled === on) {
+        option.disabled = !on; option.hidden = !on; changed = true;
+        const select = option.closest("select");
+        if (!on && option.selected && select) {
+          // The chosen option is not offered with these values: take the first that is.
+          option.selected = false;
+          const first = [...select.options].find((o) => !o.disabled);
+          if (first) first.selected = true;
+        }
+      }
+    }
+    if (!changed) break;
+  }
+}
+
+for (const form of document.querySelectorAll("form.gen-form")) {
+  applyConditions(form);
+  form.addEventListener("change", () => applyConditions(form));
+  // Selects filled by htmx change what the conditions see.
+  form.addEventListener("htmx:afterSwap", () => applyConditions(form));
+}
+
 // Remembered forms: the last values of each service's form come back after a reload (kept in
 // this browser's localStorage). A page opened with values of its own (reuse parameters) wins.
 function formValues(form) {
   const values = {};
   for (const el of form.elements) {
-    if (!el.name || el.type === "file" || el.type === "hidden" || el.disabled) continue;
+    // Fields switched off by a condition are remembered too (they come back when it holds).
+    if (!el.name || el.type === "file" || el.type === "hidden" || el.tagName === "FIELDSET") continue;
     if (el.type === "checkbox") values[el.name] = el.checked;
     else if (el.multiple) values[el.name] = [...el.selectedOptions].map((o) => o.value);
     else values[el.name] = el.value;
@@ -80,6 +141,7 @@ for (const form of document.querySelectorAll("form[data-remember]")) {
   const key = form.dataset.remember;
   if (!("prefilled" in form.dataset)) {
     try { fillForm(form, JSON.parse(localStorage.getItem(key) || "{}")); } catch { /* ignore */ }
+    applyConditions(form);
   }
   const save = () => localStorage.setItem(key, JSON.stringify(formValues(form)));
   form.addEventListener("input", save);
@@ -87,6 +149,7 @@ for (const form of document.querySelectorAll("form[data-remember]")) {
   form.querySelector("[data-reset-form]")?.addEventListener("click", () => {
     localStorage.removeItem(key);
     form.reset();
+    applyConditions(form);
     for (const p of form.querySelectorAll(".field-error")) p.textContent = "";
   });
 }
@@ -108,6 +171,7 @@ for (const form of document.querySelectorAll("form[data-read-image]")) {
       .then((r) => r.json()).catch(() => ({ error: "webui did not answer." }));
     if (answer.error) { if (note) note.textContent = answer.error; return; }
     fillForm(form, answer.values);
+    applyConditions(form);
     form.dispatchEvent(new Event("change"));
     if (note) note.textContent = `Filled ${Object.keys(answer.values).length} fields from ${file.name}.`;
   });

@@ -99,6 +99,16 @@ def fakes():
         server.stop()
 
 
+@pytest.fixture
+def services_app(make_settings, fakes, monkeypatch):
+    """The app with every bundled service pointed at its fake backend."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("STABILITY_API_KEY", "sk-stab")
+    for server in fakes.values():
+        server.server.app.config["REQUESTS"].clear()
+    return create_app(make_settings(url_overrides={k: s.url for k, s in fakes.items()}))
+
+
 def demo_extra(url: str) -> ExtraService:
     return ExtraService(id="demo", definition="a1111", name="A1111 demo", url=url,
                         note="demo backend", demo=True)

@@ -13,7 +13,7 @@ import pytest
 from flask.testing import FlaskClient
 from PIL import Image
 
-from tests.backends.comfyui import OOM_MESSAGE, SAMPLERS, create_comfyui_app
+from tests.backends.comfyui import OOM_MESSAGE, OOM_TIPS, SAMPLERS, create_comfyui_app
 
 WORKFLOWS = Path(__file__).parent.parent / "webui" / "definitions" / "comfyui"
 
@@ -162,8 +162,8 @@ def test_upload_names_duplicates_and_bad_uploads(client):
     assert r.get_json() == {"name": "b.png", "subfolder": "clips", "type": "input"}
     assert view(client, {"filename": "b.png", "subfolder": "clips", "type": "input"}).size == (
         16, 8)
-    assert upload(client, b"not an image", "x.png").status_code == 400
     assert upload(client, png((8, 8)), "y.png", subfolder="../up").status_code == 400
+    assert upload(client, png((8, 8)), "y.png", subfolder="/etc").status_code == 400
     assert client.post("/upload/image", data={"overwrite": "true"}).status_code == 400
 
 
@@ -266,7 +266,8 @@ def test_fail_execution_completes_as_an_error(client):
     error = status["messages"][-1][1]
     assert error["prompt_id"] == prompt_id
     assert (error["node_id"], error["node_type"]) == ("3", "KSampler")
-    assert error["exception_message"] == OOM_MESSAGE
+    # v0.3.64 execution.execute: "{}\n{}".format(ex, tips), with the OOM tips
+    assert error["exception_message"] == f"{OOM_MESSAGE}\n{OOM_TIPS}"
     assert error["exception_type"] == "torch.OutOfMemoryError"
     assert error["traceback"] and error["current_inputs"]["seed"] == [156680208700286]
     assert sorted(error["executed"]) == ["10", "4", "5", "6", "7"]  # all before the sampler
@@ -353,7 +354,7 @@ def test_jmespath_expressions_for_the_definition(client):
 
     prompt_id, bad = run(client, workflow("txt2img", **{"6__text": "FAIL_EXECUTION"}))
     assert ask(DONE, bad) is True and ask(FAILED, bad) is True
-    assert ask(ERROR_MESSAGE, bad) == OOM_MESSAGE
+    assert ask(ERROR_MESSAGE, bad) == f"{OOM_MESSAGE}\n{OOM_TIPS}"
     assert ask(IMAGES, bad) == []
 
     never = workflow("txt2img", **{"6__text": "NEVER_FINISH"})
@@ -373,3 +374,309 @@ def test_jmespath_expressions_for_the_definition(client):
     assert ask("LoraLoader.input.required.lora_name[0]", info) == ["detail.safetensors"]
     info = client.get("/object_info/LoadImage").get_json()
     assert ask("LoadImage.input.required.image[0]", info) == ["example.png"]
+
+
+# The queue, interrupts and history as the real server runs them. Citations are to
+# comfyanonymous/ComfyUI (now Comfy-Org/ComfyUI) at 637221995f7424a561bd825de3e61ea117dfe1e3,
+# "ComfyUI version 0.3.64", written "v0.3.64" below. -----------------------------------------
+
+
+def queue_prompt(client: FlaskClient, prompt: dict[str, Any], client_id: str = "webui",
+                 **extra: Any) -> str:
+    r = client.post("/prompt", json={"prompt": prompt, "client_id": client_id, **extra})
+    assert r.status_code == 200, r.get_json()
+    return r.get_json()["prompt_id"]
+
+
+def another_clients_blocker(client: FlaskClient) -> str:
+    """Another client's prompt that runs until interrupted (the NEVER_FINISH trigger)."""
+    return queue_prompt(client, workflow("txt2img", **{"6__text": "NEVER_FINISH"}),
+                        "someone-else")
+
+
+def queue_ids(client: FlaskClient) -> tuple[list[str], list[str]]:
+    queue = client.get("/queue").get_json()
+    return ([item[1] for item in queue["queue_running"]],
+            [item[1] for item in queue["queue_pending"]])
+
+
+def where(client: FlaskClient, prompt_id: str) -> str:
+    """A client's view of one prompt: /queue first, then /history/{id} (in this order a prompt
+    that finishes in between is never taken for an unknown one: task_done moves it from
+    currently_running to history under one lock)."""
+    running, pending = queue_ids(client)
+    history = client.get(f"/history/{prompt_id}").get_json()
+    if history:
+        return "finished"
+    return "running" if prompt_id in running else "queued" if prompt_id in pending else "unknown"
+
+
+def final_status(client: FlaskClient, prompt_id: str) -> dict[str, Any]:
+    return client.get("/history").get_json()[prompt_id]["status"]
+
+
+@pytest.mark.parametrize("body", [
+    {}, {"data": b""}, {"data": b"not json"}, {"json": {}}, {"json": {"prompt_id": ""}},
+    {"json": {"prompt_id": None}}, {"json": {"other": 1}},
+])
+def test_an_interrupt_without_a_prompt_id_stops_another_clients_prompt(client, body):
+    """v0.3.64 server.py post_interrupt: a body that is not JSON counts as {} (the
+    json.JSONDecodeError is caught); no truthy prompt_id -> nodes.interrupt_processing(),
+    the global flag of comfy/model_management.py interrupt_current_processing, which stops
+    whatever prompt runs, whoever queued it."""
+    other = another_clients_blocker(client)
+    r = client.post("/interrupt", **body)
+    assert r.status_code == 200 and r.data == b""
+    status = final_status(client, other)
+    assert (status["status_str"], status["completed"]) == ("error", False)
+    interrupted = status["messages"][-1]
+    assert interrupted[0] == "execution_interrupted"
+    assert interrupted[1]["prompt_id"] == other and interrupted[1]["node_id"] == "3"
+    assert queue_ids(client) == ([], [])
+
+
+def test_a_targeted_interrupt_only_stops_the_running_prompt_it_names(client):
+    """v0.3.64 server.py post_interrupt: with a truthy prompt_id it interrupts only if an item
+    of prompt_queue.get_current_queue()[0] (the running ones) has it at index 1; otherwise it
+    only logs "not currently running, skipping interrupt" and answers 200."""
+    other = another_clients_blocker(client)
+    mine = queue_prompt(client, workflow("txt2img", **{"6__text": "a fox NEVER_FINISH"}))
+    for target in (mine, "no-such-prompt"):  # pending, unknown: nothing happens
+        assert client.post("/interrupt", json={"prompt_id": target}).status_code == 200
+        assert queue_ids(client) == ([other], [mine])
+        assert client.get(f"/history/{other}").get_json() == {}
+    # the running one named: stopped, and the worker takes the next prompt
+    assert client.post("/interrupt", json={"prompt_id": other}).status_code == 200
+    assert final_status(client, other)["messages"][-1][0] == "execution_interrupted"
+    assert queue_ids(client) == ([mine], [])
+    assert client.post("/interrupt", json={"prompt_id": other}).status_code == 200  # finished
+    assert queue_ids(client) == ([mine], [])
+    assert client.post("/interrupt", json={"prompt_id": mine}).status_code == 200
+    assert final_status(client, mine)["messages"][-1][0] == "execution_interrupted"
+    assert queue_ids(client) == ([], [])
+
+
+def test_an_interrupt_body_that_is_json_but_no_object_is_a_server_error(client):
+    """v0.3.64 server.py post_interrupt calls json_data.get(...) on whatever request.json()
+    returned: a list, a string or null raise AttributeError, which aiohttp answers with 500."""
+    other = another_clients_blocker(client)
+    for data in (b"[]", b"null", b'"x"'):
+        assert client.post("/interrupt", data=data).status_code == 500
+    assert queue_ids(client) == ([other], [])
+
+
+def test_a_prompt_waits_in_the_queue_behind_another_clients_running_prompt(client):
+    """main.py prompt_worker runs one prompt at a time (PromptQueue.get pops the next only
+    after task_done); GET /history/{id} is PromptQueue.get_history(prompt_id), {} until then."""
+    other = another_clients_blocker(client)
+    mine = queue_prompt(client, workflow("txt2img"))
+    for _ in range(20):
+        assert client.get(f"/history/{mine}").get_json() == {}
+    assert queue_ids(client) == ([other], [mine])
+    assert (where(client, other), where(client, mine)) == ("running", "queued")
+    assert client.get("/prompt").get_json() == {"exec_info": {"queue_remaining": 2}}
+
+    client.post("/interrupt", json={"prompt_id": other})  # the other client gives up
+    assert where(client, mine) == "running"
+    prompt_id, history = run_after_start(client, mine, polls=1)  # where() polled once
+    assert history[mine]["status"]["completed"] is True
+    assert where(client, mine) == "finished" and queue_ids(client) == ([], [])
+
+
+def run_after_start(client: FlaskClient, prompt_id: str, polls: int) -> tuple[str, dict]:
+    for _ in range(polls):
+        assert client.get(f"/history/{prompt_id}").get_json() == {}
+    history = client.get(f"/history/{prompt_id}").get_json()
+    assert list(history) == [prompt_id]
+    return prompt_id, history
+
+
+def test_a_prompt_ahead_in_the_queue_finishes_on_its_own():
+    """The real worker does not wait for anyone's polls; the fake's worker steps on every
+    GET /history/{id}, whatever the id, so a prompt queued behind an ordinary one of another
+    client gets its turn while only its own history is polled."""
+    client = create_comfyui_app(polls_before_done=2).test_client()
+    other = queue_prompt(client, workflow("txt2img"), "someone-else")
+    mine = queue_prompt(client, workflow("txt2img", **{"3__seed": 7}))
+    assert queue_ids(client) == ([other], [mine])
+    answers = [client.get(f"/history/{mine}").get_json() for _ in range(6)]
+    assert answers[:5] == [{}] * 5 and list(answers[5]) == [mine]
+    # the other prompt finished on the third step, without being polled
+    assert client.get("/history").get_json()[other]["status"]["completed"] is True
+    assert list(client.get("/history").get_json()) == [other, mine]
+
+
+def test_a_prompt_deleted_from_the_queue_by_someone_else_is_unknown(client):
+    """v0.3.64 server.py post_queue {"delete": [ids]} -> PromptQueue.delete_queue_item(lambda a:
+    a[1] == id): only queued items; the running one lives in currently_running. The deleted
+    prompt never runs: /history/{id} stays {} and /queue no longer lists it."""
+    other = another_clients_blocker(client)
+    mine = queue_prompt(client, workflow("txt2img"))
+    third = queue_prompt(client, workflow("txt2img", **{"3__seed": 3}), "someone-else")
+    r = client.post("/queue", json={"delete": [mine]})
+    assert r.status_code == 200 and r.data == b""
+    assert queue_ids(client) == ([other], [third])
+    assert where(client, mine) == "unknown"
+
+    # the running prompt cannot be deleted, an unknown id is ignored
+    assert client.post("/queue", json={"delete": [other, "nope"]}).status_code == 200
+    assert queue_ids(client) == ([other], [third])
+    # {"clear": true} -> PromptQueue.wipe_queue: the pending ones only
+    assert client.post("/queue", json={"clear": True}).status_code == 200
+    assert queue_ids(client) == ([other], [])
+    client.post("/interrupt")
+    for _ in range(5):
+        assert client.get(f"/history/{mine}").get_json() == {}
+    assert set(client.get("/history").get_json()) == {other}
+    assert queue_ids(client) == ([], [])
+    # request.json() of an empty body raises: a 500, nothing changes
+    assert client.post("/queue", data=b"").status_code == 500
+
+
+def test_history_is_empty_alike_for_queued_running_and_unknown_prompts(client):
+    """v0.3.64 execution.py PromptQueue.get_history(prompt_id): {prompt_id: entry} if the id is
+    in the history, else {}; only /queue tells queued and running apart from unknown."""
+    other = another_clients_blocker(client)
+    mine = queue_prompt(client, workflow("txt2img"))
+    for prompt_id in (other, mine, "never-queued"):
+        assert client.get(f"/history/{prompt_id}").get_json() == {}
+    assert [where(client, p) for p in (other, mine, "never-queued")] == [
+        "running", "queued", "unknown"]
+
+
+def test_queue_items_are_the_queued_tuples_in_heap_order(client):
+    """v0.3.64 server.py post_prompt queues (number, prompt_id, prompt, extra_data,
+    outputs_to_execute); number is PromptServer.number (an int, then += 1), negated with
+    "front", or float(body["number"]). PromptQueue.put/get are heapq.heappush/heappop, and
+    get_queue shows running items and the heap list as it stands."""
+    other = another_clients_blocker(client)
+    b = queue_prompt(client, workflow("txt2img"))
+    c = queue_prompt(client, workflow("txt2img"), front=True)
+    d = queue_prompt(client, workflow("txt2img"), number=0.5)
+    queue = client.get("/queue").get_json()
+    (running,) = queue["queue_running"]
+    assert len(running) == 5 and running[:2] == [0, other]
+    assert running[3]["client_id"] == "someone-else" and running[4] == ["9"]
+    assert running[2]["3"]["class_type"] == "KSampler"
+    assert [item[:2] for item in queue["queue_pending"]] == [[-2, c], [1, b], [0.5, d]]
+    assert [item[3]["client_id"] for item in queue["queue_pending"]] == ["webui"] * 3
+
+    client.post("/interrupt")
+    assert queue_ids(client) == ([c], [d, b])  # lowest number first; heappop's new heap list
+    run_after_start(client, c, polls=2)
+    assert queue_ids(client) == ([d], [b])
+
+
+def test_history_max_items_and_offset(client):
+    """v0.3.64 server.py get_history -> PromptQueue.get_history(max_items, offset): oldest
+    first; without offset the last max_items, with one max_items from there."""
+    ids = [run(client, workflow("txt2img", **{"3__seed": i}))[0] for i in range(4)]
+    assert list(client.get("/history").get_json()) == ids
+    assert list(client.get("/history?max_items=2").get_json()) == ids[2:]
+    assert list(client.get("/history?max_items=2&offset=1").get_json()) == ids[1:3]
+    assert list(client.get("/history?offset=3").get_json()) == ids[3:]
+
+
+# Uploads: v0.3.64 server.py image_upload ----------------------------------------------------
+
+
+def test_upload_overwrite_and_the_renaming_rule(client):
+    """overwrite exactly "true" or "1" writes over the file; anything else keeps it and tries
+    f"{splitext[0]} ({i}){splitext[1]}" for i = 1, 2, ... unless a candidate holds the same
+    bytes (compare_image_hash), whose name is then answered."""
+    red, green, blue = png((8, 8)), png((8, 8), (0, 200, 0)), png((8, 8), (0, 0, 200))
+    assert upload(client, red, "a.png").get_json()["name"] == "a.png"
+    for overwrite in ("false", "True", "yes"):
+        r = upload(client, green, "a.png", overwrite=overwrite)
+        assert r.get_json()["name"] == "a (1).png"  # the same green bytes each time
+    assert upload(client, blue, "a.png").get_json()["name"] == "a (2).png"
+    for overwrite in ("true", "1"):
+        r = upload(client, blue, "a.png", overwrite=overwrite)
+        assert r.get_json() == {"name": "a.png", "subfolder": "", "type": "input"}
+        assert view(client, {"filename": "a.png", "type": "input"}).getpixel((0, 0))[2] == 200
+    assert upload(client, red, "x.tar.gz").get_json()["name"] == "x.tar.gz"
+    assert upload(client, blue, "x.tar.gz").get_json()["name"] == "x.tar (1).gz"
+    assert upload(client, red, ".hidden").get_json()["name"] == ".hidden"
+    assert upload(client, blue, ".hidden").get_json()["name"] == ".hidden (1)"
+
+
+def test_upload_folders_and_types(client):
+    """The path is join(upload_dir, normpath(subfolder), filename) and must stay inside the
+    folder (commonpath); the answer echoes subfolder as sent. type None -> "input"; any other
+    value than input/temp/output leaves get_dir_by_type's variable unbound: a 500."""
+    r = upload(client, png((16, 8)), "b.png", subfolder="clips/../other")
+    assert r.status_code == 200
+    assert r.get_json() == {"name": "b.png", "subfolder": "clips/../other", "type": "input"}
+    assert view(client, {"filename": "b.png", "subfolder": "other", "type": "input"}).size == (
+        16, 8)
+    r = upload(client, png((8, 8)), "t.png", type="temp")
+    assert r.get_json() == {"name": "t.png", "subfolder": "", "type": "temp"}
+    assert view(client, {"filename": "t.png", "type": "temp"}).size == (8, 8)
+    assert upload(client, png((8, 8)), "c.png", type="models").status_code == 500
+    assert upload(client, png((8, 8)), "c.png", type="").status_code == 500
+
+
+def test_any_bytes_are_stored_and_load_image_fails_when_it_runs(client):
+    """image_upload writes whatever file it gets. LoadImage lists input files by the type their
+    extension guesses (folder_paths.filter_files_content_types), VALIDATE_INPUTS only checks
+    that the file exists, and load_image's Image.open raises PIL.UnidentifiedImageError."""
+    assert upload(client, b"not an image", "x.png").get_json()["name"] == "x.png"
+    assert upload(client, b"some notes", "notes.txt").status_code == 200
+    choices = client.get("/object_info/LoadImage").get_json()["LoadImage"]["input"]["required"]
+    assert choices["image"][0] == ["example.png", "x.png"]
+    prompt_id, history = run(client, workflow("img2img", **{"12__image": "x.png"}))
+    status = history[prompt_id]["status"]
+    assert (status["status_str"], status["completed"]) == ("error", False)
+    error = status["messages"][-1][1]
+    assert (error["node_id"], error["node_type"]) == ("12", "LoadImage")
+    assert error["exception_type"] == "PIL.UnidentifiedImageError"
+    # execution.execute: "{}\n{}".format(ex, tips), tips empty for anything but an OOM
+    assert error["exception_message"] == (
+        "cannot identify image file '/opt/ComfyUI/input/x.png'\n")
+
+
+# Nodes: v0.3.64 nodes.py KSampler / LoraLoader INPUT_TYPES, execution.py validate_inputs ------
+
+
+def test_the_seed_goes_up_to_2_64_minus_1_and_lora_has_two_strengths(client):
+    """KSampler seed: ("INT", {"min": 0, "max": 0xffffffffffffffff}); LoraLoader: model, clip,
+    lora_name, strength_model and strength_clip (FLOAT, -100.0 to 100.0, step 0.01)."""
+    prompt_id, history = run(client, workflow("txt2img", **{"3__seed": 2**64 - 1}))
+    assert history[prompt_id]["prompt"][2]["3"]["inputs"]["seed"] == 2**64 - 1
+    assert history[prompt_id]["status"]["completed"] is True
+    lora = client.get("/object_info/LoraLoader").get_json()["LoraLoader"]
+    assert lora["input_order"] == {"required": [
+        "model", "clip", "lora_name", "strength_model", "strength_clip"]}
+    for name in ("strength_model", "strength_clip"):
+        kind, extra = lora["input"]["required"][name]
+        assert (kind, extra["min"], extra["max"], extra["step"]) == ("FLOAT", -100.0, 100.0, 0.01)
+    (error,) = rejection(client, workflow("txt2img", **{"10__strength_clip": 100.5}))[
+        "node_errors"]["10"]["errors"]
+    assert (error["type"], error["details"]) == ("value_bigger_than_max", "strength_clip")
+
+
+def test_an_input_name_the_node_does_not_have_is_ignored(client):
+    """validate_inputs loops over the class's required and optional names only, so a value
+    under any other name is never looked at: the prompt is accepted and runs (get_input_data
+    drops it). Only a required input left without its own name is an error."""
+    prompt = workflow("txt2img", **{"10__strenght_model": 0.25})
+    prompt_id, history = run(client, prompt)
+    assert history[prompt_id]["status"]["completed"] is True
+    assert history[prompt_id]["prompt"][2]["10"]["inputs"]["strenght_model"] == 0.25
+
+    prompt = workflow("txt2img", **{"10__strength": 0.25})
+    del prompt["10"]["inputs"]["strength_model"]
+    (error,) = rejection(client, prompt)["node_errors"]["10"]["errors"]
+    assert error == {"type": "required_input_missing", "message": "Required input is missing",
+                     "details": "strength_model", "extra_info": {"input_name": "strength_model"}}
+
+
+def test_a_link_under_a_name_the_node_does_not_have_fails_when_it_runs(client):
+    """A link is different: ExecutionList.add_node follows every linked input, get_input_data
+    passes it on, and the node's function gets an unexpected keyword argument."""
+    prompt_id, history = run(client, workflow("txt2img", **{"10__extra": ["4", 0]}))
+    error = history[prompt_id]["status"]["messages"][-1]
+    assert error[0] == "execution_error"
+    assert (error[1]["node_id"], error[1]["exception_type"]) == ("10", "TypeError")
+    assert error[1]["exception_message"] == (
+        "LoraLoader.load_lora() got an unexpected keyword argument 'extra'\n")

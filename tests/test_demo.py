@@ -28,6 +28,9 @@ from webui.demo import IMG2IMG_FIELDS, TXT2IMG_FIELDS, create_demo_app
 FIXTURES = Path(__file__).parent / "fixtures" / "a1111"
 API = "/sdapi/v1"
 FIRST_MODEL = "demo-procedural.safetensors [d3m0000001]"
+# demo-pastel has never been loaded when a server starts: no hash is known yet.
+PASTEL = "demo-pastel.safetensors"
+PASTEL_HASHED = "demo-pastel.safetensors [d3m0000002]"
 
 
 def _fixture(name: str) -> Any:
@@ -203,8 +206,9 @@ def test_lists_are_served(client):
     validate("MemoryResponse", memory)
 
     models = client.get(f"{API}/sd-models").get_json()
-    assert [m["title"] for m in models] == [FIRST_MODEL, "demo-pastel.safetensors [d3m0000002]"]
+    assert [m["title"] for m in models] == [FIRST_MODEL, PASTEL]
     assert [m["model_name"] for m in models] == ["demo-procedural", "demo-pastel"]
+    assert models[1]["hash"] is None and models[1]["sha256"] is None
     for model in models:
         validate("SDModelItem", model)
         assert set(model) == set(_fixture("sd-models.json")[0])
@@ -220,21 +224,23 @@ def test_lists_are_served(client):
 def test_options_get_and_post(client):
     options = client.get(f"{API}/options").get_json()
     assert options["sd_model_checkpoint"] == FIRST_MODEL
-    assert options["show_progress_every_n_steps"] == 0
-    assert set(options) <= set(_fixture("options.json"))
+    # The real default (modules/shared_options.py): a preview every 10 steps.
+    assert options["show_progress_every_n_steps"] == 10
+    assert set(options) == set(_fixture("options.json"))
 
     response = client.post(f"{API}/options", json={"show_progress_every_n_steps": 3})
     assert response.status_code == 200
     assert response.get_json() is None
     assert client.get(f"{API}/options").get_json()["show_progress_every_n_steps"] == 3
 
-    # A model name is accepted and stored as the title, like after A1111 loads it.
+    # A model name is accepted; loading the model stores its (now hashed) title.
     assert (
         client.post(f"{API}/options", json={"sd_model_checkpoint": "demo-pastel"}).status_code
         == 200
     )
     options = client.get(f"{API}/options").get_json()
-    assert options["sd_model_checkpoint"] == "demo-pastel.safetensors [d3m0000002]"
+    assert options["sd_model_checkpoint"] == PASTEL_HASHED
+    assert options["sd_checkpoint_hash"].startswith("d3m0000002")
 
     response = client.post(f"{API}/options", json={"sd_model_checkpoint": "nope"})
     assert response.status_code == 500
@@ -371,12 +377,12 @@ def test_checkpoint_selection(client):
     assert json.loads(ignored["info"])["sd_model_name"] == "demo-procedural"
     assert ignored["images"] == base["images"]
 
-    for name in ("demo-pastel.safetensors [d3m0000002]", "demo-pastel"):
+    for name in (PASTEL, "demo-pastel", PASTEL_HASHED):
         data = txt2img(client, **body, override_settings={"sd_model_checkpoint": name})
         info = json.loads(data["info"])
         assert info["sd_model_name"] == "demo-pastel"
         assert info["sd_model_hash"] == "d3m0000002"
-        assert "Model: demo-pastel" in info["infotexts"][0]
+        assert "Model hash: d3m0000002, Model: demo-pastel," in info["infotexts"][0]
         pastel = decode_png(data["images"][0]).convert("HSV")
         vivid = decode_png(base["images"][0]).convert("HSV")
         # The pastel model paints with less saturated colours.
@@ -394,7 +400,9 @@ def test_checkpoint_selection(client):
         override_settings_restore_afterwards=False,
     )
     options = client.get(f"{API}/options").get_json()
-    assert options["sd_model_checkpoint"] == "demo-pastel.safetensors [d3m0000002]"
+    assert options["sd_model_checkpoint"] == PASTEL_HASHED
+    # From now on the server's own setting is the pastel model.
+    assert json.loads(txt2img(client, **body)["info"])["sd_model_name"] == "demo-pastel"
 
 
 def test_lora_tag_tints_and_is_reported(client):
@@ -651,18 +659,21 @@ def _poll_progress(base: str, job: Background, seen: list[dict[str, Any]]) -> No
 
 def test_progress_moves_during_a_job_without_preview():
     app = create_demo_app(step_delay=0.01)
+    body = {
+        "seed": 1,
+        "steps": 40,
+        "width": 64,
+        "height": 64,
+        "override_settings": {"live_previews_enable": False},
+    }
     with serve(app) as base:
-        job = Background(
-            lambda: requests.post(
-                f"{base}/txt2img",
-                json={"seed": 1, "steps": 40, "width": 64, "height": 64},
-                timeout=30,
-            )
-        )
+        job = Background(lambda: requests.post(f"{base}/txt2img", json=body, timeout=30))
         seen: list[dict[str, Any]] = []
         _poll_progress(base, job, seen)
         assert job.result().status_code == 200
         idle = requests.get(f"{base}/progress", timeout=5).json()
+    # State.nextjob() at the end of the batch counts it done and resets the step.
+    seen = [s for s in seen if s["state"]["job_no"] == 0]
     steps = [s["state"]["sampling_step"] for s in seen]
     assert len(set(steps)) >= 3, steps
     assert steps == sorted(steps)
@@ -716,7 +727,8 @@ def test_interrupt_returns_the_images_made_so_far():
             )
         )
         response = requests.post(f"{base}/interrupt", timeout=5)
-        assert response.status_code == 200 and response.json() is None
+        # Api.interruptapi returns {} (Api.skip returns nothing: null).
+        assert response.status_code == 200 and response.json() == {}
         result = job.result()
         elapsed = time.monotonic() - started
         state = requests.get(f"{base}/progress", timeout=5).json()["state"]
@@ -792,3 +804,183 @@ def test_api_auth_like_a1111():
     right = {"Authorization": "Basic " + base64.b64encode(b"user:pass").decode()}
     assert client.get(f"{API}/sd-models", headers=right).status_code == 200
     assert client.get(f"{API}/loras").status_code == 200
+
+
+# --------------------------------------------------------------------------------------------
+# A1111 1.10.1 behaviours taken from its source (citations in /work/notes/a1111-family.md)
+
+
+def test_checkpoint_title_gains_its_hash_when_first_loaded(client):
+    """modules/sd_models.py CheckpointInfo: title = name until calculate_shorthash() runs."""
+    before = client.get(f"{API}/sd-models").get_json()
+    assert before[1] == {
+        "title": PASTEL,
+        "model_name": "demo-pastel",
+        "hash": None,
+        "sha256": None,
+        "filename": "models/Stable-diffusion/demo-pastel.safetensors",
+        "config": None,
+    }
+    txt2img(client, override_settings={"sd_model_checkpoint": PASTEL})
+    after = client.get(f"{API}/sd-models").get_json()
+    assert after[1]["title"] == PASTEL_HASHED
+    assert after[1]["hash"] == "d3m0000002" and after[1]["sha256"].startswith("d3m0000002")
+    # model_name, filename and the order of the list do not change.
+    assert [(m["model_name"], m["filename"]) for m in after] == [
+        (m["model_name"], m["filename"]) for m in before
+    ]
+    for model in after:
+        validate("SDModelItem", model)
+
+
+def test_checkpoint_aliases(client):
+    """process_images keeps an override only if checkpoint_aliases has it (CheckpointInfo.ids)."""
+
+    def ran_on(name: str) -> str:
+        data = txt2img(client, override_settings={"sd_model_checkpoint": name})
+        return json.loads(data["info"])["sd_model_name"]
+
+    # Before the first load only the name-based ids exist: a "[hash]" form is no alias yet.
+    for name in (PASTEL_HASHED, "demo-pastel [d3m0000002]", "d3m0000002", "pastel"):
+        assert ran_on(name) == "demo-procedural", name
+    assert client.get(f"{API}/sd-models").get_json()[1]["hash"] is None
+    # name_for_extra (the file name without extension) is one, and loads the checkpoint.
+    assert ran_on("demo-pastel") == "demo-pastel"
+    sha256 = client.get(f"{API}/sd-models").get_json()[1]["sha256"]
+    for name in (PASTEL, PASTEL_HASHED, "demo-pastel [d3m0000002]", "d3m0000002", sha256):
+        assert ran_on(name) == "demo-pastel", name
+    # Substrings are not aliases (only get_closet_checkpoint_match accepts them).
+    assert ran_on("pastel") == "demo-procedural"
+
+
+def test_override_runs_one_job_then_the_option_checkpoint_returns():
+    """process_images: overrides hold for the job and are restored by plain assignment."""
+    app = create_demo_app(step_delay=0.01)
+    body = {"steps": 60, "width": 32, "height": 32, "seed": 1}
+    with serve(app) as base:
+        job = Background(
+            lambda: requests.post(
+                f"{base}/txt2img",
+                json={**body, "override_settings": {"sd_model_checkpoint": "demo-pastel"}},
+                timeout=30,
+            )
+        )
+        wait_until(lambda: requests.get(f"{base}/progress", timeout=5).json()["state"]["job"])
+        during = requests.get(f"{base}/options", timeout=5).json()
+        result = job.result()
+        after = requests.get(f"{base}/options", timeout=5).json()
+        plain = requests.post(f"{base}/txt2img", json={**body, "steps": 2}, timeout=30).json()
+        last = requests.get(f"{base}/options", timeout=5).json()
+    assert json.loads(result.json()["info"])["sd_model_name"] == "demo-pastel"
+    # load_model_weights wrote the loaded title into the option for the job...
+    assert during["sd_model_checkpoint"] == PASTEL_HASHED
+    # ...and it is restored afterwards, while sd_checkpoint_hash still names the last load.
+    assert after["sd_model_checkpoint"] == FIRST_MODEL
+    assert after["sd_checkpoint_hash"].startswith("d3m0000002")
+    # A request without override reloads the option's checkpoint.
+    assert json.loads(plain["info"])["sd_model_name"] == "demo-procedural"
+    assert last["sd_checkpoint_hash"].startswith("d3m0000001")
+
+
+def test_override_keys_go_through_options_set(client):
+    """Options.set: data_labels[key] raises KeyError for an unknown option."""
+    response = client.post(
+        f"{API}/txt2img", json={"steps": 1, "width": 8, "height": 8, "override_settings": {"x": 1}}
+    )
+    assert response.status_code == 500
+    assert response.get_json() == {"error": "KeyError", "detail": "", "body": "", "errors": "'x'"}
+    # A value equal to the current one (None for a missing key) returns before the lookup.
+    txt2img(client, override_settings={"x": None})
+    # restrict_api options are silently left alone.
+    txt2img(client, override_settings={"api_useragent": "me"})
+    assert client.get(f"{API}/options").get_json()["api_useragent"] == ""
+    response = client.post(f"{API}/options", json={"no_such_option": 1})
+    assert response.status_code == 500 and response.get_json()["errors"] == "'no_such_option'"
+
+
+def test_refiner_and_hires_checkpoints_use_the_closest_match(client):
+    """get_closet_checkpoint_match: alias, else the shortest title containing the text."""
+    response = client.post(
+        f"{API}/txt2img", json={"steps": 1, "width": 8, "height": 8, "refiner_checkpoint": "nope"}
+    )
+    assert response.status_code == 500
+    assert response.get_json() == {
+        "error": "Exception",
+        "detail": "",
+        "body": "",
+        "errors": "Could not find checkpoint with name nope",
+    }
+    info = json.loads(txt2img(client, refiner_checkpoint="pastel", refiner_switch_at=0.8)["info"])
+    # apply_refiner records the short title it had before loading the refiner.
+    assert info["sd_model_name"] == "demo-procedural"
+    assert info["extra_generation_params"] == {"Refiner": "demo-pastel", "Refiner switch at": 0.8}
+    assert "Refiner: demo-pastel, Refiner switch at: 0.8, Version: demo" in info["infotexts"][0]
+    info = json.loads(txt2img(client, refiner_checkpoint="pastel")["info"])
+    assert info["extra_generation_params"] == {"Refiner": "demo-pastel [d3m0000002]"}
+    # No switch at 1, nor to the checkpoint that already runs.
+    for extra in ({"refiner_switch_at": 1.0}, {"refiner_checkpoint": "demo-procedural"}):
+        body = {"refiner_checkpoint": "pastel", **extra}
+        assert json.loads(txt2img(client, **body)["info"])["extra_generation_params"] == {}
+    info = json.loads(
+        txt2img(client, enable_hr=True, hr_scale=1.5, hr_checkpoint_name="demo-pastel")["info"]
+    )
+    assert info["extra_generation_params"]["Hires checkpoint"] == "demo-pastel [d3m0000002]"
+
+
+def _previews_during(body: dict[str, Any], step_delay: float = 0.01) -> list[dict[str, Any]]:
+    app = create_demo_app(step_delay=step_delay)
+    with serve(app) as base:
+        job = Background(lambda: requests.post(f"{base}/txt2img", json=body, timeout=60))
+        seen: list[dict[str, Any]] = []
+        _poll_progress(base, job, seen)
+        assert job.result().status_code == 200
+    return seen
+
+
+def test_show_progress_every_n_steps_0_previews_every_step():
+    """State.set_current_image: steps since the last preview >= 0 always holds."""
+    body = {"seed": 1, "steps": 40, "width": 48, "height": 32}
+    seen = _previews_during({**body, "override_settings": {"show_progress_every_n_steps": 0}})
+    with_step = [s for s in seen if s["state"]["sampling_step"] >= 1 and s["state"]["job_no"] == 0]
+    assert with_step and all(s["current_image"] for s in with_step)
+    assert decode_png(with_step[0]["current_image"]).size == (48, 32)
+
+
+def test_show_progress_every_n_steps_minus_1_previews_only_after_a_batch():
+    """-1: no preview while sampling; State.nextjob() makes one when a batch ends."""
+    body = {"seed": 1, "steps": 30, "n_iter": 2, "batch_size": 2, "width": 32, "height": 32}
+    seen = _previews_during({**body, "override_settings": {"show_progress_every_n_steps": -1}})
+    first = [s for s in seen if s["state"]["job_no"] == 0]
+    second = [s for s in seen if s["state"]["job_no"] == 1]
+    assert first and all(s["current_image"] is None for s in first)
+    assert second and all(s["current_image"] for s in second)
+    # A batch of two is shown as a grid (show_progress_grid): round(sqrt(2)) = 1 row.
+    assert decode_png(second[0]["current_image"]).size == (64, 32)
+
+
+def test_show_progress_every_n_steps_default_waits_10_steps():
+    seen = _previews_during({"seed": 1, "steps": 40, "width": 32, "height": 32})
+    early = [s for s in seen if s["state"]["job_no"] == 0 and s["state"]["sampling_step"] < 10]
+    late = [s for s in seen if s["state"]["job_no"] == 0 and s["state"]["sampling_step"] >= 12]
+    assert early and all(s["current_image"] is None for s in early)
+    assert late and all(s["current_image"] for s in late)
+
+
+def test_error_bodies_follow_the_1_10_1_handler(client):
+    """handle_exception: detail = e.detail, errors = str(e), which is "" for a starlette 0.26
+    HTTPException (no __str__; the real 401 bodies show it) and the message otherwise."""
+    response = client.post(f"{API}/img2img", json={"prompt": "x"})
+    assert response.status_code == 404
+    assert response.get_json() == {
+        "error": "HTTPException",
+        "detail": "Init image not found",
+        "body": "",
+        "errors": "",
+    }
+    response = client.post(f"{API}/options", json={"sd_model_checkpoint": "nope"})
+    assert response.get_json() == {
+        "error": "RuntimeError",
+        "detail": "",
+        "body": "",
+        "errors": "model 'nope' not found",
+    }

@@ -72,8 +72,8 @@ def test_images_are_saved_before_being_returned(service, store):
         ("txt2img-422-invalid-body", 422,
          "rejected the request as invalid (HTTP 422: prompt: str type expected; "
          "steps: value is not a valid integer; width: value is not a valid integer)"),
-        ("txt2img-500-no-checkpoint", 500, "failed (HTTP 500: FileNotFoundError; No checkpoints"),
-        ("img2img-500-nans", 500, "HTTP 500: NansException; A tensor with NaNs was produced"),
+        ("txt2img-500-no-checkpoint", 500, "failed (HTTP 500: No checkpoints found."),
+        ("img2img-500-nans", 500, "HTTP 500: A tensor with NaNs was produced in Unet."),
     ],
 )
 def test_a1111_error_bodies_become_messages(service, store, name, status, expected):

@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from . import gallery
 from .catalog import DefinitionFolders
 from .config import Settings
+from .definitions import condition_holds, when_json
 from .forms import MAX_UPLOAD_BYTES
 from .history import HistoryError, HistoryStore
 from .images import ImageStore
@@ -86,6 +87,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(views.bp)
     app.register_blueprint(gallery.bp)
     app.jinja_env.filters["backticks"] = views.backticks
+    app.jinja_env.globals["condition_holds"] = condition_holds
+    app.jinja_env.filters["when_json"] = when_json
 
     @app.before_request
     def refuse_cross_site_writes():

@@ -161,10 +161,16 @@ class DefinitionFolders:
 
     def _service(self, service_id: str, definition: ServiceDefinition) -> Service:
         env = url_env_name(service_id)
-        url = self.url_overrides.get(service_id) or os.environ.get(env) or definition.model.url
-        urls = split_urls(url)
+        given = self.url_overrides.get(service_id) or os.environ.get(env)
+        urls = split_urls(given or definition.model.url)
+        auth = definition.model.authentication
+        secrets = [auth.usernameEnv, auth.tokenEnv] if auth.required else []
+        configured = bool(
+            given
+            or (definition.source is not None and definition.source.parent != BUNDLED_DIR)
+            or any(name and os.environ.get(name) for name in secrets))
         return Service(id=service_id, name=definition.model.name, definition=definition,
-                       base_url=urls[0], url_env=env, instances=urls)
+                       base_url=urls[0], url_env=env, instances=urls, configured=configured)
 
 
 def split_urls(value: str) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ again would start a second (paid, slow) generation, so the user decides.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -14,9 +15,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import jmespath
 import requests
 
+from . import expr
 from .definitions import Request, ServiceDefinition, env_name
 
 MAX_MESSAGE = 600
@@ -35,6 +36,9 @@ class Service:
     url_env: str = ""
     # Several base URLs make a pool; base_url is then the first.
     instances: tuple[str, ...] = ()
+    # Set up by the operator (an address or a secret given, a definition of their own), or a
+    # bundled one merely waiting at its default address: the home page lists those compactly.
+    configured: bool = True
 
     @property
     def urls(self) -> tuple[str, ...]:
@@ -112,16 +116,24 @@ def resolve_auth(service: Service) -> Auth:
 
 
 def secret_values(service: Service) -> list[str]:
-    """The secrets this service's definition names, as set now (to keep them out of text)."""
+    """The secrets this service's definition names, as set now (to keep them out of text),
+    with the form Basic authentication sends them in."""
     spec = service.definition.model.authentication
     names = [n for n in (spec.usernameEnv, spec.passwordEnv, spec.tokenEnv) if n]
-    return [v for v in (os.environ.get(n) for n in names) if v and len(v) >= 4]
+    values = [v for v in (os.environ.get(n) for n in names) if v]
+    if spec.type == "basic" and spec.usernameEnv and spec.passwordEnv:
+        user, password = os.environ.get(spec.usernameEnv), os.environ.get(spec.passwordEnv)
+        if user and password is not None:
+            values.append(base64.b64encode(f"{user}:{password}".encode()).decode())
+    return [v for v in values if len(v) >= 4]
 
 
 def scrub(service: Service, text: str) -> str:
-    """Remove the service's secrets from text a backend wrote (some APIs echo a wrong key)."""
-    for value in secret_values(service):
-        text = text.replace(value, "•••")
+    """Remove the service's secrets from text a backend wrote (some APIs echo a wrong key).
+    A secret is masked where it stands as a whole token, never inside a word: a user name
+    "user" leaves A1111's word "username" alone."""
+    for value in sorted(secret_values(service), key=len, reverse=True):
+        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])", "•••", text)
     return text
 
 
@@ -222,6 +234,10 @@ def http_error(service: Service, endpoint: Request, response: requests.Response)
     status = response.status_code
     detail = scrub(service, describe_error_body(response, service.definition.model.errorMessage))
     reason = f"HTTP {status}" + (f": {detail}" if detail else f" {response.reason or ''}".rstrip())
+    if status in (401, 403) and not _credentials_failure(service, response):
+        # e.g. a prompt refused by content moderation: the service's own words say why.
+        return BackendError(f"{service.name} refused the request ({reason}).", status=status,
+                            kind="refused")
     if status in (401, 403):
         spec = service.definition.model.authentication
         names = [n for n in (spec.usernameEnv, spec.passwordEnv, spec.tokenEnv) if n]
@@ -233,24 +249,41 @@ def http_error(service: Service, endpoint: Request, response: requests.Response)
         hint = f" Was it started with {' '.join(flags)}?" if flags else ""
         path = response.request.path_url.split("?")[0] if response.request else endpoint.path
         return BackendError(f"{service.name} has no {endpoint.method} {path} "
-                            f"({reason}).{hint}", status=status)
+                            f"({reason}).{hint}", status=status, kind="missing")
     if status == 422:
         return BackendError(f"{service.name} rejected the request as invalid ({reason}).",
                             status=status)
     return BackendError(f"{service.name} failed ({reason}).", status=status)
 
 
-def describe_error_body(response: requests.Response, expr: str | None) -> str:
+def _credentials_failure(service: Service, response: requests.Response) -> bool:
+    """Whether a 401/403 answer means wrong credentials (the definition may say otherwise)."""
+    rule = service.definition.model.credentialsFailure
+    if not rule:
+        return True
+    try:
+        data = response.json()
+    except ValueError:
+        data = {}
+    try:
+        return bool(expr.search(rule, data, expr.Context(status=response.status_code,
+                                                         headers=response.headers)))
+    except expr.ExprError:
+        return True
+
+
+def describe_error_body(response: requests.Response, text: str | None) -> str:
     """A readable message from an error body: the definition's JMESPath, or common keys."""
     try:
         data = response.json()
     except ValueError:
         return _snippet(response.text) if response.text.strip() else ""
     value: Any = None
-    if expr:
+    if text:
         try:
-            value = jmespath.search(expr, data)
-        except jmespath.exceptions.JMESPathError:
+            value = expr.search(text, data, expr.Context(status=response.status_code,
+                                                         headers=response.headers))
+        except expr.ExprError:
             value = None
     if value in (None, "", []) and isinstance(data, dict):
         value = [data[k] for k in ("error", "detail", "message", "errors") if data.get(k)]
@@ -266,7 +299,7 @@ def humanize(value: Any) -> str:
     if isinstance(value, str):
         return value.strip()
     if isinstance(value, list):
-        return "; ".join(h for h in (humanize(v) for v in value) if h)
+        return "; ".join(_distinct([h for h in (humanize(v) for v in value) if h]))
     if isinstance(value, dict):
         msg = value.get("msg") or value.get("message")
         if isinstance(msg, str):
@@ -276,18 +309,63 @@ def humanize(value: Any) -> str:
     return str(value)
 
 
-def check_health(service: Service) -> tuple[str, str]:
+_CLASS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*(Error|Exception)$")
+
+
+def _distinct(parts: list[str]) -> list[str]:
+    """Each message once: services repeat one message across fields ("HTTPException",
+    "Sampler not found", "404: Sampler not found")."""
+    out: list[str] = []
+    for part in parts:
+        if part in out or any(other != part and other in part for other in parts):
+            continue
+        out.append(part)
+    messages = [p for p in out if not _CLASS_NAME.match(p)]
+    return messages or out
+
+
+def check_health(service: Service, *, identify: bool = False) -> tuple[str, str]:
     """(state, message) from the definition's health endpoint, with a short timeout. The state
-    is "online", "offline", or "setup" (the service cannot be called as configured)."""
+    is "online", "offline", "setup" (the service cannot be called as configured) or "other"
+    (something answers, but the definition's identify probe, asked when ``identify``, says
+    it is another service)."""
     endpoint = service.definition.health
     try:
         if endpoint is None:
             resolve_auth(service)
-            return "online", "no health endpoint defined; assumed online"
-        call(service, endpoint, timeout=min(endpoint.timeout, 5.0))
+            state, message = "online", "no health endpoint defined; assumed online"
+        else:
+            call(service, endpoint, timeout=min(endpoint.timeout, 5.0))
+            state, message = "online", "online"
     except BackendError as exc:
         return ("setup" if exc.kind in ("setup", "auth") else "offline"), exc.message
-    return "online", "online"
+    other = not_this_service(service) if identify else None
+    return ("other", other) if other else (state, message)
+
+
+def not_this_service(service: Service) -> str | None:
+    """Why the server at the service's URL is not this service, or None (it is, or the
+    definition has no way to tell). Best effort: a probe that fails otherwise says nothing."""
+    spec = service.definition.model.identify
+    if spec is None:
+        return None
+    endpoint = service.definition.endpoints[spec.endpoint]
+    name = service.definition.model.name
+    try:
+        data = read_json(service, call(service, endpoint, timeout=min(endpoint.timeout, 5.0)))
+    except BackendError as exc:
+        if exc.status == 404:
+            return (f"Something answers at {service.display_url}, but it is not {name}: it has "
+                    f"no {endpoint.method} {endpoint.path}.")
+        return None
+    try:
+        ok = expr.search(spec.when, data)
+    except expr.ExprError:
+        ok = False
+    if ok in (None, False, "", [], {}):
+        return (f"Something answers at {service.display_url}, but it is not {name} (its "
+                f"{endpoint.path} does not match {spec.when!r}).")
+    return None
 
 
 def _dropped(exc: Exception) -> bool:

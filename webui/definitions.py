@@ -18,8 +18,6 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import jmespath
-import jmespath.exceptions
 import yaml
 from pydantic import (
     BaseModel,
@@ -31,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from . import expr
 from .paths import PathError, Token, format_path, get_path, overlaps, parse_path
 
 ParamType = Literal["text", "textarea", "integer", "number", "boolean", "select", "image", "seed"]
@@ -117,6 +116,16 @@ class Result(_Model):
         return self
 
 
+class BackendQueue(_Model):
+    """A service's own queue, asked while a polled job is not done. The expressions read its
+    answer; ``var('name')`` gives values saved by earlier steps (the job's id)."""
+
+    endpoint: str
+    running: str = Field(description="JMESPath; truthy while the service runs this job")
+    waiting: str = Field(description="JMESPath; truthy while the job waits in its queue")
+    ahead: str | None = Field(None, description="JMESPath; how many jobs are before it")
+
+
 class Poll(_Model):
     """Repeat a GET until the job it watches is done (or failed, or too slow)."""
 
@@ -125,6 +134,9 @@ class Poll(_Model):
     timeout: float = Field(600, gt=0, description="Seconds before giving up")
     failWhen: str | None = Field(None, description="JMESPath; a truthy value means the job failed")
     failMessage: str | None = Field(None, description="JMESPath to the failure's message")
+    backendQueue: BackendQueue | None = Field(
+        None, description="Where the job stands while it is not done: waiting in the "
+        "service's own queue, running, or gone (removed there)")
 
 
 class Request(_Model):
@@ -198,11 +210,41 @@ class OptionsSource(_Model):
     path: str = Field("", description="JMESPath to the list in the response; '' = the body")
     valueKey: str | None = None
     labelKey: str | None = None
+    aliases: list[str] = Field(
+        [], description="JMESPaths giving other keys each listed item is known by: a value "
+        "saved earlier (a remembered form, reused parameters) that equals one of them selects "
+        "the item, whose value may have changed since")
+
+
+class Pattern(_Model):
+    """A value matching a regular expression (a family of models: ``^gpt-image``)."""
+
+    pattern: str
+
+    @model_validator(mode="after")
+    def _compiles(self) -> Pattern:
+        try:
+            re.compile(self.pattern)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {self.pattern!r}: {exc}") from None
+        return self
+
+
+When = dict[str, Scalar | Pattern | list[Scalar | Pattern]]
 
 
 class Option(_Model):
     value: Scalar
     label: str | None = None
+    when: When | None = Field(None, description="Offered only while these parameters have "
+                              "these values (a list: any of them)")
+
+
+class DefaultFrom(_Model):
+    """Where a select's current value is read (the server's own setting), shown selected."""
+
+    endpoint: str
+    path: str = Field(description="JMESPath to the value in the endpoint's answer")
 
 
 class Append(_Model):
@@ -230,21 +272,30 @@ class Parameter(_Model):
     placeholder: str = ""
     defaultValue: Any = None
     required: bool = False
-    range: tuple[float, float] | None = Field(None, description="[min, max], inclusive")
+    range: tuple[int | float, int | float] | None = Field(None, description="[min, max], inclusive")
     step: float | None = Field(None, gt=0)
     options: list[Option] | None = Field(None, description="Static choices of a select")
     optionsEndpoint: str | None = None
     optionsPath: str = ""
     optionsValueKey: str | None = None
     optionsLabelKey: str | None = None
+    optionsAliases: list[str] = Field([], description="aliases of the optionsEndpoint source")
+    defaultFrom: DefaultFrom | None = Field(
+        None, description="select: take the selected value from the service (e.g. the model "
+        "its settings load) instead of a fixed defaultValue")
     multiple: bool = Field(False, description="select only: several values, sent as a list")
     optionsFrom: list[OptionsSource] = Field(
         [], description="Several option sources, concatenated (the optionsEndpoint fields are "
         "shorthand for a single one)"
     )
-    target: str | None = Field(
+    target: str | list[str] | None = Field(
         None, description="Path in the request body (default: the key), e.g. "
-        "override_settings.sd_model_checkpoint or init_images[0]"
+        "override_settings.sd_model_checkpoint or init_images[0]; a list writes the value to "
+        "each path"
+    )
+    when: When | None = Field(
+        None, description="Shown, checked and sent only while these parameters have these "
+        "values (a list: any of them), e.g. {enable_hr: true}"
     )
     send: bool = Field(True, description="false: only used in other parameters' formats")
     appendTo: Append | None = None
@@ -286,9 +337,19 @@ class Parameter(_Model):
                 path=self.optionsPath,
                 valueKey=self.optionsValueKey,
                 labelKey=self.optionsLabelKey,
+                aliases=self.optionsAliases,
             )
             return [head, *self.optionsFrom]
         return list(self.optionsFrom)
+
+    @property
+    def targets(self) -> list[str]:
+        """The paths the value is written to (none for a parameter that is not sent)."""
+        if not self.send or self.appendTo:
+            return []
+        if isinstance(self.target, list):
+            return self.target
+        return [self.target or self.key]
 
     @property
     def bounds(self) -> tuple[float | None, float | None]:
@@ -329,6 +390,9 @@ class Progress(_Model):
     steps: str | None = None
     preview: str | None = Field(None, description="The in-progress image")
     previewEncoding: Literal["base64", "data_url", "auto"] = "base64"
+    activeWhen: str | None = Field(
+        None, description="JMESPath; answers where it is falsy describe no running job (e.g. "
+        "what is left of the previous one) and are not shown")
 
 
 class Jobs(_Model):
@@ -336,10 +400,25 @@ class Jobs(_Model):
 
     concurrency: int = Field(1, ge=1, le=64, description="Jobs one instance runs at once")
     progress: Progress | None = None
-    interrupt: str | None = Field(None, description="Endpoint that stops the running job "
-                                  "(it then answers with what it has)")
-    skip: str | None = Field(None, description="Endpoint that skips the current image of a "
-                             "batch")
+    interrupt: str | list[str] | None = Field(
+        None, description="Endpoint(s) that stop this job, sent in order; they may use values "
+        "saved by the job's steps ({prompt_id}), and are sent as soon as those exist")
+    skip: str | list[str] | None = Field(
+        None, description="Endpoint(s) that skip the current image of a batch")
+
+    @property
+    def interrupt_calls(self) -> list[str]:
+        return _names(self.interrupt)
+
+    @property
+    def skip_calls(self) -> list[str]:
+        return _names(self.skip)
+
+
+def _names(value: str | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
 
 
 class Capability(_Model):
@@ -347,6 +426,14 @@ class Capability(_Model):
     endpoints: dict[str, Endpoint]
     parameters: dict[str, ParameterSetSpec] = {}
     jobs: Jobs | None = Field(None, description="image_generation only")
+
+
+class Identify(_Model):
+    """A probe telling this service apart from others with the same API."""
+
+    endpoint: str
+    when: str = Field(description="JMESPath over the answer; truthy for this service only. "
+                      "A 404 answer means another service")
 
 
 class Definition(_Model):
@@ -367,6 +454,13 @@ class Definition(_Model):
     errorMessage: str | None = Field(
         None, description="JMESPath to a readable message in the service's error bodies"
     )
+    credentialsFailure: str | None = Field(
+        None, description="JMESPath over an error answer (status() is its HTTP status): true "
+        "when it means the credentials are wrong. Default: status 401 or 403"
+    )
+    identify: Identify | None = Field(
+        None, description="How to recognise this service among others answering alike (a "
+        "fork on the same port)")
     capabilities: Annotated[list[Capability], Field(min_length=1)]
 
 
@@ -381,6 +475,8 @@ class Mode:
     name: str
     endpoint: Endpoint
     parameters: list[Parameter]
+    # The parameters in the order their conditions are decided (see condition_order).
+    decided: tuple[Parameter, ...] = ()
 
     @property
     def label(self) -> str:
@@ -410,7 +506,7 @@ class ServiceDefinition:
     modes: dict[str, Mode]
     endpoints: dict[str, Endpoint]
     health: Endpoint | None
-    targets: dict[str, dict[str, Target]] = field(default_factory=dict)
+    targets: dict[str, dict[str, list[Target]]] = field(default_factory=dict)
     # Per mode, per step: the fixed body with {$file: …} replaced by the file's JSON.
     bodies: dict[str, list[dict[str, Any] | None]] = field(default_factory=dict)
     dependencies: tuple[Path, ...] = ()
@@ -596,9 +692,9 @@ def _resolve(
             endpoint_locs[name] = (eloc, ep)
             if ep.result:
                 for attr in ("images", "seeds", "infotexts", "info"):
-                    expr = getattr(ep.result, attr)
-                    if expr:
-                        _check_jmespath(expr, f"{eloc}.result.{attr}", problems)
+                    text = getattr(ep.result, attr)
+                    if text:
+                        _check_jmespath(text, f"{eloc}.result.{attr}", problems)
         if cap.capability == HEALTH_CAPABILITY:
             if len(cap.endpoints) != 1:
                 problems.append((f"{cloc}.endpoints", "a health capability has one endpoint"))
@@ -639,8 +735,7 @@ def _resolve(
     for set_name in raw_sets:
         resolve_set(set_name, ())
 
-    for eloc, ep in endpoint_locs.values():
-        _check_steps(ep, eloc, problems)
+    job_endpoints: set[str] = set()
     jobs = Jobs()
     for ci, cap in enumerate(model.capabilities):
         if cap.jobs is None:
@@ -649,23 +744,33 @@ def _resolve(
         if cap.capability != GENERATION_CAPABILITY:
             problems.append((jloc, "only an image_generation capability has jobs"))
         jobs = cap.jobs
-        named = [("interrupt", jobs.interrupt), ("skip", jobs.skip)]
+        named = [(f"interrupt{_index(jobs.interrupt, i)}", n)
+                 for i, n in enumerate(jobs.interrupt_calls)]
+        named += [(f"skip{_index(jobs.skip, i)}", n) for i, n in enumerate(jobs.skip_calls)]
         if jobs.progress:
             named.append(("progress.endpoint", jobs.progress.endpoint))
-            for attr in ("fraction", "eta", "step", "steps", "preview"):
-                expr = getattr(jobs.progress, attr)
-                if expr:
-                    _check_jmespath(expr, f"{jloc}.progress.{attr}", problems)
+            for attr in ("fraction", "eta", "step", "steps", "preview", "activeWhen"):
+                text = getattr(jobs.progress, attr)
+                if text:
+                    _check_jmespath(text, f"{jloc}.progress.{attr}", problems)
         for attr, name in named:
-            target = endpoints.get(name) if name else None
-            if name and target is None:
-                problems.append((f"{jloc}.{attr}", f"no endpoint named {name!r}"))
-            elif target is not None and (target.steps is not None or target.result):
-                problems.append((f"{jloc}.{attr}", f"{name!r} must be a plain one-request "
-                                                   "endpoint"))
+            _check_plain_endpoint(name, endpoints, f"{jloc}.{attr}", problems)
+        for name in [*jobs.interrupt_calls, *jobs.skip_calls]:
+            job_endpoints.add(name)
+
+    if model.identify:
+        _check_plain_endpoint(model.identify.endpoint, endpoints, "identify.endpoint", problems)
+        _check_jmespath(model.identify.when, "identify.when", problems)
+    if model.credentialsFailure:
+        _check_jmespath(model.credentialsFailure, "credentialsFailure", problems)
+    saved = {var for ep in endpoints.values() if ep.result for s in ep.step_list
+             for var in s.save}
+    for name, (eloc, ep) in endpoint_locs.items():
+        _check_steps(ep, eloc, problems, endpoints,
+                     saved if name in job_endpoints else None)
 
     modes: dict[str, Mode] = {}
-    targets: dict[str, dict[str, Target]] = {}
+    targets: dict[str, dict[str, list[Target]]] = {}
     bodies: dict[str, list[dict[str, Any] | None]] = {}
     for set_name, (loc, _spec) in raw_sets.items():
         if ":" in set_name:
@@ -684,7 +789,12 @@ def _resolve(
         bodies[set_name] = [b for b, _regions in step_bodies]
         regions = [r for _b, r in step_bodies]
         targets[set_name] = _check_parameters(params, ep, endpoints, regions, loc, problems)
-        modes[set_name] = Mode(set_name, ep, params)
+        try:
+            decided = tuple(condition_order(params))
+        except ValueError as exc:
+            problems.append((loc, str(exc)))
+            decided = tuple(params)
+        modes[set_name] = Mode(set_name, ep, params, decided)
 
     for name, (eloc, ep) in endpoint_locs.items():
         if ep.result and name not in raw_sets:
@@ -718,15 +828,24 @@ def placeholders(node: Any) -> set[str]:
     return set()
 
 
-def _check_steps(ep: Endpoint, eloc: str, problems: list[tuple[str, str]]) -> None:
-    """Step names, saved variables, placeholders, polls and loops of one endpoint."""
+def _check_steps(
+    ep: Endpoint, eloc: str, problems: list[tuple[str, str]], endpoints: dict[str, Endpoint],
+    job_scope: set[str] | None = None,
+) -> None:
+    """Step names, saved variables, placeholders, polls and loops of one endpoint.
+    ``job_scope``: the variables a job's steps save, for an endpoint a job calls (interrupt)."""
     if ep.steps is not None and ep.result is None:
         problems.append((f"{eloc}.steps", "only generation endpoints have steps"))
     if ep.result is None:
         used = placeholders([ep.path, ep.query, ep.headers, ep.body])
-        if used:
-            problems.append((eloc, f"placeholders are only filled in generation endpoints: "
+        if job_scope is None and used:
+            problems.append((eloc, "placeholders are only filled in generation endpoints and "
+                                   "in those a job calls (interrupt, skip): "
                                    f"{', '.join('{' + u + '}' for u in sorted(used))}"))
+        for name in sorted(used - (job_scope or set()) - set(BUILTIN_VARIABLES)
+                           if job_scope is not None else ()):
+            problems.append((eloc, f"unknown placeholder {{{name}}}: no step of a generation "
+                                   "endpoint saves it"))
         return
     known: set[str] = set(BUILTIN_VARIABLES)
     names: set[str] = set()
@@ -748,13 +867,21 @@ def _check_steps(ep: Endpoint, eloc: str, problems: list[tuple[str, str]]) -> No
         for name in sorted(used - scope):
             problems.append((sloc, f"unknown placeholder {{{name}}} (known here: "
                                    f"{', '.join(sorted(scope))})"))
-        for var, expr in step.save.items():
-            _check_jmespath(expr, f"{sloc}.save.{var}", problems)
+        for var, text in step.save.items():
+            _check_jmespath(text, f"{sloc}.save.{var}", problems)
         if step.poll:
             for attr in ("until", "failWhen", "failMessage"):
-                expr = getattr(step.poll, attr)
-                if expr:
-                    _check_jmespath(expr, f"{sloc}.poll.{attr}", problems)
+                text = getattr(step.poll, attr)
+                if text:
+                    _check_jmespath(text, f"{sloc}.poll.{attr}", problems)
+            queue = step.poll.backendQueue
+            if queue:
+                qloc = f"{sloc}.poll.backendQueue"
+                _check_plain_endpoint(queue.endpoint, endpoints, f"{qloc}.endpoint", problems)
+                for attr in ("running", "waiting", "ahead"):
+                    text = getattr(queue, attr)
+                    if text:
+                        _check_jmespath(text, f"{qloc}.{attr}", problems)
             if step.method != "GET":
                 problems.append((f"{sloc}.poll", "only a GET is polled (a POST is never "
                                                  "repeated)"))
@@ -794,12 +921,24 @@ def _load_body_files(
     return (walk(body, ()) if body is not None else None), regions
 
 
-def _check_jmespath(expr: str, loc: str, problems: list[tuple[str, str]]) -> None:
-    try:
-        jmespath.compile(expr)
-    except jmespath.exceptions.JMESPathError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        problems.append((loc, f"invalid JMESPath {expr!r}: {first}"))
+def _check_jmespath(text: str, loc: str, problems: list[tuple[str, str]]) -> None:
+    problem = expr.check(text)
+    if problem:
+        problems.append((loc, problem))
+
+
+def _index(value: str | list[str] | None, i: int) -> str:
+    return f"[{i}]" if isinstance(value, list) else ""
+
+
+def _check_plain_endpoint(
+    name: str, endpoints: dict[str, Endpoint], loc: str, problems: list[tuple[str, str]]
+) -> None:
+    target = endpoints.get(name)
+    if target is None:
+        problems.append((loc, f"no endpoint named {name!r}"))
+    elif target.steps is not None or target.result:
+        problems.append((loc, f"{name!r} must be a plain one-request endpoint"))
 
 
 def _check_unique(params: list[Parameter], loc: str, problems: list[tuple[str, str]]) -> None:
@@ -859,10 +998,10 @@ def _check_parameters(
     regions: list[list[tuple[tuple[Token, ...], str]]],
     loc: str,
     problems: list[tuple[str, str]],
-) -> dict[str, Target]:
-    """Check every parameter's references; return each sent parameter's parsed target."""
+) -> dict[str, list[Target]]:
+    """Check every parameter's references; return each sent parameter's parsed targets."""
     by_key = {p.key: p for p in params}
-    written: dict[str, Target] = {}
+    written: dict[str, list[Target]] = {}
     steps = ep.step_list
     fixed = [[t for t in _leaf_paths(s.body or {}) if not _in_region(t, regions[i])]
              for i, s in enumerate(steps)]
@@ -873,20 +1012,29 @@ def _check_parameters(
         seen.add(p.key)
         ploc = f"{loc}[{p.key}]"
         _check_parameter_value_spec(p, ploc, problems)
+        _check_when(p, by_key, ploc, problems)
         if p.before is not None:
             problems.append((f"{ploc}.before", "'before' is only used in 'add'"))
         for si, src in enumerate(p.sources):
-            sloc = ploc + (".optionsEndpoint" if si == 0 and p.optionsEndpoint else
+            head = si == 0 and bool(p.optionsEndpoint)
+            sloc = ploc + (".optionsEndpoint" if head else
                            f".optionsFrom[{si - (1 if p.optionsEndpoint else 0)}]")
-            target_ep = endpoints.get(src.endpoint)
-            if target_ep is None:
-                problems.append((sloc, f"no endpoint named {src.endpoint!r}"))
-            elif target_ep.result is not None:
-                problems.append((sloc, f"{src.endpoint!r} is a generation endpoint"))
+            _check_options_endpoint(src.endpoint, endpoints, sloc, problems)
             if src.path:
-                path_loc = (ploc + ".optionsPath" if si == 0 and p.optionsEndpoint
-                            else sloc + ".path")
-                _check_jmespath(src.path, path_loc, problems)
+                _check_jmespath(src.path, ploc + ".optionsPath" if head else sloc + ".path",
+                                problems)
+            for ai, alias in enumerate(src.aliases):
+                _check_jmespath(alias, (f"{ploc}.optionsAliases[{ai}]" if head
+                                        else f"{sloc}.aliases[{ai}]"), problems)
+        if p.optionsAliases and not p.optionsEndpoint:
+            problems.append((f"{ploc}.optionsAliases", "optionsAliases go with optionsEndpoint"))
+        if p.defaultFrom:
+            if p.type != "select":
+                problems.append((f"{ploc}.defaultFrom", "only a select takes its value from "
+                                                        "the service"))
+            _check_options_endpoint(p.defaultFrom.endpoint, endpoints,
+                                    f"{ploc}.defaultFrom.endpoint", problems)
+            _check_jmespath(p.defaultFrom.path, f"{ploc}.defaultFrom.path", problems)
         if p.ifEmpty:
             for path in [*p.ifEmpty.set, *p.ifEmpty.remove]:
                 target = _parse_target(path, steps, f"{ploc}.ifEmpty", problems)
@@ -899,28 +1047,130 @@ def _check_parameters(
             if p.target:
                 problems.append((f"{ploc}.target", "a parameter with send: false has no target"))
             continue
-        target = _parse_target(p.target or p.key, steps, f"{ploc}.target", problems)
-        if target is None:
-            continue
-        step = steps[target.step]
-        if step.method == "GET":
-            problems.append((f"{ploc}.target", f"step {step.name!r} is a GET: it has no body "
-                                               "to write into"))
-        if p.type == "image" and step.encoding == "form":
-            problems.append((f"{ploc}.target", "an image cannot go into a form-encoded body "
-                                               "(use json or multipart)"))
-        shown = format_path(target.tokens)
-        for other_key, other in written.items():
-            if other.step == target.step and overlaps(target.tokens, other.tokens):
-                problems.append((f"{ploc}.target", f"{shown!r} collides with the target of "
-                                                   f"{other_key!r}"))
-        if _in_region(target.tokens, regions[target.step]):
-            _check_in_file(target, steps, regions, f"{ploc}.target", problems)
-        elif any(overlaps(target.tokens, f) for f in fixed[target.step]):
-            problems.append((f"{ploc}.target", f"{shown!r} is also set by the endpoint's fixed "
-                                               "body"))
-        written[p.key] = target
+        if isinstance(p.target, list) and not p.target:
+            problems.append((f"{ploc}.target", "an empty list of targets"))
+        found: list[Target] = []
+        for text in p.targets:
+            target = _parse_target(text, steps, f"{ploc}.target", problems)
+            if target is None:
+                continue
+            _check_target(p, target, steps, regions, fixed, written, ploc, problems)
+            if any(overlaps(target.tokens, t.tokens) and t.step == target.step for t in found):
+                problems.append((f"{ploc}.target", f"{text!r} is given twice"))
+            found.append(target)
+        written[p.key] = found
     return written
+
+
+def _check_target(
+    p: Parameter, target: Target, steps: list[Step],
+    regions: list[list[tuple[tuple[Token, ...], str]]], fixed: list[list[tuple[Token, ...]]],
+    written: dict[str, list[Target]], ploc: str, problems: list[tuple[str, str]],
+) -> None:
+    step = steps[target.step]
+    if step.method == "GET":
+        problems.append((f"{ploc}.target", f"step {step.name!r} is a GET: it has no body "
+                                           "to write into"))
+    if p.type == "image" and step.encoding == "form":
+        problems.append((f"{ploc}.target", "an image cannot go into a form-encoded body "
+                                           "(use json or multipart)"))
+    shown = format_path(target.tokens)
+    for other_key, others in written.items():
+        if any(o.step == target.step and overlaps(target.tokens, o.tokens) for o in others):
+            problems.append((f"{ploc}.target", f"{shown!r} collides with the target of "
+                                               f"{other_key!r}"))
+    if _in_region(target.tokens, regions[target.step]):
+        _check_in_file(target, steps, regions, f"{ploc}.target", problems)
+    elif any(overlaps(target.tokens, f) for f in fixed[target.step]):
+        problems.append((f"{ploc}.target", f"{shown!r} is also set by the endpoint's fixed "
+                                           "body"))
+
+
+def _check_options_endpoint(
+    name: str, endpoints: dict[str, Endpoint], loc: str, problems: list[tuple[str, str]]
+) -> None:
+    target_ep = endpoints.get(name)
+    if target_ep is None:
+        problems.append((loc, f"no endpoint named {name!r}"))
+    elif target_ep.result is not None:
+        problems.append((loc, f"{name!r} is a generation endpoint"))
+
+
+def condition_order(params: list[Parameter]) -> list[Parameter]:
+    """The parameters ordered so that each comes after those its ``when`` names (the form
+    decides what is on in this order). ValueError naming the circle, if there is one."""
+    by_key = {p.key: p for p in params}
+    done: dict[str, Parameter] = {}
+    visiting: list[str] = []
+
+    def visit(p: Parameter) -> None:
+        if p.key in done:
+            return
+        if p.key in visiting:
+            circle = visiting[visiting.index(p.key):] + [p.key]
+            raise ValueError(f"conditions go round in a circle: {' → '.join(circle)}")
+        visiting.append(p.key)
+        for key in p.when or {}:
+            if key in by_key and key != p.key:
+                visit(by_key[key])
+        visiting.pop()
+        done[p.key] = p
+
+    for p in params:
+        visit(p)
+    return list(done.values())
+
+
+def when_json(when: When | None) -> str:
+    """A condition as the page's script reads it (data-when)."""
+    return json.dumps({k: [w.model_dump() if isinstance(w, Pattern) else w
+                           for w in (v if isinstance(v, list) else [v])]
+                       for k, v in (when or {}).items()})
+
+
+def condition_holds(when: When | None, values: dict[str, Any]) -> bool:
+    """Whether every named parameter has (one of) the wanted values."""
+    for key, wanted in (when or {}).items():
+        choices = wanted if isinstance(wanted, list) else [wanted]
+        if not any(same_value(values.get(key), w) for w in choices):
+            return False
+    return True
+
+
+def same_value(value: Any, wanted: Any) -> bool:
+    """A form value equals a value written in a definition (true == on, 1 == 1.0 == "1"), or
+    matches its pattern."""
+    if isinstance(value, list):
+        return any(same_value(v, wanted) for v in value)
+    if isinstance(wanted, Pattern):
+        return value is not None and re.search(wanted.pattern, str(value)) is not None
+    if isinstance(wanted, bool) or isinstance(value, bool):
+        return value is wanted or (isinstance(value, bool) and str(value).lower() == str(
+            wanted).lower())
+    if value is None:
+        return False
+    if isinstance(value, int | float) and isinstance(wanted, int | float):
+        return value == wanted
+    return str(value) == str(wanted)
+
+
+def _check_when(
+    p: Parameter, by_key: dict[str, Parameter], ploc: str, problems: list[tuple[str, str]]
+) -> None:
+    """Conditions name other parameters of the mode, and do not go round in a circle."""
+    conditions = [(f"{ploc}.when", p.when)] + [
+        (f"{ploc}.options[{i}].when", o.when) for i, o in enumerate(p.options or []) if o.when]
+    for cloc, when in conditions:
+        for key in when or {}:
+            other = by_key.get(key)
+            if other is None:
+                problems.append((cloc, f"no parameter {key!r}"))
+            elif key == p.key:
+                problems.append((cloc, "a parameter cannot depend on itself"))
+            elif other.type in ("image", "textarea", "text"):
+                problems.append((cloc, f"{key!r} is a {other.type}: conditions compare the "
+                                       "value of a boolean, select or number"))
+
 
 
 def parse_target(text: str, steps: list[Step]) -> Target:

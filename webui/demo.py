@@ -8,17 +8,39 @@ Routes (all under ``/sdapi/v1/``):
 
 - GET ``memory``, ``sd-models``, ``samplers``, ``schedulers``, ``upscalers``,
   ``latent-upscale-modes``, ``loras``, ``sd-vae``; GET/POST ``options``; GET ``progress``
-  (query ``skip_current_image``); POST ``interrupt``, ``skip``, ``refresh-checkpoints``,
-  ``refresh-loras``, ``refresh-vae`` (all answer ``null``); POST ``txt2img`` and ``img2img``.
+  (query ``skip_current_image``); POST ``interrupt`` (answers ``{}``), ``skip``,
+  ``refresh-checkpoints``, ``refresh-loras``, ``refresh-vae`` (these answer ``null``); POST
+  ``txt2img`` and ``img2img``.
 
-Behaviour that follows the real server (see the contract material the project keeps):
+Behaviour that follows the real server (the contract material in /work/shared/a1111 and the
+source of AUTOMATIC1111/stable-diffusion-webui 1.10.1; notes/a1111-family.md has the citations):
 
 - Request bodies are checked like FastAPI + pydantic v1 (coercion included: ``"20"`` is a valid
   ``steps``, ``12.7`` becomes ``12``); invalid fields give 422 ``{"detail": [{loc, msg, type}]}``.
   Unknown top-level keys are ignored (so a top-level ``sd_model_checkpoint`` does nothing).
-- The checkpoint comes from ``override_settings.sd_model_checkpoint`` (title, model name, file
-  name or hash of a listed model), else from the ``sd_model_checkpoint`` option; an unknown
-  override falls back to the option, as A1111 does.
+- Checkpoints (modules/sd_models.py ``CheckpointInfo``): one the server never loaded has no
+  known hash, so /sd-models lists it with ``title`` = its file name and ``hash``/``sha256``
+  null; loading it computes the hash and the title becomes ``"name [shorthash]"``
+  (``model_name`` and ``filename`` do not change). At start the configured checkpoint is
+  loaded. A checkpoint is named by one of ``CheckpointInfo.ids`` (``checkpoint_aliases``): the
+  old 8-digit hash, ``model_name``, the current title, the file name (title without hash), the
+  file name without extension, ``"name [old hash]"`` and, once hashed, the short hash, the
+  sha256, ``"name [shorthash]"`` and ``"name_for_extra [shorthash]"``.
+- processing.process_images: ``override_settings.sd_model_checkpoint`` must be such an alias,
+  else it is dropped and the job runs on the checkpoint of the ``sd_model_checkpoint`` option
+  (reloading it if an earlier override left another one in memory). Every other override key
+  goes through ``Options.set``: an unknown key is a 500 KeyError; ``restrict_api`` options are
+  ignored. Loading a checkpoint writes its title into the option (``load_model_weights``) and
+  its sha256 into ``sd_checkpoint_hash``; after the job the overridden options are restored
+  (``override_settings_restore_afterwards``, default true) by plain assignment, so
+  ``sd_checkpoint_hash`` keeps naming the checkpoint last loaded. ``info``
+  (``sd_model_name`` = file name without extension, ``sd_model_hash``) and the infotext
+  ("Model", "Model hash") name the checkpoint the job ran on.
+- ``refiner_checkpoint`` and ``hr_checkpoint_name`` are found with
+  ``get_closet_checkpoint_match`` (an alias, else the shortest title containing the text, else
+  the same without a "[hash]" suffix); none -> 500 Exception "Could not find checkpoint with
+  name ...". A used refiner adds "Refiner" (its short title before loading) and "Refiner switch
+  at" to the infotext; such passes load their checkpoint without writing the option.
 - An unknown ``sampler_name`` becomes "DPM++ 2M"; a missing one falls back to ``sampler_index``
   ("Euler" by default). A sampler name with a schedule suffix ("DPM++ 2M Karras") is split. An
   unknown scheduler gives "Schedule type: Automatic".
@@ -27,18 +49,26 @@ Behaviour that follows the real server (see the contract material the project ke
 - ``info`` is a JSON *string*; every PNG carries its infotext in a ``parameters`` text chunk.
 - ``parameters`` echoes the validated request with defaults (img2img: ``init_images`` and
   ``mask`` are nulled unless ``include_init_images`` is true).
-- One job at a time (a queue lock). ``/progress`` reports A1111's fraction and ETA formula;
-  ``current_image`` is a PNG preview only while ``show_progress_every_n_steps`` > 0 (and
-  ``live_previews_enable``), refreshed every n steps. ``/interrupt`` ends the job: the request
-  returns 200 with the images of every batch made so far, the current batch as partial
-  (noisy) images. ``/skip`` ends the current batch early, keeps its partial images and goes on
-  with the next batch, as A1111 does.
-- Errors outside validation use A1111's ``{"error", "detail", "body", "errors"}`` shape:
-  img2img without ``init_images`` -> 404 "Init image not found"; an undecodable init image or
-  mask -> 500 "Invalid encoded image"; an ``http(s)://`` init image -> 500 "Requests not allowed"
-  (the demo never fetches URLs); a non-string init image -> 500 AttributeError; more init images
-  than batch_size -> 500 RuntimeError; a ``script_name`` -> 422 "Script '...' not found" (the demo
-  has no scripts); POST options with an unknown checkpoint -> 500 RuntimeError.
+- One job at a time (a queue lock). ``/progress`` reports A1111's fraction and ETA formula.
+  Live previews follow modules/shared_state.py: each /progress call makes a preview from the
+  latest step (a grid for a batch, ``show_progress_grid``) when at least
+  ``show_progress_every_n_steps`` steps passed since the last one (default 10; 0 = on every
+  call; -1 = never during sampling, but ``nextjob()`` makes one when a batch ends) and
+  ``live_previews_enable`` is on; ``current_image`` then carries the latest preview.
+  ``/interrupt`` ends the job: the request returns 200 with the images of every batch made so
+  far, the current batch as partial (noisy) images. ``/skip`` ends the current batch early,
+  keeps its partial images and goes on with the next batch, as A1111 does.
+- Errors outside validation use A1111's ``{"error", "detail", "body", "errors"}`` shape
+  (modules/api/api.py handle_exception: ``errors`` is ``str(e)``). For an HTTPException that is
+  empty: A1111 1.10.1 runs on fastapi 0.94 / starlette 0.26, whose HTTPException has no
+  ``__str__`` (the real 401 bodies show ``"errors": ""``), so only ``detail`` carries the
+  message; for other exceptions only ``errors`` does. Cases: img2img without ``init_images``
+  -> 404 "Init image not found"; an undecodable init image or mask -> 500 "Invalid encoded
+  image"; an ``http(s)://`` init image -> 500 "Requests not allowed" (the demo never fetches
+  URLs); a non-string init image -> 500 AttributeError; more init images than batch_size -> 500
+  RuntimeError; a ``script_name`` -> 422 "Script '...' not found" (the demo has no scripts);
+  POST options with an unknown checkpoint -> 500 RuntimeError, with an unknown key -> 500
+  KeyError.
 
 Decisions of the demo (not A1111 behaviour):
 
@@ -58,8 +88,14 @@ Decisions of the demo (not A1111 behaviour):
   and sampler tuning fields are accepted and ignored.
 - ``<lora:name:weight>`` tags naming a demo LoRA tint the picture and add "Lora hashes".
   The "demo-pastel" model paints with a pastel palette.
+- The refiner switch is not simulated per step: a found refiner other than the job's
+  checkpoint counts as used unless ``refiner_switch_at`` >= 1 (A1111 switches once the
+  sigma-based completed ratio reaches it, which happens before the last step for values
+  below 1). The picture keeps the look of the job's checkpoint.
 - ``create_demo_app(api_auth="user:pass[,user2:pass2]")`` enables HTTP basic auth like
   ``--api-auth`` (401 on every route except ``loras``).
+- ``create_demo_app(backend=...)`` serves a ``DemoBackend`` subclass: the test suite's fakes of
+  the A1111 forks (Forge, SD.Next) are built that way.
 """
 
 from __future__ import annotations
@@ -85,13 +121,15 @@ from flask import Flask, Response, request
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps, PngImagePlugin
 from werkzeug.exceptions import HTTPException
 
-__all__ = ["create_demo_app"]
+__all__ = ["DemoBackend", "create_demo_app"]
 
 DATA_DIR = Path(__file__).with_name("demo_data")
 API_PREFIX = "/sdapi/v1"
 # GET routes that answer a fixed list (or object) from demo_data/<name>.json.
+# cmd-flags: the launch flags of an API-only A1111 1.10.1 at their defaults (the Flags schema
+# of its /openapi.json); webui's a1111 definition recognises A1111 by them.
 LIST_ROUTES = ("memory", "sd-models", "samplers", "schedulers", "upscalers",
-               "latent-upscale-modes", "loras", "sd-vae")
+               "latent-upscale-modes", "loras", "sd-vae", "cmd-flags")
 VERSION = "demo"
 
 MAX_SIDE = 4096
@@ -714,7 +752,9 @@ class _Plan:
     params: dict[str, Any]
     model: dict[str, Any]
     options: dict[str, Any]
-    persist: dict[str, Any]
+    # Validated override_settings (applied for the job) and whether they are restored after it.
+    overrides: dict[str, Any]
+    restore: bool
     sampler: str
     schedule: str
     extra: dict[str, Any]
@@ -736,6 +776,11 @@ class _Plan:
     loras: tuple[tuple[str, float], ...]
     init_images: list[Image.Image] = field(default_factory=list)
     mask: Image.Image | None = None
+    # Checkpoints a pass switches to (refiner_checkpoint, hr_checkpoint_name).
+    refiner: dict[str, Any] | None = None
+    hr_model: dict[str, Any] | None = None
+    # Free room for DemoBackend subclasses (the fork fakes) to keep what their infotext needs.
+    fork: dict[str, Any] = field(default_factory=dict)
 
     @property
     def style(self) -> str:
@@ -792,6 +837,7 @@ class _Plan:
         clip_skip = _int_or(opts.get("CLIP_stop_at_last_layers"), 1)
         resize_w = _int_or(params.get("seed_resize_from_w"), -1)
         resize_h = _int_or(params.get("seed_resize_from_h"), -1)
+        model_name = _name_for_extra(self.model)
         generation = {
             "Steps": self.steps,
             "Sampler": self.sampler,
@@ -801,7 +847,8 @@ class _Plan:
             "Face restoration": opts.get("face_restoration_model") if restore_faces else None,
             "Size": f"{self.width}x{self.height}",
             "Model hash": self.model["hash"] if opts.get("add_model_hash_to_info", True) else None,
-            "Model": self.model["model_name"] if opts.get("add_model_name_to_info", True) else None,
+            # p.sd_model_name = sd_checkpoint_info.name_for_extra, p.sd_model_hash = shorthash
+            "Model": model_name if opts.get("add_model_name_to_info", True) else None,
             "Variation seed": self.subseeds[index] if self.subseed_strength else None,
             "Variation seed strength": self.subseed_strength or None,
             "Seed resize from": (
@@ -842,7 +889,7 @@ class _Plan:
             "batch_size": self.batch_size,
             "restore_faces": restore_faces,
             "face_restoration_model": opts.get("face_restoration_model") if restore_faces else None,
-            "sd_model_name": self.model["model_name"],
+            "sd_model_name": _name_for_extra(self.model),
             "sd_model_hash": self.model["hash"],
             "sd_vae_name": None,
             "sd_vae_hash": None,
@@ -879,6 +926,37 @@ def _lora_hash(name: str) -> str:
     return hashlib.sha256(f"demo-lora:{name}".encode()).hexdigest()[:12]
 
 
+# Checkpoint names as A1111's CheckpointInfo derives them (modules/sd_models.py).
+_MODEL_DIR = "models/Stable-diffusion/"
+# sd_models.re_strip_checksum
+_RE_CHECKSUM = re.compile(r"\s*\[[^]]+]\s*$")
+
+
+def _ckpt_name(model: dict[str, Any]) -> str:
+    """CheckpointInfo.name: the file's path below the checkpoint directory."""
+    filename = model["filename"]
+    return filename[len(_MODEL_DIR) :] if filename.startswith(_MODEL_DIR) else filename
+
+
+def _name_for_extra(model: dict[str, Any]) -> str:
+    """CheckpointInfo.name_for_extra: the file name without extension ("Model:" infotext)."""
+    return model["filename"].rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+
+def _model_name(model: dict[str, Any]) -> str:
+    """CheckpointInfo.model_name: the name with "/" as "_", without extension."""
+    return _ckpt_name(model).replace("/", "_").rsplit(".", 1)[0]
+
+
+def _hashed_title(model: dict[str, Any]) -> str:
+    return f"{_ckpt_name(model)} [{model['hash']}]"
+
+
+def _legacy_hash(model: dict[str, Any]) -> str:
+    """sd_models.model_hash, the old 8-digit hash (of file bytes; here derived from the name)."""
+    return hashlib.sha256(f"demo-legacy:{model['filename']}".encode()).hexdigest()[:8]
+
+
 # --------------------------------------------------------------------------------------------
 # Backend state
 
@@ -897,7 +975,11 @@ class _JobState:
     sampling_step: int = 0
     sampling_steps: int = 0
     time_start: float = 0.0
+    # The latest "latent" (plan, batch indexes, targets, fraction done) and the preview made
+    # from it, with the step it was made at (State.current_latent / current_image).
+    current_latent: tuple[Any, ...] | None = None
     current_image: Image.Image | None = None
+    current_image_sampling_step: int = 0
     textinfo: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -918,40 +1000,172 @@ def _load(name: str) -> Any:
     return json.loads((DATA_DIR / name).read_text(encoding="utf-8"))
 
 
-class _Backend:
-    """State of one demo server: options, job progress and the queue lock."""
+class DemoBackend:
+    """State of one demo server: options, checkpoints, job progress and the queue lock.
+
+    The methods below are the A1111 1.10.1 behaviour. The fakes of the A1111 forks in the test
+    suite (tests/backends/a1111_variants.py) subclass this and override the parts their real
+    server does differently (request model, option handling, lists, infotext).
+    """
+
+    # override_settings keys the API may not change (OptionInfo(restrict_api=True) in A1111's
+    # modules/shared_options.py): Options.set() ignores them for API callers.
+    restrict_api = frozenset({"api_enable_requests", "api_forbid_local_requests", "api_useragent"})
+    # A1111's load_model_weights writes the loaded checkpoint's title into the
+    # sd_model_checkpoint option (unless SkipWritingToConfig); Forge does not.
+    write_checkpoint_title = True
 
     def __init__(self, step_delay: float):
         self.step_delay = max(0.0, float(step_delay))
         self.lists = {name: _load(f"{name}.json") for name in LIST_ROUTES}
         self.options: dict[str, Any] = _load("options.json")
+        # Options.set() looks keys up in data_labels: other keys raise KeyError.
+        self.option_keys = set(self.options)
         self.queue_lock = threading.Lock()
-        # Guards state and options; waited on between steps so interrupt/skip act at once.
+        # Guards state, options and checkpoints; waited on between steps so that
+        # interrupt/skip act at once.
         self.cond = threading.Condition()
         self.state = _JobState()
+        # Checkpoints whose sha256 is known (A1111 hashes a checkpoint when it first loads it)
+        # and the one in memory. At start the server has loaded its configured checkpoint.
+        self.hashed: set[str] = set()
+        self.loaded: dict[str, Any] | None = None
+        configured = self.options.get("sd_model_checkpoint")
+        startup = next(
+            (m for m in self.models if configured in (_hashed_title(m), _ckpt_name(m))),
+            self.models[0],
+        )
+        self._load_checkpoint(startup)
 
-    # -- lookups ------------------------------------------------------------------------------
+    # -- checkpoints (modules/sd_models.py CheckpointInfo) -------------------------------------
 
     @property
     def models(self) -> list[dict[str, Any]]:
+        """The checkpoints as demo_data/sd-models.json knows them (their hashes included)."""
         return self.lists["sd-models"]
 
+    def is_hashed(self, model: dict[str, Any]) -> bool:
+        return model["filename"] in self.hashed
+
+    def title(self, model: dict[str, Any]) -> str:
+        """CheckpointInfo.title: "name [shorthash]", or just the name while no hash is known."""
+        return _hashed_title(model) if self.is_hashed(model) else _ckpt_name(model)
+
+    def short_title(self, model: dict[str, Any]) -> str:
+        """CheckpointInfo.short_title (used by the refiner and hires checkpoint infotext)."""
+        base = _name_for_extra(model)
+        return f"{base} [{model['hash']}]" if self.is_hashed(model) else base
+
+    def aliases(self, model: dict[str, Any]) -> list[str]:
+        """CheckpointInfo.ids: the keys register() puts into checkpoint_aliases."""
+        name, extra, legacy = _ckpt_name(model), _name_for_extra(model), _legacy_hash(model)
+        ids = [legacy, _model_name(model), self.title(model), name, extra, f"{name} [{legacy}]"]
+        if self.is_hashed(model):
+            short = model["hash"]
+            ids += [short, model["sha256"], f"{name} [{short}]", f"{extra} [{short}]"]
+        return ids
+
     def find_model(self, name: Any) -> dict[str, Any] | None:
+        """checkpoint_aliases.get(name): an exact alias or nothing."""
+        if isinstance(name, (list, dict, set)):
+            # A dict lookup with an unhashable key.
+            raise _a1111_error(
+                500, "TypeError", errors=f"unhashable type: '{type(name).__name__}'"
+            )
         if not isinstance(name, str) or not name:
             return None
+        found = None
         for model in self.models:
-            file_name = model["filename"].rsplit("/", 1)[-1]
-            aliases = {
-                model["title"],
-                model["model_name"],
-                file_name,
-                f"{file_name} [{model['hash']}]",
-                model["hash"],
-                model["sha256"],
-            }
-            if name in aliases:
-                return model
+            if name in self.aliases(model):
+                found = model  # register() runs model by model: the last one wins
+        return found
+
+    def closest_model(self, search: Any) -> dict[str, Any] | None:
+        """sd_models.get_closet_checkpoint_match (used for refiner and hires checkpoints)."""
+        if not search:
+            return None
+        found = self.find_model(search)
+        if found is not None:
+            return found
+        text = str(search)
+        for needle in (text, _RE_CHECKSUM.sub("", text)):
+            matches = sorted(
+                (m for m in self.models if needle in self.title(m)),
+                key=lambda m: len(self.title(m)),
+            )
+            if matches:
+                return matches[0]
         return None
+
+    def _find_pass_model(self, name: Any) -> dict[str, Any]:
+        model = self.closest_model(name)
+        if model is None:
+            # raise Exception(f'Could not find checkpoint with name {...}')
+            message = f"Could not find checkpoint with name {name}"
+            raise _a1111_error(500, "Exception", errors=message)
+        return model
+
+    def select_checkpoint(self, options: dict[str, Any]) -> dict[str, Any]:
+        """sd_models.select_checkpoint: the option's checkpoint, else the first one listed."""
+        return self.find_model(options.get("sd_model_checkpoint")) or self.models[0]
+
+    def model_item(self, model: dict[str, Any]) -> dict[str, Any]:
+        """One /sd-models entry (Api.get_sd_models): hash and sha256 stay null until hashed."""
+        hashed = self.is_hashed(model)
+        return {
+            "title": self.title(model),
+            "model_name": _model_name(model),
+            "hash": model["hash"] if hashed else None,
+            "sha256": model["sha256"] if hashed else None,
+            "filename": model["filename"],
+            "config": model.get("config"),
+        }
+
+    def _load_checkpoint(self, model: dict[str, Any], write_config: bool = True) -> None:
+        """reload_model_weights + load_model_weights. Called with self.cond held (or in init)."""
+        self.hashed.add(model["filename"])  # calculate_shorthash(): the title gains the hash
+        self.loaded = model
+        if write_config and self.write_checkpoint_title:
+            self.options["sd_model_checkpoint"] = self.title(model)
+        self.options["sd_checkpoint_hash"] = model["sha256"]
+
+    def list_answer(self, name: str) -> Any:
+        """The body of GET /sdapi/v1/<name> for the fixed lists."""
+        if name == "sd-models":
+            with self.cond:
+                return [self.model_item(m) for m in self.models]
+        return self.lists[name]
+
+    # -- options (modules/options.py Options.set) ----------------------------------------------
+
+    def set_option(
+        self, target: dict[str, Any], key: str, value: Any, *, is_api: bool = True
+    ) -> bool:
+        """Options.set(key, value, is_api): change one option of ``target``.
+
+        Returns whether it changed. An unknown key raises KeyError (data_labels[key]) unless
+        the value equals the current one (None for a missing key).
+        """
+        if target.get(key) == value:
+            return False
+        if key not in self.option_keys:
+            raise _a1111_error(500, "KeyError", errors=repr(key))
+        if is_api and key in self.restrict_api:
+            return False
+        target[key] = value
+        return True
+
+    def set_options(self, values: dict[str, Any]) -> None:
+        """POST /options (Api.set_config): reject an unknown checkpoint, then set key by key."""
+        checkpoint = values.get("sd_model_checkpoint")
+        with self.cond:
+            if checkpoint is not None and self.find_model(checkpoint) is None:
+                raise _a1111_error(500, "RuntimeError", errors=f"model {checkpoint!r} not found")
+            for key, value in values.items():
+                changed = self.set_option(self.options, key, value)
+                if changed and key == "sd_model_checkpoint":
+                    # The option's onchange callback reloads the weights.
+                    self._load_checkpoint(self.select_checkpoint(self.options))
 
     def find_lora(self, name: str) -> dict[str, Any] | None:
         for lora in self.lists["loras"]:
@@ -1012,17 +1226,31 @@ class _Backend:
         if mode == "img2img":
             init_images = [_flatten(_decode_image(x), background) for x in params["init_images"]]
 
-        # Checkpoint: an override naming a known model wins, otherwise the current option.
+        # processing.process_images: an override naming no checkpoint alias is dropped and the
+        # request runs on the checkpoint of the sd_model_checkpoint option. Every other key
+        # goes through Options.set (an unknown key is a KeyError).
         overrides = dict(params.get("override_settings") or {})
-        override_model = self.find_model(overrides.get("sd_model_checkpoint"))
-        if override_model is None:
-            overrides.pop("sd_model_checkpoint", None)
-        else:
-            overrides["sd_model_checkpoint"] = override_model["title"]
-        model = override_model or self.find_model(options.get("sd_model_checkpoint"))
-        model = model or self.models[0]
-        options.update(overrides)
-        persist = {} if _value(params, "override_settings_restore_afterwards", True) else overrides
+        with self.cond:
+            override_model = self.find_model(overrides.get("sd_model_checkpoint"))
+            if override_model is None:
+                overrides.pop("sd_model_checkpoint", None)
+            model = override_model or self.select_checkpoint(options)
+            for key, value in overrides.items():
+                self.set_option(options, key, value)
+            if override_model is not None:
+                options["sd_model_checkpoint"] = self.title(model)
+            # process_images_inner / StableDiffusionProcessingTxt2Img.init: a refiner or hires
+            # checkpoint is found with get_closet_checkpoint_match, or the request fails.
+            refiner = hr_model = None
+            refiner_name = params.get("refiner_checkpoint")
+            if refiner_name not in (None, "", "None", "none"):
+                refiner = self._find_pass_model(refiner_name)
+            hr_name = params.get("hr_checkpoint_name")
+            hires = mode == "txt2img" and _value(params, "enable_hr", False)
+            if hires and hr_name and hr_name != "Use same checkpoint":
+                hr_model = self._find_pass_model(hr_name)
+            hr_short_title = self.short_title(hr_model) if hr_model is not None else None
+        restore = bool(_value(params, "override_settings_restore_afterwards", True))
 
         width = _value(params, "width", 512)
         height = _value(params, "height", 512)
@@ -1082,6 +1310,8 @@ class _Backend:
             if denoising is None:
                 denoising = 0.7
             extra["Denoising strength"] = denoising
+            if hr_short_title is not None:
+                extra["Hires checkpoint"] = hr_short_title
             out_width, out_height = self._hires_size(params, width, height, extra)
             if not (MIN_SIDE <= out_width <= MAX_SIDE and MIN_SIDE <= out_height <= MAX_SIDE):
                 raise _a1111_error(
@@ -1132,7 +1362,8 @@ class _Backend:
             params=params,
             model=model,
             options=options,
-            persist=persist,
+            overrides=overrides,
+            restore=restore,
             sampler=sampler,
             schedule=schedule,
             extra=extra,
@@ -1152,6 +1383,8 @@ class _Backend:
             n_iter=n_iter,
             denoising=denoising,
             loras=tuple(loras),
+            refiner=refiner,
+            hr_model=hr_model,
         )
         if mode == "img2img":
             resize_mode = _value(params, "resize_mode", 0)
@@ -1189,51 +1422,64 @@ class _Backend:
 
     # -- running ------------------------------------------------------------------------------
 
-    def _previews_every(self) -> int:
-        # Called with self.cond held.
-        if not self.options.get("live_previews_enable", True):
-            return 0
-        return max(0, _int_or(self.options.get("show_progress_every_n_steps"), 0))
-
     def run(self, plan: _Plan) -> tuple[list[Image.Image], list[int], str]:
         """Run a plan under the queue lock; return images, their indexes and the timestamp."""
         with self.queue_lock:
             with self.cond:
                 state = self.state
+                # shared_state.State.begin()
                 state.sampling_step = 0
                 state.sampling_steps = 0
                 state.time_start = time.time()
                 state.job_count = plan.n_iter
                 state.job_no = 0
                 state.job_timestamp = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
+                state.current_latent = None
                 state.current_image = None
+                state.current_image_sampling_step = 0
                 state.skipped = False
                 state.interrupted = False
                 state.stopping_generation = False
                 state.textinfo = None
                 state.job = f"scripts_{plan.mode}"
-                if plan.persist:
-                    self._apply_options(plan.persist)
-                # Like A1111, override_settings hold for the whole job (so /progress sees e.g.
-                # show_progress_every_n_steps) and are restored afterwards.
-                overrides = {k: v for k, v in plan.options.items() if self.options.get(k) != v}
-                restore = {k: self.options.get(k, _UNSET) for k in overrides}
-                self.options.update(overrides)
+                # process_images: remember the options the overrides change, apply them (they
+                # hold for the whole job, so /progress sees e.g. show_progress_every_n_steps)
+                # and load the checkpoint the job runs on.
+                stored = {k: self.options[k] for k in plan.overrides if k in self.options}
+                if "sd_model_checkpoint" not in plan.overrides:
+                    self._load_checkpoint(plan.model)
+                for key, value in plan.overrides.items():
+                    self.set_option(self.options, key, value)
+                    if key == "sd_model_checkpoint":
+                        self._load_checkpoint(plan.model)
                 job_timestamp = state.job_timestamp
             try:
                 return (*self._sample_all(plan), job_timestamp)
             finally:
                 with self.cond:
-                    # A1111's state.end() only clears these; the rest stays readable.
+                    self._finish_passes(plan)
+                    # State.end() only clears these; the rest stays readable.
                     self.state.job = ""
                     self.state.job_count = 0
-                    for key, value in restore.items():
-                        if key in plan.persist:
-                            continue
-                        if value is _UNSET:
-                            self.options.pop(key, None)
-                        else:
-                            self.options[key] = value
+                    if plan.restore:
+                        # setattr(opts, k, v): a plain assignment, no reload of the weights.
+                        self.options.update(stored)
+
+    def _finish_passes(self, plan: _Plan) -> None:
+        """The checkpoints a refiner or hires pass loaded (with SkipWritingToConfig)."""
+        if plan.hr_model is not None and plan.hr_model is not plan.model:
+            self._load_checkpoint(plan.hr_model, write_config=False)
+        refiner = plan.refiner
+        # sd_samplers_common.apply_refiner: nothing to do when the refiner is the model itself.
+        if refiner is not None and refiner is not self.loaded:
+            switch_at = plan.params.get("refiner_switch_at")
+            # The switch comes once the completed ratio (by sigma) reaches refiner_switch_at,
+            # which it does before the last step unless the value is 1 or more.
+            if switch_at is None or switch_at < 1:
+                plan.extra["Refiner"] = self.short_title(refiner)
+                if switch_at is not None:
+                    plan.extra["Refiner switch at"] = switch_at
+                self._load_checkpoint(refiner, write_config=False)
 
     def _sample_all(self, plan: _Plan) -> tuple[list[Image.Image], list[int]]:
         images: list[Image.Image] = []
@@ -1249,7 +1495,7 @@ class _Backend:
                 state.job_no = iteration
                 state.sampling_step = 0
                 state.sampling_steps = plan.sampling_steps
-            batch = range(iteration * plan.batch_size, (iteration + 1) * plan.batch_size)
+            batch = list(range(iteration * plan.batch_size, (iteration + 1) * plan.batch_size))
             targets = [plan.target(i) for i in batch]
             done = plan.sampling_steps
             for step in range(plan.sampling_steps):
@@ -1262,36 +1508,47 @@ class _Backend:
                         done = step
                         break
                     state.sampling_step = step + 1
-                    every = self._previews_every()
-                if every and (step + 1) % every == 0:
-                    preview = plan.frame(batch[0], targets[0], (step + 1) / plan.sampling_steps)
-                    with self.cond:
-                        state.current_image = preview
+                    # sd_samplers_common.store_latent: the latent after this step; a preview is
+                    # only decoded from it when /progress asks (State.set_current_image).
+                    state.current_latent = (plan, batch, targets, (step + 1) / plan.sampling_steps)
             fraction = done / plan.sampling_steps
             for offset, index in enumerate(batch):
                 images.append(plan.frame(index, targets[offset], fraction))
                 indexes.append(index)
+            self._next_job()
         return images, indexes
 
-    def _apply_options(self, values: dict[str, Any]) -> None:
-        # Called with self.cond held.
-        for key, value in values.items():
-            if key == "sd_model_checkpoint":
-                model = self.find_model(value)
-                if model is None:
-                    continue
-                self.options["sd_model_checkpoint"] = model["title"]
-                self.options["sd_checkpoint_hash"] = model["sha256"]
-            else:
-                self.options[key] = value
-
-    def set_options(self, values: dict[str, Any]) -> None:
-        """POST /options: reject an unknown checkpoint like A1111, merge the rest."""
-        checkpoint = values.get("sd_model_checkpoint")
-        if checkpoint is not None and self.find_model(checkpoint) is None:
-            raise _a1111_error(500, "RuntimeError", errors=f"model {checkpoint!r} not found")
+    def _next_job(self) -> None:
+        """shared_state.State.nextjob(), called after each batch."""
         with self.cond:
-            self._apply_options(values)
+            every = _int_or(self.options.get("show_progress_every_n_steps"), 10)
+            latent = self.state.current_latent
+            # -1: the preview is only made now, from the batch's last latent.
+            make_preview = self.options.get("live_previews_enable", True) and every == -1
+        image = self._preview_image(latent) if make_preview and latent is not None else None
+        with self.cond:
+            if image is not None:
+                self.state.current_image = image
+                self.state.current_image_sampling_step = self.state.sampling_step
+            self.state.job_no += 1
+            self.state.sampling_step = 0
+            self.state.current_image_sampling_step = 0
+
+    @staticmethod
+    def _preview_image(latent: tuple[Any, ...]) -> Image.Image:
+        """sample_to_image / samples_to_image_grid (show_progress_grid) of a stored latent."""
+        plan, batch, targets, fraction = latent
+        frames = [plan.frame(i, targets[n], fraction) for n, i in enumerate(batch)]
+        if len(frames) == 1:
+            return frames[0]
+        # images.image_grid with n_rows -1: round(sqrt(n)) rows.
+        rows = min(len(frames), max(1, round(math.sqrt(len(frames)))))
+        cols = math.ceil(len(frames) / rows)
+        width, height = frames[0].size
+        grid = Image.new("RGB", (cols * width, rows * height), "black")
+        for n, frame in enumerate(frames):
+            grid.paste(frame, ((n % cols) * width, (n // cols) * height))
+        return grid
 
     def interrupt(self) -> None:
         with self.cond:
@@ -1304,7 +1561,12 @@ class _Backend:
             self.cond.notify_all()
 
     def progress(self, skip_current_image: bool) -> dict[str, Any]:
-        """The /progress body, with A1111's progress and ETA formula."""
+        """The /progress body (Api.progressapi): A1111's progress and ETA formula.
+
+        As in A1111, a preview is decoded here, when asked, from the latest latent: only if
+        ``show_progress_every_n_steps`` steps passed since the last one (0: on every call, -1:
+        never; State.set_current_image) and ``live_previews_enable`` is on.
+        """
         with self.cond:
             state = self.state
             snapshot = state.as_dict()
@@ -1322,9 +1584,21 @@ class _Backend:
                 progress += 1 / state.job_count * state.sampling_step / state.sampling_steps
             elapsed = time.time() - state.time_start
             eta_relative = elapsed / progress - elapsed
-            preview = None
-            if not skip_current_image and self._previews_every() > 0:
-                preview = state.current_image
+            every = _int_or(self.options.get("show_progress_every_n_steps"), 10)
+            due = (
+                state.sampling_step - state.current_image_sampling_step >= every
+                and self.options.get("live_previews_enable", True)
+                and every != -1
+            )
+            latent = state.current_latent if due else None
+            step = state.sampling_step
+        if latent is not None:
+            image = self._preview_image(latent)
+            with self.cond:
+                state.current_image = image
+                state.current_image_sampling_step = step
+        with self.cond:
+            preview = None if skip_current_image else state.current_image
             textinfo = state.textinfo
         return {
             "progress": min(progress, 1.0),
@@ -1333,6 +1607,30 @@ class _Backend:
             "current_image": _png_b64(preview) if preview is not None else None,
             "textinfo": textinfo,
         }
+
+    # -- responses ------------------------------------------------------------------------------
+
+    def validate(self, mode: str, body: Any) -> dict[str, Any]:
+        """Validate a txt2img/img2img body into the request model's fields (FastAPI + pydantic)."""
+        return _validate_model(body, TXT2IMG_FIELDS if mode == "txt2img" else IMG2IMG_FIELDS)
+
+    def infotext(self, plan: _Plan, index: int) -> str:
+        return plan.infotext(index)
+
+    def info(self, plan: _Plan, infotexts: list[str], job_timestamp: str) -> str:
+        return plan.info(infotexts, job_timestamp)
+
+    def echo(self, mode: str, params: dict[str, Any]) -> dict[str, Any]:
+        """The ``parameters`` of the answer: vars() of the validated request."""
+        echo = dict(params)
+        if mode == "img2img" and not _value(params, "include_init_images", False):
+            echo["init_images"] = None
+            echo["mask"] = None
+        return echo
+
+    def exception_payload(self, exc: Exception) -> tuple[int, Any]:
+        """What an unexpected exception becomes (A1111's api_middleware handle_exception)."""
+        return 500, {"error": type(exc).__name__, "detail": "", "body": "", "errors": str(exc)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -1354,14 +1652,21 @@ def _parse_auth(api_auth: str | None) -> dict[str, str]:
     return credentials
 
 
-def create_demo_app(*, step_delay: float = 0.02, api_auth: str | None = None) -> Flask:
+def create_demo_app(
+    *,
+    step_delay: float = 0.02,
+    api_auth: str | None = None,
+    backend: DemoBackend | None = None,
+) -> Flask:
     """Create the demo backend app.
 
     step_delay: seconds each sampling step of each image takes (0 for no delay).
     api_auth: optional "user:pass[,user2:pass2]" to require HTTP basic auth like A1111's
     --api-auth (every route but /loras then answers 401 without valid credentials).
+    backend: the state to serve (a DemoBackend subclass for the emulated forks); by default a
+    fresh A1111 one with ``step_delay``.
     """
-    backend = _Backend(step_delay)
+    backend = backend if backend is not None else DemoBackend(step_delay)
     credentials = _parse_auth(api_auth)
     app = Flask(__name__)
     app.extensions["webui_demo_backend"] = backend
@@ -1377,9 +1682,8 @@ def create_demo_app(*, step_delay: float = 0.02, api_auth: str | None = None) ->
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        # A1111's catch-all exception handler.
-        payload = {"error": type(exc).__name__, "detail": "", "body": "", "errors": str(exc)}
-        return _json_response(payload, 500)
+        status, payload = backend.exception_payload(exc)
+        return _json_response(payload, status)
 
     if credentials:
 
@@ -1400,7 +1704,7 @@ def create_demo_app(*, step_delay: float = 0.02, api_auth: str | None = None) ->
 
     def static_list(name: str) -> None:
         def view() -> Response:
-            return _json_response(backend.lists[name])
+            return _json_response(backend.list_answer(name))
 
         app.add_url_rule(f"{API_PREFIX}/{name}", f"list_{name}", view, methods=["GET"])
 
@@ -1434,11 +1738,13 @@ def create_demo_app(*, step_delay: float = 0.02, api_auth: str | None = None) ->
     @app.post(f"{API_PREFIX}/interrupt")
     def interrupt() -> Response:
         backend.interrupt()
-        return _json_response(None)
+        # Api.interruptapi returns {}.
+        return _json_response({})
 
     @app.post(f"{API_PREFIX}/skip")
     def skip() -> Response:
         backend.skip()
+        # Api.skip returns nothing.
         return _json_response(None)
 
     for refresh in ("refresh-checkpoints", "refresh-loras", "refresh-vae"):
@@ -1449,28 +1755,28 @@ def create_demo_app(*, step_delay: float = 0.02, api_auth: str | None = None) ->
             methods=["POST"],
         )
 
-    def generate(mode: str, fields: list[_FieldSpec]) -> Response:
-        params = _validate_model(_read_json_body(), fields)
+    def generate(mode: str) -> Response:
+        params = backend.validate(mode, _read_json_body())
         plan = backend.plan(mode, params)
         images, indexes, job_timestamp = backend.run(plan)
-        infotexts = [plan.infotext(i) for i in indexes]
+        infotexts = [backend.infotext(plan, i) for i in indexes]
         send = _value(params, "send_images", True)
         pairs = zip(images, infotexts, strict=True)
         encoded = [_png_b64(img, text) for img, text in pairs] if send else []
-        echo = dict(params)
-        if mode == "img2img" and not _value(params, "include_init_images", False):
-            echo["init_images"] = None
-            echo["mask"] = None
         return _json_response(
-            {"images": encoded, "parameters": echo, "info": plan.info(infotexts, job_timestamp)}
+            {
+                "images": encoded,
+                "parameters": backend.echo(mode, params),
+                "info": backend.info(plan, infotexts, job_timestamp),
+            }
         )
 
     @app.post(f"{API_PREFIX}/txt2img")
     def txt2img() -> Response:
-        return generate("txt2img", TXT2IMG_FIELDS)
+        return generate("txt2img")
 
     @app.post(f"{API_PREFIX}/img2img")
     def img2img() -> Response:
-        return generate("img2img", IMG2IMG_FIELDS)
+        return generate("img2img")
 
     return app

@@ -13,13 +13,13 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
-import jmespath
 import requests
 
+from . import expr
 from .client import BackendError, Service, call, humanize, read_json, resolve_auth, scrub
 from .definitions import (
     DEFAULT_SEED_RANGE,
@@ -36,6 +36,10 @@ from .infotext import build_infotext, read_png_infotext, write_png_infotext
 from .paths import PathError, get_path, parse_path, set_path
 
 FETCH_TIMEOUT = 60.0
+# Base64 of an image: only the base64 alphabet, and longer than any image header.
+_BASE64_TEXT = re.compile(r"[A-Za-z0-9+/]{64,}={0,2}")
+# After a stop was asked for, how long a polled job may take to confirm it.
+STOP_GRACE = 15.0
 
 
 @dataclass(frozen=True)
@@ -101,13 +105,15 @@ def build_body(
                             if spec.body is not None else {})
     encoding = spec.encoding
     for p in mode.parameters:
-        target = definition.targets[mode.name].get(p.key)
         value = values.get(p.key)
-        if target is None or target.step != step or value is None:
+        if value is None:
             continue
-        if isinstance(value, UploadedImage) and encoding == "json":
-            value = to_base64(value.data, value.mime if p.encode == "data_url" else None)
-        _write(body, target.tokens, value, p.key)
+        for target in definition.targets[mode.name].get(p.key, ()):
+            if target.step != step:
+                continue
+            if isinstance(value, UploadedImage) and encoding == "json":
+                value = to_base64(value.data, value.mime if p.encode == "data_url" else None)
+            _write(body, target.tokens, copy.copy(value), p.key)
     for path, raw in spec.set.items():
         _write(body, parse_path(path), substitute(raw, variables), path)
     # Last, so a removed node stays removed whatever else was written into it.
@@ -189,10 +195,14 @@ def _lookup(match: re.Match[str], variables: dict[str, Any]) -> Any:
 @dataclass
 class Control:
     """Hooks of a running generation: asked to stop (an interrupt or cancel), told of each
-    image as soon as it is on disk."""
+    image as soon as it is on disk, of the values its steps saved (a job id the interrupt
+    needs), and of where the job stands in the service's own queue."""
 
     should_stop: Callable[[], bool] = lambda: False
     on_image: Callable[[SavedImage], None] = lambda image: None
+    on_saved: Callable[[], None] = lambda: None
+    on_remote: Callable[[str, int | None], None] = lambda where, ahead: None
+    variables: dict[str, Any] = field(default_factory=dict)
 
 
 def generate(
@@ -207,7 +217,8 @@ def generate(
     control = control or Control()
     started = time.monotonic()
     values = prepare_values(mode, values)
-    variables: dict[str, Any] = {"client_id": uuid.uuid4().hex}
+    variables = control.variables
+    variables["client_id"] = uuid.uuid4().hex
     steps = mode.endpoint.step_list
     responses: list[requests.Response] = []
     for index, step in enumerate(steps):
@@ -224,8 +235,9 @@ def generate(
             responses.append(_send(service, step, body, scope, control))
         if step.save and responses:
             data = read_json(service, responses[-1])
-            for var, expr in step.save.items():
-                variables[var] = _search(service, expr, data, var)
+            for var, text in step.save.items():
+                variables[var] = _search(service, text, data, var)
+            control.on_saved()
     result = mode.endpoint.result
     assert result is not None  # guaranteed by the loader for generation endpoints
     generation = extract(service, mode, result, responses, store, values, control.on_image)
@@ -246,24 +258,69 @@ def _send(
     send_body = body if (step.body is not None or body) else None
     if step.poll is None:
         return call(service, step, body=send_body, path=path, query=query, headers=headers)
-    deadline = time.monotonic() + step.poll.timeout
-    while True:
+    poll = step.poll
+    deadline = time.monotonic() + poll.timeout
+    stop_by: float | None = None
+
+    def ask() -> tuple[requests.Response, bool]:
+        """One poll: (the answer, done); raises when the service reports a failure."""
         response = call(service, step, path=path, query=query, headers=headers)
         data = read_json(service, response)
-        if step.poll.failWhen and _search(service, step.poll.failWhen, data, "failWhen"):
-            detail = (_search(service, step.poll.failMessage, data, "failMessage")
-                      if step.poll.failMessage else None)
+        if poll.failWhen and _search(service, poll.failWhen, data, "failWhen", variables):
+            detail = (_search(service, poll.failMessage, data, "failMessage", variables)
+                      if poll.failMessage else None)
             message = scrub(service, humanize(detail)) or "no reason given"
             raise BackendError(f"{service.name} reports that the job failed: {message}",
                                kind="failed")
-        if _search(service, step.poll.until, data, "until"):
+        return response, bool(_search(service, poll.until, data, "until", variables))
+
+    while True:
+        response, done = ask()
+        if done:
             return response
-        if time.monotonic() + step.poll.every > deadline:
+        if poll.backendQueue is not None:
+            where, ahead = _where(service, poll.backendQueue, variables)
+            if where is None:
+                # Not in its queue and not running: finished between the two answers, or gone.
+                response, done = ask()
+                if done:
+                    return response
+                if control.should_stop():
+                    raise BackendError(f"Stopped: {service.name} took the job out of its "
+                                       "queue before it ran.", kind="interrupted")
+                raise BackendError(f"{service.name} no longer has this job: it is neither in "
+                                   "its queue nor finished (another client may have removed "
+                                   f"it, or {service.name} restarted).", kind="gone")
+            control.on_remote(where, ahead)
+        now = time.monotonic()
+        if now + poll.every > deadline:
             raise BackendError(f"{service.name} did not finish the job within "
-                               f"{step.poll.timeout:g} s.", kind="timeout")
+                               f"{poll.timeout:g} s.", kind="timeout")
         if control.should_stop():
-            raise BackendError("Interrupted before the job finished.", kind="interrupted")
-        time.sleep(step.poll.every)
+            if not service.definition.jobs.interrupt_calls:
+                raise BackendError(f"Stopped following the job: the definition gives no way "
+                                   f"to stop it, so {service.name} may still be running it.",
+                                   kind="interrupted")
+            # The stop was sent to the service: wait for it to say the job ended.
+            stop_by = stop_by or now + STOP_GRACE
+            if now > stop_by:
+                raise BackendError(f"{service.name} did not confirm the stop within "
+                                   f"{STOP_GRACE:g} s; webui stopped following the job.",
+                                   kind="interrupted")
+        time.sleep(poll.every)
+
+
+def _where(
+    service: Service, spec: Any, variables: dict[str, Any]
+) -> tuple[str | None, int | None]:
+    """("running" | "waiting" | None, jobs ahead) from the service's own queue."""
+    data = read_json(service, call(service, service.definition.endpoints[spec.endpoint]))
+    if _search(service, spec.running, data, "backendQueue.running", variables):
+        return "running", None
+    if _search(service, spec.waiting, data, "backendQueue.waiting", variables):
+        ahead = _search(service, spec.ahead, data, "backendQueue.ahead", variables)
+        return "waiting", ahead if isinstance(ahead, int) and not isinstance(ahead, bool) else None
+    return None, None
 
 
 def extract(
@@ -376,12 +433,15 @@ def _parse_json_fields(service: Service, data: dict[str, Any], keys: list[str]) 
     return data
 
 
-def _search(service: Service, expr: str | None, data: Any, what: str) -> Any:
-    if not expr or data is None:
+def _search(
+    service: Service, text: str | None, data: Any, what: str,
+    variables: dict[str, Any] | None = None,
+) -> Any:
+    if not text or data is None:
         return None
     try:
-        return jmespath.search(expr, data)
-    except jmespath.exceptions.JMESPathError as exc:
+        return expr.search(text, data, expr.Context(variables))
+    except expr.ExprError as exc:
         raise BackendError(f"{service.name}: cannot read {what} from the answer ({exc}).",
                            kind="garbage") from None
 
@@ -401,7 +461,9 @@ def _decode(service: Service, raw: Any, encoding: str) -> bytes:
         text = raw.strip()
         if text.startswith("data:"):
             encoding = "data_url"
-        elif text.startswith(("http://", "https://", "/")):
+        elif text.startswith(("http://", "https://")) or (
+                text.startswith("/") and not _BASE64_TEXT.fullmatch(text)):
+            # A path; base64 text can start with "/" too (every JPEG's: "/9j/").
             encoding = "url"
         else:
             encoding = "base64"

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 from werkzeug.datastructures import FileStorage
 
-from .definitions import Mode, Parameter
+from .definitions import Mode, Parameter, condition_holds
+from .options import Choice, find_choice
 
 MAX_UPLOAD_BYTES = 30 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 64_000_000
@@ -35,11 +36,16 @@ class UploadedImage:
     height: int
 
 
-def coerce(p: Parameter, raw: Any, allowed: list[Any] | None) -> Any:
+def coerce(
+    p: Parameter, raw: Any, allowed: Sequence[Choice] | None,
+    values: dict[str, Any] | None = None,
+) -> Any:
     """Turn a raw value (a form string, or a definition default) into the parameter's type.
 
-    ``allowed`` lists the values the backend offered for an endpoint-fed select (None when not
-    checked here, e.g. for defaults at load time).
+    ``allowed`` lists the choices (``.value``, ``.aliases``) the backend offered for an
+    endpoint-fed select (None when not checked here, e.g. for defaults at load time);
+    ``values`` are the form's other values, for options offered only ``when`` they hold (None:
+    every option counts).
     """
     if p.type in ("text", "textarea"):
         if not isinstance(raw, str | int | float) or isinstance(raw, bool):
@@ -56,7 +62,7 @@ def coerce(p: Parameter, raw: Any, allowed: list[Any] | None) -> Any:
     if p.type == "number":
         return _check_number(p, _to_float(raw))
     if p.type == "select":
-        return _choose(p, raw, allowed)
+        return _choose(p, raw, allowed, values)
     raise FieldError(f"cannot take a value of type {p.type}")
 
 
@@ -109,25 +115,30 @@ def _check_number(p: Parameter, value: int | float) -> int | float:
 
 
 def _fmt(x: float) -> str:
-    return f"{x:g}"
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
-def _choose(p: Parameter, raw: Any, allowed: list[Any] | None) -> Any:
-    choices: list[Any] | None
+def _choose(
+    p: Parameter, raw: Any, allowed: Sequence[Choice] | None, values: dict[str, Any] | None
+) -> Any:
+    static = [o for o in p.options or [] if values is None or condition_holds(o.when, values)]
+    hit = next((o.value for o in static if str(o.value) == str(raw)), None)
+    if hit is not None:
+        return hit
     if p.sources:
-        choices = allowed
-        static = [o.value for o in p.options or []]
-        if choices is not None:
-            choices = static + list(choices)
-    else:
-        choices = [o.value for o in p.options or []]
-    if choices is None:
-        return raw
-    for choice in choices:
-        if str(choice) == str(raw):
-            return choice
-    source = "the backend" if p.sources else "the definition"
-    raise FieldError(f"{str(raw)!r} is not one of the choices offered by {source}")
+        if allowed is None:
+            return raw
+        # A value saved earlier under another name of the same choice (A1111 adds a hash to a
+        # checkpoint's title once it was loaded): the choice's current value is sent.
+        choice = find_choice(p, list(allowed), raw)
+        if choice is not None:
+            return choice.value
+    if any(str(o.value) == str(raw) for o in p.options or []):
+        raise FieldError(f"{str(raw)!r} is not available with the other values chosen")
+    if p.sources:
+        raise FieldError(f"{str(raw)!r} is not one of the choices offered by the backend now "
+                         "(↻ reloads the list)")
+    raise FieldError(f"{str(raw)!r} is not one of the choices offered by the definition")
 
 
 def read_upload(storage: Any) -> UploadedImage | None:
@@ -166,28 +177,34 @@ def validate(
     mode: Mode,
     form: Mapping[str, str],
     files: Mapping[str, FileStorage],
-    allowed_for: Callable[[Parameter], list[Any]],
+    allowed_for: Callable[[Parameter], Sequence[Any]],
     stored: Callable[[str], UploadedImage | None] = lambda ref: None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Validate a submitted form; return (values, errors by key). Empty optional fields are
-    None (not sent, so the backend's default applies). ``stored`` turns the reference of an
-    image in the history into an upload (an image sent on from the gallery)."""
+    None (not sent, so the backend's default applies), and so are parameters whose ``when``
+    does not hold: they are neither checked nor sent (the page hides them). ``stored`` turns
+    the reference of an image in the history into an upload (an image sent on from the
+    gallery)."""
     values: dict[str, Any] = {}
     errors: dict[str, str] = {}
-    for p in mode.parameters:
+    for p in mode.decided or mode.parameters:
+        values[p.key] = None
+        if p.when and not condition_holds(p.when, values):
+            continue
         try:
-            values[p.key] = _value(p, form, files, allowed_for, stored)
+            values[p.key] = _value(p, form, files, allowed_for, stored, values)
         except FieldError as exc:
             errors[p.key] = f"{p.title} {exc}"
-    return values, errors
+    return {p.key: values[p.key] for p in mode.parameters}, errors
 
 
 def _value(
     p: Parameter,
     form: Mapping[str, str],
     files: Mapping[str, FileStorage],
-    allowed_for: Callable[[Parameter], list[Any]],
+    allowed_for: Callable[[Parameter], Sequence[Any]],
     stored: Callable[[str], UploadedImage | None],
+    values: dict[str, Any],
 ) -> Any:
     if p.type == "image":
         upload = read_upload(files.get(p.key))
@@ -206,11 +223,11 @@ def _value(
                 raise FieldError("is required: choose at least one")
             return None
         allowed = allowed_for(p) if p.sources else None
-        return [coerce(p, raw, allowed) for raw in raws]
+        return [coerce(p, raw, allowed, values) for raw in raws]
     raw = form.get(p.key)
     if raw is None or raw.strip() == "":
         if p.required:
             raise FieldError("is required")
         return None
     allowed = allowed_for(p) if p.type == "select" and p.sources else None
-    return coerce(p, raw, allowed)
+    return coerce(p, raw, allowed, values)

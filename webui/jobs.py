@@ -19,11 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import jmespath
-
-from . import engine
+from . import engine, expr
 from .client import BackendError, Service, call, check_health, read_json
-from .definitions import Mode
+from .definitions import Mode, placeholders
 from .engine import SavedImage
 from .images import ImageDataError, decode_base64, decode_data_url, inspect
 
@@ -63,6 +61,14 @@ class Job:
         self.progress = Progress()
         self.stop_requested = False
         self.done = threading.Event()
+        # Values the job's steps saved (the service's own id of the job, …).
+        self.variables: dict[str, Any] = {}
+        # Where the job stands in the service's own queue: None, "waiting" or "running".
+        self.remote: str | None = None
+        self.remote_ahead: int | None = None
+        # Interrupt/skip endpoints asked for but waiting for a value (the job's id) to exist.
+        self.pending_calls: list[str] = []
+        self._lock = threading.Lock()
 
     @property
     def active(self) -> bool:
@@ -83,6 +89,9 @@ class Job:
         # Called by the engine as each image lands on disk, so a batch shows up image by image
         # where the backend delivers them one by one.
         self.images = [*self.images, image]
+
+    def set_remote(self, where: str, ahead: int | None) -> None:
+        self.remote, self.remote_ahead = where, ahead
 
 
 @dataclass
@@ -129,6 +138,8 @@ class JobManager:
         self._cond = threading.Condition()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._pools: dict[str, Pool] = {}
+        # (service id, mode) -> (instance URL, message): modes a server answered 404 for.
+        self._missing: dict[tuple[str, str], tuple[str, str]] = {}
 
     # -- asking --------------------------------------------------------------------------------
 
@@ -193,22 +204,57 @@ class JobManager:
         if job.status != "running":
             return None
         job.stop_requested = True
-        return self._job_endpoint(job, job.service.definition.jobs.interrupt)
+        with job._lock:
+            job.pending_calls = list(job.service.definition.jobs.interrupt_calls)
+        return self._send_calls(job)
 
     def skip(self, job: Job) -> str | None:
         if job.status != "running":
             return None
-        return self._job_endpoint(job, job.service.definition.jobs.skip)
+        with job._lock:
+            job.pending_calls += job.service.definition.jobs.skip_calls
+        return self._send_calls(job)
 
-    def _job_endpoint(self, job: Job, name: str | None) -> str | None:
-        if name is None or job.instance is None:
+    def _send_calls(self, job: Job) -> str | None:
+        """Send the pending interrupt/skip endpoints whose values the job has now; keep the
+        others until its steps saved them (the engine reports each save). Each goes once."""
+        if job.instance is None:
             return None
-        endpoint = job.service.definition.endpoints[name]
-        try:
-            call(job.service.at(job.instance), endpoint)
-        except BackendError as exc:
-            return exc.message
-        return None
+        service = job.service.at(job.instance)
+        problems = []
+        with job._lock:
+            ready = [n for n in job.pending_calls
+                     if _fillable(service.definition.endpoints[n], job.variables)]
+            job.pending_calls = [n for n in job.pending_calls if n not in ready]
+        for name in ready:
+            endpoint = service.definition.endpoints[name]
+            scope = {"client_id": "", **job.variables}
+            try:
+                call(service, endpoint, path=engine.substitute(endpoint.path, scope,
+                                                               quote_values=True),
+                     query=engine.substitute(endpoint.query, scope),
+                     body=engine.substitute(endpoint.body, scope))
+            except BackendError as exc:
+                problems.append(exc.message)
+        return " ".join(problems) or None
+
+    def _abandon(self, job: Job) -> str:
+        """A job webui gives up on: stop it on the service too, where the definition's
+        interrupt names this job (a global interrupt could stop another client's work)."""
+        names = [n for n in job.service.definition.jobs.interrupt_calls
+                 if _job_scoped(job.service.definition.endpoints[n])]
+        if not names:
+            return ""
+        with job._lock:
+            job.pending_calls = names
+        problem = self._send_calls(job)
+        return ("webui could not ask the service to stop it: " + problem) if problem else (
+            "webui asked the service to stop it.")
+
+    def missing(self, service: Service, mode: Mode) -> tuple[str, str] | None:
+        """(instance URL, message) if a server of this service lacks this mode."""
+        with self._cond:
+            return self._missing.get((service.id, mode.name))
 
     # -- running -------------------------------------------------------------------------------
 
@@ -268,17 +314,29 @@ class JobManager:
                                         daemon=True)
             follower.start()
         control = engine.Control(should_stop=lambda: job.stop_requested,
-                                 on_image=job.add_image)
+                                 on_image=job.add_image,
+                                 on_saved=lambda: self._send_calls(job),
+                                 on_remote=job.set_remote, variables=job.variables)
         status = "failed"
+        key = (service.id, job.mode.name)
         try:
             generation = engine.generate(service, job.mode, job.values, self.store, control)
             job.images = generation.images
             job.info = generation.info
             status = "interrupted" if job.stop_requested else "done"
+            with self._cond:
+                self._missing.pop(key, None)
         except BackendError as exc:
             status = "interrupted" if job.stop_requested else "failed"
             if not (job.stop_requested and exc.kind == "interrupted"):
                 job.error = exc.message
+            if exc.kind == "missing" and not set(job.variables) - {"client_id"}:
+                # The first request of the mode is not there: this server lacks the mode (a
+                # LocalAI without image edits). The page says so until it works again.
+                with self._cond:
+                    self._missing[key] = (service.display_url, exc.message)
+            if exc.kind == "timeout" and not job.stop_requested:
+                job.error = f"{job.error} {self._abandon(job)}".strip()
             if exc.kind in ("offline", "dropped"):
                 with self._cond:
                     instance.healthy = False
@@ -324,6 +382,8 @@ class JobManager:
                 continue
             if ended.is_set():
                 break
+            if spec.activeWhen and not _truthy(spec.activeWhen, data):
+                continue  # what is left of an earlier job, not this one
             progress = job.progress
             new = Progress(
                 fraction=_number(spec.fraction, data),
@@ -334,7 +394,7 @@ class JobManager:
                 preview_mime=progress.preview_mime,
                 preview_version=progress.preview_version,
             )
-            raw = jmespath.search(spec.preview, data) if spec.preview else None
+            raw = _value(spec.preview, data)
             if isinstance(raw, str) and raw:
                 try:
                     blob = (decode_data_url(raw) if spec.previewEncoding == "data_url" or (
@@ -356,11 +416,35 @@ class JobManager:
             del self._jobs[oldest.id]
 
 
-def _number(expr: str | None, data: Any) -> float | None:
-    value = jmespath.search(expr, data) if expr else None
+def _value(text: str | None, data: Any) -> Any:
+    # Progress is best effort: an expression that does not fit this answer reads as nothing.
+    if not text:
+        return None
+    try:
+        return expr.search(text, data)
+    except expr.ExprError:
+        return None
+
+
+def _truthy(text: str, data: Any) -> bool:
+    # JMESPath's truth: false, null and empty text, lists and objects are false; 0 is true.
+    return _value(text, data) not in (None, False, "", [], {})
+
+
+def _number(text: str | None, data: Any) -> float | None:
+    value = _value(text, data)
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _int(expr: str | None, data: Any) -> int | None:
     value = _number(expr, data)
     return int(value) if value is not None else None
+
+
+def _fillable(endpoint: Any, variables: dict[str, Any]) -> bool:
+    needed = placeholders([endpoint.path, endpoint.query, endpoint.body]) - {"client_id"}
+    return needed <= set(variables)
+
+
+def _job_scoped(endpoint: Any) -> bool:
+    return bool(placeholders([endpoint.path, endpoint.query, endpoint.body]) - {"client_id"})

@@ -12,8 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import jmespath
-
+from . import expr
 from .client import BackendError, Service, call, read_json
 from .definitions import OptionsSource, Parameter
 
@@ -24,6 +23,8 @@ CACHE_SECONDS = 120.0
 class Choice:
     value: Any
     label: str
+    # Other keys the same choice is known by (its earlier value, its file name…).
+    aliases: tuple[str, ...] = ()
 
 
 class OptionsCache:
@@ -69,7 +70,7 @@ def choices(
 
 def extract(service: Service, source: OptionsSource, data: Any) -> list[Choice]:
     """Apply a source's path and keys to an endpoint's answer."""
-    items = jmespath.search(source.path, data) if source.path else data
+    items = _search(service, source, source.path, data) if source.path else data
     if items is None:
         items = []
     if isinstance(items, dict) and not (source.valueKey or source.labelKey):
@@ -89,7 +90,69 @@ def extract(service: Service, source: OptionsSource, data: Any) -> list[Choice]:
             if value is None:
                 continue
             label = item.get(source.labelKey) if source.labelKey else None
-            result.append(Choice(value, str(label if label is not None else value)))
+            aliases = (_search(service, source, a, item) for a in source.aliases)
+            result.append(Choice(value, str(label if label is not None else value), tuple(
+                str(a) for a in aliases if isinstance(a, str | int | float) and a != "")))
         elif isinstance(item, str | int | float) and not isinstance(item, bool):
             result.append(Choice(item, str(item)))
     return result
+
+
+def _search(service: Service, source: OptionsSource, text: str, data: Any) -> Any:
+    try:
+        return expr.search(text, data)
+    except expr.ExprError as exc:
+        raise BackendError(f"{service.name}: cannot read the answer of {source.endpoint!r} "
+                           f"({exc}).", kind="garbage") from None
+
+
+def current_value(
+    service: Service, param: Parameter, cache: OptionsCache, *, refresh: bool = False
+) -> str | None:
+    """The value a select's ``defaultFrom`` reads from the service, as text."""
+    spec = param.defaultFrom
+    assert spec is not None
+    data = cache.fetch(service, spec.endpoint, refresh=refresh)
+    try:
+        value = expr.search(spec.path, data)
+    except expr.ExprError as exc:
+        raise BackendError(f"{service.name}: cannot read {spec.path!r} from the answer of "
+                           f"{spec.endpoint!r} ({exc}).", kind="garbage") from None
+    return None if value in (None, "") or isinstance(value, dict | list) else str(value)
+
+
+def match_current(
+    param: Parameter, current: list[str], found: list[Choice]
+) -> tuple[list[str], list[str]]:
+    """(the choice values the current values stand for, the values that match no choice)."""
+    selected: list[str] = []
+    stale: list[str] = []
+    for value in current:
+        hit = find_choice(param, found, value)
+        if hit is None:
+            stale.append(value)
+        elif str(hit.value) not in selected:
+            selected.append(str(hit.value))
+    return selected, stale
+
+
+def find_choice(param: Parameter, found: list[Choice], raw: Any) -> Choice | None:
+    """The choice a value stands for: its own value, else one sharing a key with it. A value
+    saved earlier may name a choice the service has renamed since (A1111 adds "[hash]" to a
+    checkpoint's title once it was loaded): the sources' aliases are computed for both."""
+    raw = str(raw)
+    hit = next((c for c in found if str(c.value) == raw), None)
+    if hit is not None:
+        return hit
+    keys = {raw}
+    for source in param.sources:
+        if not source.valueKey:
+            continue
+        for alias in source.aliases:
+            try:
+                value = expr.search(alias, {source.valueKey: raw})
+            except expr.ExprError:
+                continue
+            if isinstance(value, str | int | float) and value != "":
+                keys.add(str(value))
+    return next((c for c in found if keys & {str(c.value), *c.aliases}), None)

@@ -24,7 +24,7 @@ from . import engine, forms, gallery
 from .app import State
 from .client import BackendError, Service, check_health, resolve_auth
 from .definitions import Mode, Parameter, schema_text
-from .options import choices
+from .options import Choice, choices, current_value, match_current
 
 bp = Blueprint("webui", __name__)
 
@@ -88,9 +88,10 @@ def status(service_id: str) -> str:
     service = _service(service_id)
     urls = service.urls
     with ThreadPoolExecutor(max_workers=min(8, len(urls))) as pool:
-        checks = list(pool.map(lambda url: check_health(service.at(url)), urls))
+        checks = list(pool.map(lambda url: check_health(service.at(url), identify=True), urls))
     # The service is usable when any of its instances is.
-    state_, message = next((c for c in checks if c[0] == "online"), checks[0])
+    state_, message = next((c for c in checks if c[0] == "online"), None) or next(
+        (c for c in checks if c[0] == "other"), checks[0])
     queued, load = state().jobs.load(service)
     instances = [{"url": url, "state": st if st != "offline" else "down", "message": msg,
                   "running": load.get(url, (0, 0))[0], "finished": load.get(url, (0, 0))[1]}
@@ -117,8 +118,12 @@ def service_page(service_id: str, mode_name: str) -> str:
     init = request.args.get("init", "")
     init_image = state().history.get_image(int(init)) if (
         init.isdigit() and state().history) else None
+    # What the form starts with, for the fields shown only when others have certain values.
+    form_values = {p.key: values.get(p.key, p.defaultValue) for p in mode.parameters}
     return render_template("service.html", service=service, mode=mode, groups=layout(mode),
+                           form_values=form_values,
                            job=job, position=state().jobs.position(job) if job else None,
+                           missing=state().jobs.missing(service, mode),
                            values=values, init_image=init_image,
                            prefilled=bool(values or init_image))
 
@@ -130,17 +135,28 @@ def options(service_id: str, mode_name: str, key: str) -> tuple[str, int]:
     param = mode.parameter(key)
     if param is None or param.type != "select":
         abort(404, f"{mode.label} has no select {key!r}.")
-    if param.multiple:
-        current: Any = request.args.getlist(key) if key in request.args else param.defaultValue
-    else:
-        current = request.args.get(key, param.defaultValue)
+    refresh = bool(request.args.get("refresh"))
+    current: list[str] = [v for v in request.args.getlist(key) if v != ""]
+    if key not in request.args and param.defaultValue is not None:
+        defaults = param.defaultValue
+        current = [str(v) for v in (defaults if isinstance(defaults, list) else [defaults])]
+    context: dict[str, Any] = {"service": service, "mode": mode, "p": param, "error": None,
+                               "choices": None, "current": current, "stale": []}
     try:
-        found = choices(service, param, state().options, refresh=bool(request.args.get("refresh")))
+        found = choices(service, param, state().options, refresh=refresh)
+        if not current and param.defaultFrom:
+            # The service's own setting (e.g. the checkpoint A1111 loads without an override).
+            server_value = current_value(service, param, state().options, refresh=refresh)
+            current = [server_value] if server_value is not None else []
+            context["from_service"] = server_value
     except BackendError as exc:
-        return render_template("_select.html", service=service, mode=mode, p=param,
-                               current=current, choices=None, error=exc.message), 200
-    return render_template("_select.html", service=service, mode=mode, p=param,
-                           current=current, choices=found, error=None), 200
+        context["error"] = exc.message
+        return render_template("_select.html", **context), 200
+    # Values saved earlier are matched to the list as it is now; one that matches nothing is
+    # kept, selected and marked, so that Generate says so instead of dropping it.
+    context["current"], context["stale"] = match_current(param, current, found)
+    context["choices"] = found
+    return render_template("_select.html", **context), 200
 
 
 @bp.post("/services/<service_id>/<mode_name>/generate")
@@ -149,12 +165,13 @@ def generate(service_id: str, mode_name: str) -> tuple[str, int]:
     service = _service(service_id)
     mode = _mode(service, mode_name)
 
-    def allowed_for(p: Parameter) -> list[Any]:
+    def allowed_for(p: Parameter) -> list[Choice]:
         # Only values the backend listed: A1111 silently swaps an unknown sampler for another.
-        return [c.value for c in choices(service, p, st.options)]
+        return choices(service, p, st.options)
 
     context: dict[str, Any] = {"service": service, "mode": mode, "errors": {}}
     try:
+        resolve_auth(service)  # a missing secret is a setup problem, not a queued failure
         # A backend that cannot list its choices cannot generate either: one clear message
         # beats the same connection error under every select.
         values, errors = forms.validate(mode, request.form, request.files, allowed_for,
@@ -163,7 +180,6 @@ def generate(service_id: str, mode_name: str) -> tuple[str, int]:
             context["errors"] = errors
             return render_template("_result.html", **context), 422
         engine.prepare_values(mode, values)  # a definition that cannot apply fails here
-        resolve_auth(service)  # a missing secret is a setup problem, not a queued failure
     except BackendError as exc:
         return (render_template("_result.html", failure=exc, **context),
                 STATUS_BY_KIND.get(exc.kind, 502))
@@ -225,8 +241,9 @@ def job_preview(job_id: str) -> Response:
     progress = _job(job_id).progress
     if progress.preview is None:
         abort(404, "No preview yet.")
+    # The panel asks for ?v=<version>: one URL is one picture, so it may be cached.
     return Response(progress.preview, mimetype=progress.preview_mime,
-                    headers={"Cache-Control": "no-store"})
+                    headers={"Cache-Control": "private, max-age=3600, immutable"})
 
 
 @bp.get("/images/<path:name>")

@@ -1,25 +1,48 @@
 """A fake ComfyUI server for tests: a Flask app answering in the shapes of the real HTTP API.
 
-The shapes follow ComfyUI's own code: ``server.py`` (the routes, the ``/prompt`` bodies, the
-``/upload/image`` and ``/view`` rules, ``/system_stats``, ``/object_info``), ``execution.py``
-(``validate_prompt``/``validate_inputs`` and their error dicts, ``PromptQueue.task_done``'s
-history entry, ``PromptExecutor.add_message``'s timestamped status messages) and ``nodes.py``
-(``INPUT_TYPES`` of the core nodes). Every route also answers under ``/api``, as the real one
-does.
+Source read (cited below as "v0.3.64"): repository comfyanonymous/ComfyUI (now Comfy-Org/ComfyUI),
+commit 637221995f7424a561bd825de3e61ea117dfe1e3, "ComfyUI version 0.3.64" (2025-10-08):
+``server.py`` (the routes), ``execution.py`` (``validate_prompt``/``validate_inputs``,
+``PromptExecutor``, ``PromptQueue``), ``main.py`` (``prompt_worker``), ``nodes.py``
+(``INPUT_TYPES`` of the core nodes, ``interrupt_processing``) and ``comfy/model_management.py``
+(``interrupt_current_processing``). Two shapes come from later versions and say so where they
+are made: ``missing_node_type`` validation errors and ``extra_data["create_time"]``. Every route
+also answers under ``/api``, as the real one does (``PromptServer.add_routes``).
 
 Routes
     GET  /system_stats, /prompt (queue info), /queue, /embeddings, /models, /models/<folder>
     GET  /object_info, /object_info/<class>   (unknown class -> ``{}``)
     POST /prompt           -> 200 ``{"prompt_id", "number", "node_errors"}`` or 400 errors
-    GET  /history, /history/<prompt_id>
+    GET  /history (``max_items``, ``offset``), /history/<prompt_id>
     GET  /view?filename=&subfolder=&type=    (type defaults to "output"; 404 if unknown)
     POST /upload/image     (multipart: ``image`` file, ``overwrite``, ``subfolder``, ``type``)
     POST /interrupt        (optional JSON ``{"prompt_id"}``), POST /queue (``clear``/``delete``)
 
-Jobs run lazily, on polls, not in a thread: ``GET /history/<id>`` answers ``{}`` for the first
-``polls_before_done`` polls of that id and then runs the job (nodes are evaluated with Pillow
-standing in for the model) and answers its history entry. ``GET /history`` (all) and ``/queue``
-only look. The oldest unfinished job is the "running" one, the others are "pending".
+The queue, as the real one runs it (v0.3.64 ``PromptQueue`` + ``main.prompt_worker``): one
+worker, one prompt running at a time. ``POST /prompt`` pushes ``(number, prompt_id, prompt,
+extra_data, outputs_to_execute)`` on a heap (``heapq``: lowest ``number`` first; ``front``
+makes the number negative); when the worker is idle it pops the next one, which is then the
+only entry of ``queue_running``; the others are ``queue_pending``, in the heap's list order.
+``GET /queue`` shows each as that 5-item list (index 1 is the prompt_id). A prompt is in
+exactly one place: the pending heap, the running slot, or the history (``task_done`` moves it
+from running to history under the queue's lock), or nowhere (deleted from the queue, never
+queued): ``GET /history/<id>`` answers ``{}`` for pending, running and unknown ids alike.
+
+The fake's clock: the worker moves on only when asked. Every ``GET /history/<prompt_id>``
+poll, whatever its id, is one step of the running prompt; it finishes on the step after
+``polls_before_done`` steps (so a lone prompt answers ``{}`` to ``polls_before_done`` polls,
+then its history entry), and the next queued prompt starts at once. ``GET /history``,
+``GET /queue`` and ``GET /prompt`` only look. A prompt queued behind another client's waits,
+however often its own history is polled, until that one has finished or been interrupted.
+
+``POST /interrupt`` (v0.3.64 ``server.post_interrupt``): no body, a body that is not JSON, or
+a JSON object without a truthy ``prompt_id`` interrupts whatever prompt is running, whoever
+queued it; ``{"prompt_id": X}`` interrupts only if X is the running prompt, and otherwise does
+nothing (a pending X stays queued). A JSON body that is not an object is a 500, as there. The
+interrupt is the global flag of ``model_management.interrupt_current_processing``; the fake's
+running prompt sees it at once and ends with an ``execution_interrupted`` message.
+``POST /queue {"delete": [ids]}`` removes pending prompts (``delete_queue_item``), never the
+running one; ``{"clear": true}`` empties the pending heap (``wipe_queue``).
 
 Images are deterministic: a seeded gradient per ``seed + batch index``, of EmptyLatentImage's
 width x height (floored to a multiple of 8, as the VAE does), ``batch_size`` of them; for
@@ -32,19 +55,22 @@ Failure triggers, written in a positive prompt (the CLIPTextEncode text linked t
 ``FAIL_EXECUTION``
     The job completes as a failure: ``status_str`` "error", ``completed`` false, no images, and
     an ``["execution_error", {...}]`` message naming the KSampler node with
-    ``exception_type`` "torch.OutOfMemoryError" and ``exception_message``
-    "CUDA out of memory. Tried to allocate 2.00 GiB".
+    ``exception_type`` "torch.OutOfMemoryError" and the ``exception_message`` the real
+    ``execution.execute`` makes of a CUDA OOM: the torch message, a newline, and its tips.
 ``NEVER_FINISH``
-    The job never completes: its history stays ``{}`` and it stays in ``queue_running``,
-    until ``POST /interrupt`` ends it with an ``execution_interrupted`` message.
+    The job never completes: its history stays ``{}``, it stays in ``queue_running`` and every
+    prompt queued after it stays pending, until ``POST /interrupt`` ends it with an
+    ``execution_interrupted`` message. To stand for ANOTHER client's prompt, a test POSTs such
+    a prompt itself (with its own ``client_id``) before the client under test queues one.
 
 Deliberate differences from the real server:
 
-- ``/upload/image`` answers 400 (empty body) for bytes Pillow cannot open; the real one stores
-  any file and only answers 400 for a missing file or name, or a path leaving its folder.
-- The OOM ``exception_message`` is the bare torch message; the real one appends a tips paragraph.
 - A ``prompt`` that is not an object is a 400 ``invalid_prompt``; the real server fails (500).
+- ``POST /prompt`` with an explicit ``number`` equal to a queued one and the same prompt_id
+  would make the real heap compare dicts (a 500); the fake orders by (number, prompt_id) only.
 - No websocket (``/ws``), no previews, no ``/view`` ``preview``/``channel`` conversions.
+- The interrupt takes effect at once; the real worker notices it at its next check (the next
+  node, or the next sampler step), usually well under a second later.
 
 Every request is recorded in ``app.config["REQUESTS"]`` (dicts with ``method``, ``path``,
 ``args``, and ``json`` or ``form``/``files``); ``app.config["COMFYUI"]`` is the server state.
@@ -53,9 +79,11 @@ Every request is recorded in ``app.config["REQUESTS"]`` (dicts with ``method``, 
 from __future__ import annotations
 
 import copy
+import heapq
 import io
 import json
 import mimetypes
+import posixpath
 import random
 import threading
 import time
@@ -72,6 +100,10 @@ FAIL_EXECUTION = "FAIL_EXECUTION"
 NEVER_FINISH = "NEVER_FINISH"
 OOM_MESSAGE = "CUDA out of memory. Tried to allocate 2.00 GiB"
 OOM_TYPE = "torch.OutOfMemoryError"
+# v0.3.64 execution.execute: exception_message is "{}\n{}".format(ex, tips); tips is empty for
+# anything but an OOM, so every real exception_message ends with a newline at least.
+OOM_TIPS = ("This error means you ran out of memory on your GPU.\n\nTIPS: If the workflow worked "
+            "before you might have accidentally set the batch_size to a large number.")
 
 MAX_RESOLUTION = 16384
 # A realistic subset of comfy.samplers.KSampler.SAMPLERS / SCHEDULERS, in the real order. More
@@ -94,10 +126,12 @@ SYSTEM_STATS: dict[str, Any] = {
         "os": "posix",
         "ram_total": 67_324_952_576,
         "ram_free": 51_018_313_728,
-        "comfyui_version": "0.3.43",
-        "required_frontend_version": "1.23.4",
-        "installed_templates_version": "0.1.31",
-        "required_templates_version": "0.1.31",
+        # v0.3.64 (requirements.txt there: comfyui-frontend-package 1.27.10, templates 0.1.95).
+        # The targeted /interrupt the fake honours needs 0.3.57 or later.
+        "comfyui_version": "0.3.64",
+        "required_frontend_version": "1.27.10",
+        "installed_templates_version": "0.1.95",
+        "required_templates_version": "0.1.95",
         "python_version": "3.11.9 (main, Apr 19 2024, 16:48:06) [GCC 11.2.0]",
         "pytorch_version": "2.7.1+cu126",
         "embedded_python": False,
@@ -116,16 +150,34 @@ SYSTEM_STATS: dict[str, Any] = {
     ],
 }
 
-# The frames a real KSampler OOM shows, shortened; only their shape matters to clients.
+# The frames a real KSampler OOM shows (v0.3.64 line numbers), shortened; only their shape
+# matters to clients.
+EXECUTE_FRAME = (
+    '  File "/opt/ComfyUI/execution.py", line 496, in execute\n'
+    "    output_data, output_ui, has_subgraph, has_pending_tasks = await get_output_data("
+    "prompt_id, unique_id, obj, input_data_all, execution_block_cb=execution_block_cb, "
+    "pre_execute_cb=pre_execute_cb, hidden_inputs=hidden_inputs)\n"
+)
 OOM_TRACEBACK = [
-    '  File "/opt/ComfyUI/execution.py", line 361, in execute\n'
-    "    output_data, output_ui, has_subgraph = get_output_data(obj, input_data_all)\n",
-    '  File "/opt/ComfyUI/nodes.py", line 1542, in sample\n'
+    EXECUTE_FRAME,
+    '  File "/opt/ComfyUI/nodes.py", line 1525, in sample\n'
     "    return common_ksampler(model, seed, steps, cfg, sampler_name, scheduler, positive, "
     "negative, latent_image, denoise=denoise)\n",
     '  File "/opt/ComfyUI/comfy/ldm/modules/attention.py", line 447, in attention_pytorch\n'
     "    out = torch.nn.functional.scaled_dot_product_attention(q, k, v)\n",
 ]
+LOAD_IMAGE_TRACEBACK = [
+    EXECUTE_FRAME,
+    '  File "/opt/ComfyUI/nodes.py", line 1647, in load_image\n'
+    "    img = node_helpers.pillow(Image.open, image_path)\n",
+]
+# The FUNCTION of each node class (v0.3.64 nodes.py), named by a TypeError for a bad kwarg.
+FUNCTIONS = {
+    "CheckpointLoaderSimple": "load_checkpoint", "LoraLoader": "load_lora",
+    "CLIPTextEncode": "encode", "EmptyLatentImage": "generate", "KSampler": "sample",
+    "VAEDecode": "decode", "VAEEncode": "encode", "LoadImage": "load_image",
+    "SaveImage": "save_images",
+}
 
 
 def _now_ms() -> int:
@@ -334,18 +386,21 @@ def _object_info(state: FakeComfyUI) -> dict[str, dict[str, Any]]:
 class NodeFailure(Exception):
     """A node raised while running; carries what the execution_error message reports."""
 
-    def __init__(self, message: str, exception_type: str):
+    def __init__(self, message: str, exception_type: str, tips: str = "",
+                 frames: Iterable[str] = ()):
         super().__init__(message)
         self.exception_type = exception_type
+        self.tips = tips
+        self.frames = list(frames) or [EXECUTE_FRAME]
 
 
 class NodeInterrupted(Exception):
     """POST /interrupt reached the node that was running."""
 
 
-@dataclass
+@dataclass(eq=False)
 class Job:
-    """One queued prompt: the queue item of the real PromptQueue, plus the fake's poll count."""
+    """One queued prompt: the queue item of the real PromptQueue, plus the fake's step count."""
 
     number: int | float
     prompt_id: str
@@ -353,11 +408,17 @@ class Job:
     extra_data: dict[str, Any]
     outputs_to_execute: list[str]
     never_finish: bool = False
-    polls: int = 0
+    steps: int = 0  # worker steps (history polls) since it started running
 
     def queue_item(self) -> list[Any]:
+        """v0.3.64 server.post_prompt queues ``(number, prompt_id, prompt, extra_data,
+        outputs_to_execute)``; GET /queue and the history's "prompt" show it as this list."""
         return [self.number, self.prompt_id, self.prompt, self.extra_data,
                 self.outputs_to_execute]
+
+    def __lt__(self, other: Job) -> bool:
+        # heapq compares the real queue's tuples: number first, then prompt_id.
+        return (self.number, self.prompt_id) < (other.number, other.prompt_id)
 
 
 @dataclass
@@ -401,8 +462,10 @@ class FakeComfyUI:
         self.loras = list(loras)
         self.polls_before_done = polls_before_done
         self.lock = threading.RLock()
-        self.number = 0
-        self.jobs: dict[str, Job] = {}
+        self.number = 0  # PromptServer.number
+        # PromptQueue.queue (a heapq list), .currently_running (one worker: one slot), .history
+        self.pending: list[Job] = []
+        self.running: Job | None = None
         self.history: dict[str, dict[str, Any]] = {}
         # (type, subfolder, filename) -> bytes, for inputs, temp files and outputs alike.
         self.files: dict[tuple[str, str, str], bytes] = {}
@@ -431,8 +494,12 @@ class FakeComfyUI:
     # -- files --
 
     def input_choices(self) -> list[str]:
-        """LoadImage's list: the files at the top of the input folder, sorted."""
-        return sorted(name for (kind, sub, name) in self.files if kind == "input" and not sub)
+        """LoadImage's list (v0.3.64 nodes.LoadImage.INPUT_TYPES): the files at the top of the
+        input folder whose extension guesses an image/* type
+        (folder_paths.filter_files_content_types), sorted."""
+        return sorted(name for (kind, sub, name) in self.files
+                      if kind == "input" and not sub
+                      and (mimetypes.guess_type(name, strict=False)[0] or "").startswith("image/"))
 
     def _input_path(self, value: str) -> tuple[str, str, str]:
         """folder_paths.get_annotated_filepath: "sub/name.png [output]" -> a files key."""
@@ -449,21 +516,42 @@ class FakeComfyUI:
         return True
 
     def upload(self, data: bytes, filename: str, subfolder: str, kind: str,
-               overwrite: bool) -> str:
-        """Store an upload like server.image_upload and return the name it got."""
+               overwrite: Any) -> str | None:
+        """Store an upload as v0.3.64 server.image_upload does and return the name it answers
+        (None: the path leaves the folder, a 400 there).
+
+        - The path is ``join(upload_dir, normpath(subfolder), filename)``, made absolute; it
+          must stay inside the folder (``os.path.commonpath``), so "a/../b" is fine.
+        - ``overwrite`` exactly "true" or "1": the file is written over, under its own name.
+        - Otherwise, while a file of that name exists: if its bytes are the same (a hash
+          compare) the upload is not stored again and that name is answered; else the name
+          becomes ``f"{root} ({i}){ext}"`` with ``root, ext = os.path.splitext(filename)``,
+          for i = 1, 2, ... ("a.png" -> "a (1).png", "a.tar.gz" -> "a.tar (1).gz").
+        - Any bytes are stored; nothing checks that they are an image.
+        """
+        root = f"/{kind}"
+        folder = posixpath.join(root, posixpath.normpath(subfolder))
+        filepath = posixpath.abspath(posixpath.join(folder, filename))
+        if posixpath.commonpath((root, filepath)) != root:
+            return None
+
+        def key(path: str) -> tuple[str, str, str]:
+            rel = posixpath.relpath(posixpath.normpath(path), root)
+            sub, _, name = rel.rpartition("/")
+            return kind, sub, name
+
         with self.lock:
-            base, dot, ext = filename.rpartition(".")
-            if not dot:
-                base, ext = filename, ""
-            name, i = filename, 1
-            if not overwrite:
-                while (kind, subfolder, name) in self.files:
-                    if self.files[(kind, subfolder, name)] == data:
-                        return name  # the real server keeps one copy of an identical upload
-                    name = f"{base} ({i}){dot}{ext}"
+            name_root, ext = posixpath.splitext(filename)
+            if overwrite not in ("true", "1"):
+                i = 1
+                while key(filepath) in self.files:
+                    if self.files[key(filepath)] == data:
+                        return filename
+                    filename = f"{name_root} ({i}){ext}"
+                    filepath = posixpath.join(folder, filename)
                     i += 1
-            self.files[(kind, subfolder, name)] = data
-            return name
+            self.files[key(filepath)] = data
+            return filename
 
     # -- prompts --
 
@@ -480,7 +568,9 @@ class FakeComfyUI:
                          "details": "No prompt provided", "extra_info": {}}
                 return 400, {"error": error, "node_errors": {}}
             prompt = body["prompt"]
-            prompt_id = str(body.get("prompt_id") or uuid.uuid4())
+            # v0.3.64 accepts any client prompt_id (str() of it); later versions (server.py at
+            # Comfy-Org/ComfyUI 5e14d797) demand a canonical UUID and refuse a duplicate (409).
+            prompt_id = str(body.get("prompt_id", uuid.uuid4()))
             if not isinstance(prompt, dict):
                 error = {"type": "invalid_prompt", "message": "Prompt must be an object",
                          "details": type(prompt).__name__, "extra_info": {}}
@@ -491,9 +581,13 @@ class FakeComfyUI:
             extra_data = dict(body.get("extra_data") or {})
             if "client_id" in body:
                 extra_data["client_id"] = body["client_id"]
+            # Not in v0.3.64; later versions add it (server.py at Comfy-Org/ComfyUI 5e14d797).
             extra_data["create_time"] = _now_ms()
             never = any(NEVER_FINISH in text for text in _positive_texts(prompt))
-            self.jobs[prompt_id] = Job(number, prompt_id, prompt, extra_data, outputs, never)
+            # PromptQueue.put: heapq.heappush; the idle worker takes it at once.
+            heapq.heappush(self.pending,
+                           Job(number, prompt_id, prompt, extra_data, outputs, never))
+            self._start_next()
             return 200, {"prompt_id": prompt_id, "number": number, "node_errors": node_errors}
 
     def validate_prompt(self, prompt: dict[str, Any]) -> tuple[bool, Any, list[str], Any]:
@@ -657,47 +751,72 @@ class FakeComfyUI:
 
     # -- running --
 
-    def running_job(self) -> Job | None:
-        """The oldest job without a history entry: the one the real queue would be running."""
-        return next((j for j in self.jobs.values() if j.prompt_id not in self.history), None)
+    def _start_next(self) -> None:
+        """main.prompt_worker + PromptQueue.get: an idle worker pops the lowest queue item."""
+        if self.running is None and self.pending:
+            self.running = heapq.heappop(self.pending)
+            self.running.steps = 0
+
+    def _finish(self, interrupted: bool = False) -> None:
+        """PromptQueue.task_done: the running prompt's history entry; then the next prompt."""
+        job = self.running
+        assert job is not None
+        self.history[job.prompt_id] = self._execute(job, interrupted)
+        self.running = None
+        self._start_next()
 
     def poll(self, prompt_id: str) -> dict[str, Any]:
-        """GET /history/<id>: count the poll, run the job when its time has come."""
+        """GET /history/<id>: one step of the worker, then PromptQueue.get_history(prompt_id):
+        ``{prompt_id: entry}`` once finished, ``{}`` otherwise (pending, running or unknown)."""
         with self.lock:
-            job = self.jobs.get(prompt_id)
-            if job is not None and prompt_id not in self.history:
-                job.polls += 1
-                if not job.never_finish and job.polls > self.polls_before_done:
-                    self.history[prompt_id] = self._execute(job)
+            job = self.running
+            if job is not None and not job.never_finish:
+                job.steps += 1
+                if job.steps > self.polls_before_done:
+                    self._finish()
             if prompt_id in self.history:
                 return {prompt_id: copy.deepcopy(self.history[prompt_id])}
             return {}
 
-    def interrupt(self, prompt_id: str | None) -> None:
-        """POST /interrupt: end the running job (only if it is prompt_id, when given)."""
+    def interrupt(self, prompt_id: Any) -> None:
+        """v0.3.64 server.post_interrupt: a truthy prompt_id interrupts only if it is the
+        running prompt's (``item[1]`` of get_current_queue()[0]); none interrupts whatever
+        runs. The flag (model_management.interrupt_current_processing) is reset when the next
+        prompt starts (PromptExecutor.execute_async), so with nothing running it is lost."""
         with self.lock:
-            job = self.running_job()
-            if job is not None and (not prompt_id or prompt_id == job.prompt_id):
-                self.history[job.prompt_id] = self._execute(job, interrupted=True)
+            job = self.running
+            if job is None:
+                return
+            if not prompt_id or prompt_id == job.prompt_id:
+                self._finish(interrupted=True)
 
-    def drop_pending(self, clear: bool, delete: Iterable[str]) -> None:
-        """POST /queue: forget pending jobs; the running one is not touched, as in the real."""
+    def drop_pending(self, clear: bool, delete: Iterable[Any]) -> None:
+        """v0.3.64 server.post_queue: ``clear`` -> PromptQueue.wipe_queue, then for each id in
+        ``delete`` -> delete_queue_item(lambda a: a[1] == id): the first pending item with that
+        id is popped and the heap re-heapified. The running prompt is not in the queue, so
+        neither touches it; an unknown id is ignored."""
         with self.lock:
-            running = self.running_job()
-            wanted = set(delete)
-            doomed = {j.prompt_id for j in self.jobs.values()
-                      if j.prompt_id not in self.history and j is not running
-                      and (clear or j.prompt_id in wanted)}
-            for prompt_id in doomed:
-                del self.jobs[prompt_id]
+            if clear:
+                self.pending = []
+            for prompt_id in delete:
+                for x, job in enumerate(self.pending):
+                    if job.prompt_id == prompt_id:
+                        self.pending.pop(x)
+                        heapq.heapify(self.pending)
+                        break
 
     def queue_info(self) -> dict[str, list[list[Any]]]:
+        """v0.3.64 server.get_queue: get_current_queue_volatile() -> running items, and the
+        pending heap as its list stands (heap order, not sorted)."""
         with self.lock:
-            running = self.running_job()
-            pending = [j for j in self.jobs.values()
-                       if j.prompt_id not in self.history and j is not running]
-            return {"queue_running": [running.queue_item()] if running else [],
-                    "queue_pending": [j.queue_item() for j in pending]}
+            running = [self.running.queue_item()] if self.running else []
+            return {"queue_running": running,
+                    "queue_pending": [j.queue_item() for j in self.pending]}
+
+    def tasks_remaining(self) -> int:
+        """PromptQueue.get_tasks_remaining, for GET /prompt and the websocket status."""
+        with self.lock:
+            return len(self.pending) + (1 if self.running else 0)
 
     def _execute(self, job: Job, interrupted: bool = False) -> dict[str, Any]:
         """PromptExecutor.execute + PromptQueue.task_done: the history entry of one run."""
@@ -725,8 +844,8 @@ class FakeComfyUI:
             add("execution_error", {
                 "prompt_id": job.prompt_id, "node_id": node_id,
                 "node_type": job.prompt[node_id]["class_type"], "executed": run.executed,
-                "exception_message": str(ex), "exception_type": ex.exception_type,
-                "traceback": list(OOM_TRACEBACK),
+                "exception_message": f"{ex}\n{ex.tips}", "exception_type": ex.exception_type,
+                "traceback": ex.frames,
                 "current_inputs": _formatted_inputs(job.prompt[node_id]["inputs"]),
                 "current_outputs": []})
         else:
@@ -742,18 +861,30 @@ class FakeComfyUI:
         }
 
     def _evaluate(self, run: Run, node_id: str) -> tuple[Any, ...]:
-        """Run a node after the nodes it links to, once per run."""
+        """Run a node after the nodes it links to, once per run.
+
+        Inputs are passed as v0.3.64 execution.get_input_data passes them: a literal under a
+        name the node does not declare is dropped (validate_inputs never looked at it), but a
+        LINK under such a name is still resolved (ExecutionList.add_node links every linked
+        input) and handed to the node's function, which then fails with a TypeError."""
         if node_id in run.results:
             return run.results[node_id]
         node = run.job.prompt[node_id]
+        class_type = node["class_type"]
+        spec = _object_info(self)[class_type]["input"]
+        declared = {*spec.get("required", {}), *spec.get("optional", {})}
         args = {}
         for name, value in node["inputs"].items():
             if _is_link(value):
                 args[name] = self._evaluate(run, str(value[0]))[value[1]]
-            else:
+            elif name in declared:
                 args[name] = value
         try:
-            result = self.runners[node["class_type"]](run, node_id, args)
+            unexpected = sorted(set(args) - declared)
+            if unexpected:
+                raise NodeFailure(f"{class_type}.{FUNCTIONS[class_type]}() got an unexpected "
+                                  f"keyword argument '{unexpected[0]}'", "TypeError")
+            result = self.runners[class_type](run, node_id, args)
         except (NodeFailure, NodeInterrupted):
             run.failed_node = node_id
             raise
@@ -768,8 +899,15 @@ class FakeComfyUI:
                  "batch": a["batch_size"], "pixels": None},)
 
     def _load_image(self, run: Run, node_id: str, a: dict[str, Any]) -> tuple[Any, ...]:
-        with Image.open(io.BytesIO(self.files[self._input_path(a["image"])])) as img:
-            picture = ImageOps.exif_transpose(img).convert("RGB")
+        kind, sub, name = self._input_path(a["image"])
+        try:
+            with Image.open(io.BytesIO(self.files[(kind, sub, name)])) as img:
+                picture = ImageOps.exif_transpose(img).convert("RGB")
+        except Image.UnidentifiedImageError:
+            # What nodes.LoadImage's Image.open raises for bytes that are no image.
+            path = posixpath.join(f"/opt/ComfyUI/{kind}", sub, name)
+            raise NodeFailure(f"cannot identify image file '{path}'", "PIL.UnidentifiedImageError",
+                              frames=LOAD_IMAGE_TRACEBACK) from None
         return (picture, None)
 
     def _vae_encode(self, run: Run, node_id: str, a: dict[str, Any]) -> tuple[Any, ...]:
@@ -784,7 +922,7 @@ class FakeComfyUI:
         if run.interrupted:
             raise NodeInterrupted()
         if FAIL_EXECUTION in a["positive"]["text"]:
-            raise NodeFailure(OOM_MESSAGE, OOM_TYPE)
+            raise NodeFailure(OOM_MESSAGE, OOM_TYPE, OOM_TIPS, OOM_TRACEBACK)
         return ({**a["latent_image"], "seed": a["seed"], "denoise": a["denoise"]},)
 
     def _vae_decode(self, run: Run, node_id: str, a: dict[str, Any]) -> tuple[Any, ...]:
@@ -878,7 +1016,8 @@ def create_comfyui_app(
     loras: Iterable[str] = ("detail.safetensors",),
     polls_before_done: int = 2,
 ) -> Flask:
-    """A fake ComfyUI: the model files it lists, and how many history polls a job takes."""
+    """A fake ComfyUI: the model files it lists, and how many worker steps (GET /history/<id>
+    polls, of any id) a running prompt answers ``{}`` to before it finishes."""
     state = FakeComfyUI(checkpoints, loras, polls_before_done)
     app = Flask("fake_comfyui")
     app.config["REQUESTS"] = []
@@ -891,6 +1030,11 @@ def create_comfyui_app(
             app.add_url_rule("/api" + rule, "api_" + view.__name__, view, methods=list(methods))
             return view
         return register
+
+    def request_json() -> Any:
+        """aiohttp's request.json(): json.loads of the body, whatever the Content-Type; an
+        empty or broken body raises (json.JSONDecodeError is a ValueError)."""
+        return json.loads(request.get_data(as_text=True))
 
     def json_response(body: Any, status: int = 200) -> Response:
         # json.dumps keeps key order, as aiohttp's json_response does; Flask's would sort.
@@ -942,21 +1086,35 @@ def create_comfyui_app(
     @route("/prompt", ("GET", "POST"))
     def prompt() -> Response:
         if request.method == "GET":
-            queue = state.queue_info()
-            remaining = len(queue["queue_running"]) + len(queue["queue_pending"])
-            return json_response({"exec_info": {"queue_remaining": remaining}})
-        body = request.get_json(force=True, silent=True)
+            return json_response({"exec_info": {"queue_remaining": state.tasks_remaining()}})
+        try:
+            body = request_json()
+        except ValueError:
+            return Response(status=500)  # aiohttp's request.json() raised
         status, answer = state.queue(body if isinstance(body, dict) else {})
         return json_response(answer, status)
 
     @route("/history")
     def history_all() -> Response:
+        """v0.3.64 server.get_history + PromptQueue.get_history(max_items, offset): oldest
+        first; without offset, the last max_items; with one, max_items from there."""
+        try:
+            max_items = request.args.get("max_items")
+            max_items = None if max_items is None else int(max_items)
+            offset = int(request.args.get("offset", -1))
+        except ValueError:
+            return Response(status=500)
         with state.lock:
             items = list(state.history.items())
-        max_items = request.args.get("max_items", type=int)
-        if max_items is not None:
-            items = items[-max_items:] if max_items > 0 else []
-        return json_response(copy.deepcopy(dict(items)))
+        if offset < 0 and max_items is not None:
+            offset = len(items) - max_items
+        out: dict[str, Any] = {}
+        for i, (key, entry) in enumerate(items):
+            if i >= offset:
+                out[key] = entry
+                if max_items is not None and len(out) >= max_items:
+                    break
+        return json_response(copy.deepcopy(out))
 
     @route("/history/<prompt_id>")
     def history(prompt_id: str) -> Response:
@@ -966,14 +1124,26 @@ def create_comfyui_app(
     def queue() -> Response:
         if request.method == "GET":
             return json_response(state.queue_info())
-        body = request.get_json(force=True, silent=True) or {}
+        try:
+            body = request_json()
+        except ValueError:
+            return Response(status=500)
+        if not isinstance(body, dict):
+            return Response(status=500)  # the real handler indexes it like a dict
         state.drop_pending(bool(body.get("clear")), body.get("delete") or [])
         return Response(status=200)
 
     @route("/interrupt", ("POST",))
     def interrupt() -> Response:
-        body = request.get_json(force=True, silent=True)
-        state.interrupt(body.get("prompt_id") if isinstance(body, dict) else None)
+        """v0.3.64 server.post_interrupt: a body that is not JSON (none at all included) counts
+        as {}; a JSON body that is not an object fails on .get (500)."""
+        try:
+            body = request_json()
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            return Response(status=500)
+        state.interrupt(body.get("prompt_id"))
         return Response(status=200)
 
     @route("/view")
@@ -1000,22 +1170,22 @@ def create_comfyui_app(
 
     @route("/upload/image", ("POST",))
     def upload_image() -> Response:
+        """v0.3.64 server.image_upload: ``type`` None -> "input"; another value than input,
+        temp or output leaves get_dir_by_type's folder unbound (a 500). No file or no file
+        name is a 400, as is a path leaving the folder. The answer echoes ``subfolder`` as
+        sent and ``name`` as stored (see FakeComfyUI.upload)."""
+        kind = request.form.get("type")
+        kind = "input" if kind is None else kind
+        if kind not in UPLOAD_TYPES:
+            return Response(status=500)
         image = request.files.get("image")
         if image is None or not image.filename:
             return Response(status=400)
-        kind = request.form.get("type") or "input"
         subfolder = request.form.get("subfolder", "")
-        parts = subfolder.split("/") + image.filename.split("/")
-        if kind not in UPLOAD_TYPES or ".." in parts or subfolder.startswith("/"):
+        name = state.upload(image.read(), image.filename, subfolder, kind,
+                            request.form.get("overwrite"))
+        if name is None:
             return Response(status=400)
-        data = image.read()
-        try:
-            with Image.open(io.BytesIO(data)) as img:
-                img.verify()
-        except Exception:
-            return Response(status=400)
-        overwrite = request.form.get("overwrite") in ("true", "1")
-        name = state.upload(data, image.filename, subfolder.strip("/"), kind, overwrite)
         return json_response({"name": name, "subfolder": subfolder, "type": kind})
 
     return app

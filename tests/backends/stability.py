@@ -1,19 +1,38 @@
 """A fake Stability AI REST API: v2beta ``stable-image/generate/{sd3,core}`` and ``v1/user``.
 
-Shapes follow Stability's OpenAPI document (as generated clients and the API reference render
-it) and bodies captured from the live API by other projects, not memory:
+Shapes follow Stability's OpenAPI document (https://api.stability.ai/v2alpha/openapi, as vendored
+by github.com/tryAGI/StabilityAI ``src/libs/StabilityAI/openapi.yaml`` at commit
+016c91ba97c1d174b3e2a01966f6223379aab94f and rendered by its generated client at 67b31be4 /
+435be305; the error parts are trimmed into ``tests/fixtures/stability/``) and bodies captured
+from the live API by other projects, not memory:
 
-* v2beta errors are ``{"id", "name", "errors": [...]}``; a missing or wrong key is 401
-  ``{"errors": ["authorization: invalid or missing header value"], "name": "unauthorized"}``;
-* v1 errors are ``{"id", "name", "message"}``: 401 ``missing authorization header`` without a key
-  and ``Incorrect API key provided: <key>. You can find your API key at https://stability.ai.``
-  (the live API echoes the key) with a wrong one;
+* v2beta errors are ``{"id", "name", "errors": [...]}``; ``name`` is, in the spec's words,
+  "useful for discriminating between errors with the same status code". The sd3 operation
+  documents 400 (``bad_request``), 403 (``ContentModerationResponse``: ``name`` is the enum
+  ``content_moderation``, example message "Your request was flagged by our content moderation
+  system, as a result your request was denied and you were not charged."), 413
+  (``payload_too_large``: "body: payloads cannot be larger than 10MiB in size"), 422, 429
+  (``rate_limit_exceeded``) and 500 (``internal_error``); it documents no 401;
+* a missing or wrong key on v2beta is 401
+  ``{"errors": ["authorization: invalid or missing header value"], "name": "unauthorized"}``
+  (captured live by other projects; not in the spec);
+* v1 errors are the spec's ``Error`` ``{"id", "name", "message"}``: 401 ``unauthorized``
+  (``missing authorization header`` without a key; a wrong one gets
+  ``Incorrect API key provided: <key>. You can find your API key at https://stability.ai.``,
+  captured live: the API echoes the key) and 403 ``permission_denied``;
 * the generate endpoints take ``multipart/form-data`` only: no body is
   ``content-type: required``, anything else ``content-type: must be multipart/form-data``;
 * ``accept`` is ``image/*`` (the default; raw bytes plus ``seed`` and ``finish-reason`` headers)
-  or ``application/json`` (``{"image": b64, "seed", "finish_reason"}``);
+  or ``application/json`` (``{"image": b64, "seed", "finish_reason"}``, content type
+  ``application/json; type=image/<format>``);
+* sd3 ``output_format`` is ``jpeg``, ``png`` or ``webp`` (default ``png``); core the same;
 * a blocked prompt is 403 ``content_moderation`` with the documented message;
 * ``GET /v1/user/account`` answers ``{"id", "email", "profile_picture", "organizations"}``.
+
+So a client tells a moderation refusal from a credentials problem by ``name``, not by status:
+403 ``content_moderation`` (v2beta) is about the prompt or image; 401 ``unauthorized`` (both
+versions) and 403 ``permission_denied`` (v1) are about the key. A generation that succeeds but
+whose output was blurred by moderation is a 200 with ``finish-reason: CONTENT_FILTERED``.
 
 Approximated (the documented pattern is ``"<field>: <problem>"``, e.g. ``some-field: is
 required``, but no captured body was found for these): the wording of field-validation errors,
@@ -29,7 +48,8 @@ keeps the input's aspect ratio at about one megapixel (sides rounded to 64).
 Triggers: a prompt containing ``CONTENT_POLICY`` is refused with 403; ``SLOW`` sleeps
 ``app.config["SLOW_SECONDS"]`` (default 5) first. Seed 0 (or none) draws from a per-app
 ``random.Random(app.config["RANDOM_SEED"])`` so runs are reproducible. Every request is appended
-to ``app.config["REQUESTS"]``.
+to ``app.config["REQUESTS"]``; a body over 10 MiB is refused with the documented 413. The 404
+for an unknown URL is approximated (``{"id", "name": "not_found", "errors"}``).
 """
 
 from __future__ import annotations
@@ -78,6 +98,7 @@ SD3_SIZES: dict[str, tuple[int, int]] = {
     "9:21": (640, 1536),
 }
 CORE_SIZES = {ratio: (w * 3 // 2, h * 3 // 2) for ratio, (w, h) in SD3_SIZES.items()}
+MAX_BODY = 10 * 1024 * 1024  # "Your request was larger than 10MiB."
 _MODERATION = (
     "Your request was flagged by our content moderation system, as a result your request was "
     "denied and you were not charged."
@@ -208,7 +229,7 @@ def create_stability_app(*, api_key: str = "sk-stab") -> Flask:
         model = form.get("model") or "sd3.5-large"
         _enum("model", model, SD3_MODELS)
         fmt = form.get("output_format") or "png"
-        _enum("output_format", fmt, ("png", "jpeg"))
+        _enum("output_format", fmt, ("jpeg", "png", "webp"))
         _optional_common(form)
         _number(form, "cfg_scale", 1, 10)
         if mode == "image-to-image":
@@ -241,7 +262,10 @@ def create_stability_app(*, api_key: str = "sk-stab") -> Flask:
     # --- helpers -------------------------------------------------------------------------
 
     def _preamble() -> tuple[bool, dict[str, str]]:
-        """Content type, accept and prompt, in the order the real API checks them."""
+        """Size, content type, accept and prompt, in the order the real API checks them."""
+        if (request.content_length or 0) > MAX_BODY:
+            raise StabilityError(413, "payload_too_large",
+                                 "body: payloads cannot be larger than 10MiB in size")
         if not request.content_type:
             raise bad_request("content-type: required")
         if request.mimetype != "multipart/form-data":
@@ -287,9 +311,11 @@ def create_stability_app(*, api_key: str = "sk-stab") -> Flask:
             image = Image.blend(base, image, strength)
         data = encode(image, fmt)
         if as_json:
-            return jsonify(
+            response = jsonify(
                 {"image": base64.b64encode(data).decode(), "seed": seed, "finish_reason": "SUCCESS"}
             )
+            response.headers["Content-Type"] = f"application/json; type={_MIME[fmt]}"
+            return response
         response = Response(data, mimetype=_MIME[fmt])
         response.headers["seed"] = str(seed)
         response.headers["finish-reason"] = "SUCCESS"
