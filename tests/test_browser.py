@@ -16,6 +16,9 @@ from webui.demo import create_demo_app
 
 from .conftest import ServerThread, demo_extra
 
+# Slower than the rest: `pytest -m "not browser"` is the fast loop, CI runs everything.
+pytestmark = pytest.mark.browser
+
 CHROMIUM = os.environ.get("WEBUI_TEST_CHROMIUM", "/usr/bin/chromium")
 SHOTS = Path(__file__).parent.parent / "test-artifacts"
 
@@ -310,3 +313,46 @@ def test_dropping_a_png_fills_the_form(page, ui):
     expect(page.locator("#f-txt2img-steps")).to_have_value("1")
     expect(page.locator("#f-txt2img-sampler_name")).to_have_value("Euler")
     expect(page.locator("#form-note")).to_contain_text("from from-a1111.png")
+
+
+def test_hires_fields_appear_with_hires_fix(page, ui):
+    server, app = ui
+    page.goto(server.url + "/services/demo/txt2img")
+    page.locator("summary", has_text="Hires fix").click()
+    upscaler = page.locator("#f-txt2img-hr_upscaler")
+    expect(upscaler).to_be_hidden()
+    page.locator("#f-txt2img-enable_hr").check()
+    expect(upscaler).to_be_visible()
+    expect(upscaler.locator("option[value='Latent']")).to_have_count(1)
+    page.locator("#f-txt2img-enable_hr").uncheck()
+    expect(upscaler).to_be_hidden()
+    # Off, the hires fields are not sent at all.
+    page.locator("#f-txt2img-prompt").fill("a lighthouse")
+    page.locator("#f-txt2img-steps").fill("2")
+    page.locator("#f-txt2img-width").fill("64")
+    page.locator("#f-txt2img-height").fill("64")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator("#result .images img")).to_have_count(1, timeout=20000)
+    job = next(iter(app.extensions["webui"].jobs._jobs.values()))
+    assert job.values["hr_upscaler"] is None and job.values["enable_hr"] is False
+
+
+def test_openai_offers_each_models_own_sizes(page, make_settings, fakes, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    app = create_app(make_settings(url_overrides={"openai": fakes["openai"].url}))
+    server = ServerThread(app)
+    try:
+        page.goto(server.url + "/services/openai/txt2img")
+        model = page.locator("#f-txt2img-model")
+        expect(model.locator("option[value='dall-e-3']")).to_have_count(1)
+        size = page.locator("#f-txt2img-size")
+        expect(size.locator("option[value='1536x1024']")).to_be_enabled()
+        expect(size.locator("option[value='1792x1024']")).to_be_disabled()
+        expect(page.locator("#f-txt2img-background")).to_be_attached()
+        model.select_option("dall-e-3")
+        expect(size.locator("option[value='1792x1024']")).to_be_enabled()
+        expect(size.locator("option[value='1536x1024']")).to_be_disabled()
+        expect(page.locator("#f-txt2img-style")).to_be_enabled()
+        expect(page.locator("#f-txt2img-background")).to_be_disabled()
+    finally:
+        server.stop()

@@ -97,7 +97,8 @@ def status(service_id: str) -> str:
                   "running": load.get(url, (0, 0))[0], "finished": load.get(url, (0, 0))[1]}
                  for url, (st, msg) in zip(urls, checks, strict=True)]
     return render_template("_status.html", service=service, state=state_, message=message,
-                           instances=instances, queued=queued)
+                           instances=instances, queued=queued,
+                           compact=bool(request.args.get("compact")))
 
 
 @bp.get("/services/<service_id>/")
