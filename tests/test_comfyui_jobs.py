@@ -183,3 +183,38 @@ def test_sampler_and_scheduler_are_always_chosen(services_app):
         "ckpt_name": "sd15-demo.safetensors", "sampler_name": ""})
     assert r.status_code == 422
     assert "Sampler is required" in r.get_data(as_text=True)
+
+
+def test_workflows_and_bindings_name_inputs_the_nodes_declare(fakes):
+    """ComfyUI ignores an input its node does not declare (execution.validate_inputs only reads
+    the declared ones), so a misspelt binding would run silently with the workflow's own value.
+    Every input of the bundled workflows, and every node input a definition writes, must be one
+    the node class declares in /object_info (the fake's is built from nodes.py INPUT_TYPES)."""
+    import yaml
+
+    info = requests.get(fakes["comfyui"].url + "/object_info", timeout=5).json()
+
+    def declared(node_class: str) -> set[str]:
+        inputs = info[node_class]["input"]
+        return set(inputs.get("required", {})) | set(inputs.get("optional", {}))
+
+    workflows = {}
+    for name in ("txt2img.json", "img2img.json"):
+        graph = json.loads((BUNDLED_DIR / "comfyui" / name).read_text())
+        workflows[name] = graph
+        for node_id, node in graph.items():
+            unknown = set(node["inputs"]) - declared(node["class_type"])
+            assert not unknown, f"{name} node {node_id}: {unknown}"
+    definition = yaml.safe_load((BUNDLED_DIR / "comfyui.yaml").read_text())
+    written = []
+    for params in definition["capabilities"][1]["parameters"].values():
+        items = params if isinstance(params, list) else params.get("add", [])
+        for p in items:
+            targets = p.get("target", [])
+            written += targets if isinstance(targets, list) else [targets]
+    bindings = [t.split(":", 1)[1] for t in written if ".inputs." in t]
+    assert len(bindings) >= 10
+    for path in bindings:
+        _, node_id, _, name = path.split(".")
+        node = workflows["txt2img.json"].get(node_id) or workflows["img2img.json"][node_id]
+        assert name in declared(node["class_type"]), path

@@ -69,6 +69,10 @@ def test_progress_moves_and_a_preview_is_shown(app_for, slow_demo):
     assert f"/jobs/{job.id}/preview?v=" in panel
     preview = client.get(f"/jobs/{job.id}/preview")
     assert preview.status_code == 200 and preview.data.startswith(b"\x89PNG")
+    # One URL per preview version: an unchanged preview comes from the browser's cache.
+    assert "immutable" in preview.headers["Cache-Control"]
+    # Shown at the job's size, not at the small size A1111 sends it in.
+    assert re.search(r'class="live-preview"[^>]*width="64" height="64"', panel)
     assert "every 0.5s [!document.hidden]" in panel  # it keeps polling while running
     assert job.done.wait(20) and job.status == "done"
     final = client.get(f"/jobs/{job.id}/panel").get_data(as_text=True)
