@@ -23,6 +23,7 @@ from .backends.openai_images import create_openai_app
 from .backends.stability import create_stability_app
 
 FIXTURES = Path(__file__).parent / "fixtures"
+HX = {"HX-Request": "true"}  # what htmx sends with its requests
 A1111 = FIXTURES / "a1111"
 
 
@@ -42,7 +43,9 @@ class ServerThread:
     def __init__(self, app: Any):
         self.server = make_server("127.0.0.1", 0, app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll interval: stopping the server then takes milliseconds, not 0.5 s.
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,),
+                                       daemon=True)
         self.thread.start()
 
     def stop(self) -> None:
@@ -136,6 +139,8 @@ class Finished:
 def submit(client, url: str, timeout: float = 30, **kwargs: Any) -> Finished:
     """POST a generation form; if it became a job, wait for the job to end and return its
     final panel (200 when done or interrupted, 502 when failed)."""
+    # As htmx sends it (a plain POST, without JavaScript, is answered with a redirect).
+    kwargs.setdefault("headers", HX)
     response = client.post(url, **kwargs)
     html = response.get_data(as_text=True)
     if response.status_code != 202:

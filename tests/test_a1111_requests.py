@@ -12,10 +12,10 @@ import pytest
 from PIL import Image
 
 from webui.catalog import BUNDLED_DIR
-from webui.client import Service
-from webui.definitions import load_file
-from webui.engine import build_body
-from webui.forms import UploadedImage
+from webui.format import load_file
+from webui.images import UploadedImage
+from webui.pipeline import build_body, prepare_values
+from webui.service import Service
 
 COMPONENT = {
     "txt2img": "StableDiffusionProcessingTxt2Img",
@@ -82,7 +82,7 @@ FULL_TXT2IMG = {
 
 def test_full_txt2img_body_matches_the_real_schema(service, openapi):
     mode = service.definition.modes["txt2img"]
-    body = build_body(service, mode, FULL_TXT2IMG)
+    body = build_body(mode, prepare_values(mode, FULL_TXT2IMG))
     check_against_schema(openapi, "txt2img", body)
     # The checkpoint goes where A1111 reads it; a top-level key would be silently ignored.
     assert "sd_model_checkpoint" not in body
@@ -105,7 +105,7 @@ def test_default_bodies_match_the_real_schema(service, openapi):
         values["prompt"] = "a cat"
         if name == "img2img":
             values["init_image"] = png_upload()
-        body = build_body(service, mode, values)
+        body = build_body(mode, prepare_values(mode, values))
         check_against_schema(openapi, name, body)
         # Empty optional selects are not sent, so the server keeps its own choice; the live
         # preview is switched on for this request only.
@@ -119,7 +119,7 @@ def test_img2img_body_carries_the_init_image_as_base64(service, openapi):
     upload = png_upload()
     values = {**defaults(mode), "prompt": "a red square", "init_image": upload,
               "denoising_strength": 0.3, "resize_mode": 1}
-    body = build_body(service, mode, values)
+    body = build_body(mode, prepare_values(mode, values))
     check_against_schema(openapi, "img2img", body)
     assert base64.b64decode(body["init_images"][0]) == upload.data
     assert body["denoising_strength"] == 0.3 and body["resize_mode"] == 1
@@ -129,5 +129,5 @@ def test_img2img_body_carries_the_init_image_as_base64(service, openapi):
 
 def test_no_lora_means_prompt_unchanged(service):
     mode = service.definition.modes["txt2img"]
-    body = build_body(service, mode, {**defaults(mode), "prompt": "plain"})
+    body = build_body(mode, prepare_values(mode, {**defaults(mode), "prompt": "plain"}))
     assert body["prompt"] == "plain"

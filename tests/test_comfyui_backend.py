@@ -1,5 +1,5 @@
 """The fake ComfyUI server (tests/backends/comfyui.py) answers like the real one, and the bundled
-ComfyUI workflows (webui/definitions/comfyui/*.json) run on it once their model names are bound."""
+ComfyUI workflows (webui/services/comfyui/*.json) run on it once their model names are bound."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from PIL import Image
 
 from tests.backends.comfyui import OOM_MESSAGE, OOM_TIPS, SAMPLERS, create_comfyui_app
 
-WORKFLOWS = Path(__file__).parent.parent / "webui" / "definitions" / "comfyui"
+WORKFLOWS = Path(__file__).parent.parent / "webui" / "services" / "comfyui"
 
 # What a definition reads from GET /history/{prompt_id} (one key, the prompt id, or none yet).
 DONE = "values(@)[0].status.status_str != null"

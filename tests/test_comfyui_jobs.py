@@ -21,6 +21,7 @@ import requests
 
 from webui.catalog import BUNDLED_DIR
 
+from .conftest import HX
 from .test_jobs import wait_for
 from .test_services import defaults, png, sent
 
@@ -58,7 +59,7 @@ def start(app, mode="txt2img", files=None, **fields):
     client = app.test_client()
     for key, blob in (files or {}).items():
         data[key] = (io.BytesIO(blob), f"{key}.png")
-    r = client.post(f"/services/comfyui/{mode}/generate", data=data,
+    r = client.post(f"/services/comfyui/{mode}/generate", headers=HX, data=data,
                     content_type="multipart/form-data")
     assert r.status_code == 202, r.get_data(as_text=True)
     job_id = re.search(r'id="job-([0-9a-f]{32})"', r.get_data(as_text=True)).group(1)
@@ -167,7 +168,7 @@ def test_the_whole_comfyui_seed_range(services_app, comfy):
     # The history keeps it (SQLite integers stop at 2**63 - 1).
     record = services_app.extensions["webui"].history.get_job(job.id)
     assert record.images[0].seed == biggest
-    r = client.post("/services/comfyui/txt2img/generate", data={
+    r = client.post("/services/comfyui/txt2img/generate", headers=HX, data={
         **defaults(services_app, "comfyui", "txt2img"), "prompt": "x",
         "ckpt_name": "sd15-demo.safetensors", "seed": str(2**64)})
     assert r.status_code == 422
@@ -178,7 +179,7 @@ def test_sampler_and_scheduler_are_always_chosen(services_app):
     client = services_app.test_client()
     html = client.get("/services/comfyui/txt2img/options/sampler_name").get_data(as_text=True)
     assert '<option value="">' not in html
-    r = client.post("/services/comfyui/txt2img/generate", data={
+    r = client.post("/services/comfyui/txt2img/generate", headers=HX, data={
         **defaults(services_app, "comfyui", "txt2img"), "prompt": "x",
         "ckpt_name": "sd15-demo.safetensors", "sampler_name": ""})
     assert r.status_code == 422

@@ -13,8 +13,8 @@ import yaml
 
 from webui.catalog import BUNDLED_DIR
 from webui.cli import main as cli_main
-from webui.definitions import DefinitionError, load_data, load_file, schema_text
-from webui.paths import PathError, format_path, parse_path, set_path
+from webui.format import DefinitionError, load_data, load_file, schema_text
+from webui.format.paths import PathError, format_path, parse_path, set_path
 
 A1111_FILE = BUNDLED_DIR / "a1111.yaml"
 SCHEMA_FILE = Path(__file__).parent.parent / "docs" / "definition.schema.json"

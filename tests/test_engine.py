@@ -10,12 +10,13 @@ import pytest
 import requests
 import responses
 
+from webui.backend import BackendError, check_health
 from webui.catalog import BUNDLED_DIR
-from webui.client import BackendError, Service, check_health
-from webui.definitions import load_file
-from webui.engine import generate
+from webui.choices import OptionsCache, choices
+from webui.format import load_file
 from webui.images import ImageStore
-from webui.options import OptionsCache, choices
+from webui.pipeline import generate, prepare_values
+from webui.service import Service
 
 from .conftest import a1111_response
 
@@ -40,7 +41,8 @@ def values(service, **extra):
 
 
 def run(service, store, **extra):
-    return generate(service, service.definition.modes["txt2img"], values(service, **extra), store)
+    mode = service.definition.modes["txt2img"]
+    return generate(service, mode, prepare_values(mode, values(service, **extra)), store)
 
 
 def failure(service, store, **extra) -> BackendError:
@@ -167,10 +169,11 @@ def test_real_timeout_against_a_slow_server(service, store):
                        base_url=f"http://127.0.0.1:{port}")
         mode = service.definition.modes["txt2img"]
         quick = mode.endpoint.model_copy(update={"timeout": 0.3})
-        from webui.definitions import Mode
+        import dataclasses
 
+        quick_mode = dataclasses.replace(mode, endpoint=quick)
         with pytest.raises(BackendError) as info:
-            generate(slow, Mode("txt2img", quick, mode.parameters), values(service), store)
+            generate(slow, quick_mode, prepare_values(mode, values(service)), store)
         assert "did not answer within 0.3 s" in info.value.message
     finally:
         listener.close()
@@ -236,7 +239,7 @@ def test_options_errors(service):
     ],
 )
 def test_authentication_types(monkeypatch, auth, env, header, expected):
-    from webui.definitions import load_data
+    from webui.format import load_data
 
     from .test_definitions import minimal
 
@@ -251,7 +254,7 @@ def test_authentication_types(monkeypatch, auth, env, header, expected):
 
 
 def test_required_secret_missing_is_a_setup_error(monkeypatch):
-    from webui.definitions import load_data
+    from webui.format import load_data
 
     from .test_definitions import minimal
 

@@ -13,22 +13,21 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from webui import history
-from webui.forms import UploadedImage
 from webui.history import (
-    SCHEMA_VERSION,
-    Cursor,
     GalleryItem,
     HistoryError,
     HistoryStore,
     ImageRecord,
     JobRecord,
     cursor_text,
-    make_thumbnail,
     match_expression,
+    migrations,
     parse_cursor,
-    public_url,
 )
+from webui.history.migrations import MIGRATIONS, SCHEMA_VERSION
+from webui.history.records import PAGE_LIMIT_MAX, Cursor
+from webui.images import ThumbnailError, UploadedImage, make_thumbnail
+from webui.redact import redact_url as public_url
 
 T0 = 1_700_000_000.0
 
@@ -140,8 +139,8 @@ def test_a_failing_migration_leaves_the_database_as_it_was(
         db.execute("CREATE TABLE half_done (x)")
         db.execute("SELECT no_such_column FROM jobs")
 
-    monkeypatch.setattr(history, "MIGRATIONS", [*history.MIGRATIONS, broken])
-    monkeypatch.setattr(history, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*MIGRATIONS, broken])
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     with pytest.raises(HistoryError, match="h.sqlite3"):
         HistoryStore(path)
     db = sqlite3.connect(path)
@@ -391,7 +390,7 @@ def test_page_limit_is_bounded(store: HistoryStore) -> None:
     assert len(store.page(limit=0).items) == 1
     assert len(store.page(limit=-5).items) == 1
     big = store.page(limit=10_000)
-    assert len(big.items) == history.PAGE_LIMIT_MAX and big.next is not None
+    assert len(big.items) == PAGE_LIMIT_MAX and big.next is not None
 
 
 # --- Search ----------------------------------------------------------------------------------
@@ -617,17 +616,17 @@ def test_thumbnail_of_a_small_transparent_or_rotated_image(tmp_path: Path) -> No
 
 
 def test_thumbnail_of_a_missing_or_broken_image(tmp_path: Path) -> None:
-    with pytest.raises(HistoryError, match="does not exist"):
+    with pytest.raises(ThumbnailError, match="does not exist"):
         make_thumbnail(tmp_path / "nope.png", tmp_path / "t.webp")
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 50)
-    with pytest.raises(HistoryError, match="not a readable image"):
+    with pytest.raises(ThumbnailError, match="not a readable image"):
         make_thumbnail(broken, tmp_path / "t.webp")
     buf = io.BytesIO()
     Image.new("RGB", (300, 300), (1, 2, 3)).save(buf, format="PNG")
     truncated = tmp_path / "truncated.png"
     truncated.write_bytes(buf.getvalue()[:-40])
-    with pytest.raises(HistoryError, match="not a readable image"):
+    with pytest.raises(ThumbnailError, match="not a readable image"):
         make_thumbnail(truncated, tmp_path / "t.webp")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.png", "truncated.png"]
 

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from tests.conftest import a1111_response
-from webui.forms import UploadedImage
+from webui.images import UploadedImage
 from webui.infotext import (
     INFOTEXT_LABELS,
     build_infotext,

@@ -18,7 +18,7 @@ import requests
 from webui import create_app
 from webui.demo import create_demo_app
 
-from .conftest import ServerThread, demo_extra
+from .conftest import HX, ServerThread, demo_extra
 from .test_pages import form
 
 
@@ -34,7 +34,7 @@ def wait_for(condition: Callable[[], object], timeout: float = 20, what: str = "
 
 
 def start(client, **fields):
-    r = client.post("/services/demo/txt2img/generate", data=form(**fields))
+    r = client.post("/services/demo/txt2img/generate", headers=HX, data=form(**fields))
     assert r.status_code == 202, r.get_data(as_text=True)
     job_id = re.search(r'id="job-([0-9a-f]{32})"', r.get_data(as_text=True)).group(1)
     assert r.headers["HX-Push-Url"] == f"/services/demo/txt2img?job={job_id}"

@@ -20,7 +20,7 @@ from werkzeug.datastructures import MultiDict
 from webui import create_app
 
 from .backends.openai_images import create_localai_app, schema_validator
-from .conftest import ServerThread, submit
+from .conftest import HX, ServerThread, submit
 from .test_services import defaults, generate, png, sent
 
 
@@ -70,7 +70,7 @@ def test_fields_a_model_does_not_take_are_neither_shown_nor_sent(services_app, f
                     "quality": "hd"}
     # A size of another model is refused before anything is sent.
     client = services_app.test_client()
-    r = client.post("/services/openai/txt2img/generate", data={
+    r = client.post("/services/openai/txt2img/generate", headers=HX, data={
         **defaults(services_app, "openai", "txt2img"), "prompt": "x", "model": "dall-e-2",
         "size": "1536x1024"})
     assert r.status_code == 422

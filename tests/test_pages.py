@@ -12,9 +12,9 @@ import responses
 import yaml
 from PIL import Image
 
-from webui import engine
+from webui import pipeline
 
-from .conftest import a1111_response, submit
+from .conftest import HX, a1111_response, submit
 from .test_definitions import minimal
 
 BASE = "http://a1111.test:7860"
@@ -247,8 +247,8 @@ def test_unexpected_error_is_a_sentence_not_a_traceback(client, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("internal detail")
 
-    monkeypatch.setattr(engine, "build_body", explode)
-    monkeypatch.setattr("webui.views.choices", lambda *a, **k: [])
+    monkeypatch.setattr(pipeline, "build_body", explode)
+    monkeypatch.setattr("webui.views.services.choices", lambda *a, **k: [])
     responses.get(f"{API}/memory", json=a1111_response("memory"))
     r = submit(client, "/services/a1111/txt2img/generate", data=form(sampler_name=None,
                     scheduler=None, hr_upscaler=None))
@@ -278,9 +278,8 @@ def test_unexpected_error_in_a_view_is_a_sentence(client, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("internal detail")
 
-    monkeypatch.setattr("webui.views.forms.validate", explode)
-    r = client.post("/services/a1111/txt2img/generate", data=form(),
-                    headers={"HX-Request": "true"})
+    monkeypatch.setattr("webui.views.generate.forms.validate", explode)
+    r = client.post("/services/a1111/txt2img/generate", headers=HX, data=form())
     html = r.get_data(as_text=True)
     assert r.status_code == 500 and "Something went wrong inside webui" in html
     assert "internal detail" not in html and "Traceback" not in html
@@ -289,12 +288,12 @@ def test_unexpected_error_in_a_view_is_a_sentence(client, monkeypatch):
 
 def test_other_websites_cannot_start_generations(client):
     r = client.post("/services/a1111/txt2img/generate", data=form(),
-                    headers={"Sec-Fetch-Site": "cross-site"})
+                    headers={**HX, "Sec-Fetch-Site": "cross-site"})
     assert r.status_code == 403 and "came from another website" in r.get_data(as_text=True)
     r = client.delete("/gallery/1", headers={"Sec-Fetch-Site": "same-site"})
     assert r.status_code == 403
     # Reading stays open, and the page's own requests pass.
     assert client.get("/", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 200
     r = client.post("/services/a1111/txt2img/generate", data=form(steps="0"),
-                    headers={"Sec-Fetch-Site": "same-origin"})
+                    headers={**HX, "Sec-Fetch-Site": "same-origin"})
     assert r.status_code != 403

@@ -96,7 +96,8 @@ def test_quick_start_in_an_empty_folder_shows_every_image(newcomer):
     s = requests.Session()
     index = s.get(base + "/", timeout=10).text
     assert "/services/demo/" in index
-    r = s.post(base + "/services/demo/txt2img/generate", timeout=10, data={
+    r = s.post(base + "/services/demo/txt2img/generate", timeout=10,
+               headers={"HX-Request": "true"}, data={
         "prompt": "a lighthouse", "steps": "3", "width": "64", "height": "64",
         "batch_size": "2"})
     assert r.status_code == 202, r.text

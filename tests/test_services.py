@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from webui import engine
+from webui import pipeline
 
 from .conftest import submit
 from .test_pages import field_errors
@@ -123,8 +123,9 @@ def test_comfyui_validation_error_400_is_explained(services_app, tmp_path):
     mode = service.definition.modes["txt2img"]
     values = {p.key: p.defaultValue for p in mode.parameters}
     values.update(prompt="x", ckpt_name="missing.safetensors")  # a name the server lacks
-    with pytest.raises(engine.BackendError) as info:
-        engine.generate(service, mode, values, services_app.extensions["webui"].store)
+    with pytest.raises(pipeline.BackendError) as info:
+        pipeline.generate(service, mode, pipeline.prepare_values(mode, values),
+                          services_app.extensions["webui"].store)
     message = info.value.message
     assert "ComfyUI failed (HTTP 400: Prompt outputs failed validation; ckpt_name" in message
     assert "missing.safetensors" in message
@@ -138,8 +139,9 @@ def test_comfyui_job_that_never_finishes_times_out(services_app, monkeypatch):
     monkeypatch.setattr(wait.poll, "every", 0.1)
     values = {p.key: p.defaultValue for p in mode.parameters}
     values.update(prompt="NEVER_FINISH", ckpt_name="sd15-demo.safetensors")
-    with pytest.raises(engine.BackendError) as info:
-        engine.generate(service, mode, values, services_app.extensions["webui"].store)
+    with pytest.raises(pipeline.BackendError) as info:
+        pipeline.generate(service, mode, pipeline.prepare_values(mode, values),
+                          services_app.extensions["webui"].store)
     assert info.value.kind == "timeout"
     assert "did not finish the job within 1 s" in info.value.message
 
@@ -278,7 +280,7 @@ def test_no_service_names_in_the_engine():
     out = subprocess.run(["grep", "-rniE", "comfy|openai|stability|forge|sdnext", "webui",
                           "--include=*.py"], cwd=root, capture_output=True, text=True).stdout
     offending = [line for line in out.splitlines()
-                 if not line.startswith("webui/demo.py") and "#" not in line.split(":", 2)[2]]
+                 if not line.startswith("webui/demo/") and "#" not in line.split(":", 2)[2]]
     assert offending == []
 
 
@@ -293,7 +295,7 @@ def test_bundled_definitions_all_load():
 
 def test_workflow_bindings_are_checked_at_load(tmp_path):
     from webui.catalog import BUNDLED_DIR
-    from webui.definitions import DefinitionError, load_file
+    from webui.format import DefinitionError, load_file
 
     (tmp_path / "comfyui").mkdir()
     for name in ("txt2img.json", "img2img.json"):
@@ -324,8 +326,9 @@ def test_stability_wrong_key_and_openai_timeout(services_app, fakes, monkeypatch
     fakes["openai"].server.app.config["SLOW_SECONDS"] = 2
     values = {p.key: p.defaultValue for p in mode.parameters}
     values["prompt"] = "SLOW please"
-    with pytest.raises(engine.BackendError) as info:
-        engine.generate(service, mode, values, services_app.extensions["webui"].store)
+    with pytest.raises(pipeline.BackendError) as info:
+        pipeline.generate(service, mode, pipeline.prepare_values(mode, values),
+                          services_app.extensions["webui"].store)
     assert "did not answer within 0.5 s" in info.value.message
     assert "was not sent again" in info.value.message
     assert len(sent(fakes, "openai", "/v1/images/generations")) == 1

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 from flask import Flask, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import gallery
+from . import recorder, views
 from .catalog import DefinitionFolders
+from .choices import OptionsCache
 from .config import Settings
-from .definitions import condition_holds, when_json
-from .forms import MAX_UPLOAD_BYTES
 from .history import HistoryError, HistoryStore
-from .images import ImageStore
+from .images import MAX_IMAGE_BYTES, ImageStore
 from .jobs import JobManager
-from .options import OptionsCache
+from .state import State
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +28,6 @@ def _asset_dir(name: str) -> Path:
     # (and an editable install) has them at the top level, next to the package.
     inside = _HERE / name
     return inside if inside.is_dir() else _HERE.parent / name
-
-
-@dataclass
-class State:
-    """What the views share: settings, the definition folders, caches and the image store."""
-
-    settings: Settings
-    folders: DefinitionFolders
-    options: OptionsCache
-    store: ImageStore
-    jobs: JobManager
-    history: HistoryStore | None
-    history_error: str | None = None
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -60,7 +45,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         static_folder=str(_asset_dir("static")),
     )
     # The whole form, an upload included, with room for the other fields.
-    app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_BYTES + 2 * 1024 * 1024
+    app.config["MAX_CONTENT_LENGTH"] = MAX_IMAGE_BYTES + 2 * 1024 * 1024
     store = ImageStore(settings.images_dir)
     history: HistoryStore | None = None
     history_error = None
@@ -70,7 +55,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         # Generating still works; the gallery says what is wrong with the history file.
         history_error = str(exc)
         log.error("history unavailable: %s", exc)
-    on_finish = partial(gallery.record, history, store, settings.thumbs_dir) if history else None
+    on_finish = partial(recorder.record, history, store, settings.thumbs_dir) if history else None
     app.extensions["webui"] = State(
         settings=settings,
         folders=DefinitionFolders(settings.definition_dirs, settings.url_overrides,
@@ -82,13 +67,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         history_error=history_error,
     )
 
-    from . import views
-
-    app.register_blueprint(views.bp)
-    app.register_blueprint(gallery.bp)
-    app.jinja_env.filters["backticks"] = views.backticks
-    app.jinja_env.globals["condition_holds"] = condition_holds
-    app.jinja_env.filters["when_json"] = when_json
+    views.register(app)
 
     @app.before_request
     def refuse_cross_site_writes():
@@ -102,7 +81,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge):
-        limit = MAX_UPLOAD_BYTES // (1024 * 1024)
+        limit = MAX_IMAGE_BYTES // (1024 * 1024)
         return _problem(f"The upload is too large: the limit is {limit} MB.", 413)
 
     @app.errorhandler(HTTPException)

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .client import Service, url_env_name
-from .definitions import DefinitionError, ServiceDefinition, load_file, read_raw
+from .format import DefinitionError, ServiceDefinition, load_file, read_raw
+from .service import Service, env_name, split_urls
 
-BUNDLED_DIR = Path(__file__).parent / "definitions"
+BUNDLED_DIR = Path(__file__).parent / "services"
 SUFFIXES = {".yaml", ".yml", ".json"}
 
 
@@ -121,7 +121,8 @@ class DefinitionFolders:
             if seen_providers == providers and all(_stamp(p) == st for p, st in stamps):
                 return loaded
         try:
-            loaded = load_file(path, by_id.get)
+            raw = self._read(path)
+            loaded = load_file(path, by_id.get, raw if isinstance(raw, dict) else None)
             deps: tuple[Path, ...] = loaded.dependencies
         except DefinitionError as exc:
             loaded, deps = exc, exc.dependencies or (path,)
@@ -160,7 +161,7 @@ class DefinitionFolders:
         return result
 
     def _service(self, service_id: str, definition: ServiceDefinition) -> Service:
-        env = url_env_name(service_id)
+        env = env_name(service_id, "URL")
         given = self.url_overrides.get(service_id) or os.environ.get(env)
         urls = split_urls(given or definition.model.url)
         auth = definition.model.authentication
@@ -171,9 +172,3 @@ class DefinitionFolders:
             or any(name and os.environ.get(name) for name in secrets))
         return Service(id=service_id, name=definition.model.name, definition=definition,
                        base_url=urls[0], url_env=env, instances=urls, configured=configured)
-
-
-def split_urls(value: str) -> tuple[str, ...]:
-    """One base URL, or a comma-separated pool of them."""
-    urls = tuple(u.strip() for u in value.split(",") if u.strip())
-    return urls or (value,)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .catalog import BUNDLED_DIR, DefinitionFolders, ExtraService
 from .config import DEFAULT_HOST, DEFAULT_PORT, Settings
-from .definitions import DefinitionError, schema_text
+from .format import DefinitionError, schema_text
 
 DEMO_NOTE = ("Built-in demo: draws procedural pictures, no AI model involved. It speaks the "
              "A1111 API through the same `a1111` definition as a real A1111. For a real one, "

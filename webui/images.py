@@ -1,5 +1,8 @@
-"""Result images: decoding what a backend returned, checking it is an image, and writing it
-to disk atomically before anything shows it.
+"""Images: decoding what a backend returned, the one check that bytes are a usable image,
+atomic writes, thumbnails, and uploaded input images.
+
+Every image — a backend's result, a live preview, an upload, a file sent on from the gallery —
+goes through :func:`check` before anything uses it.
 """
 
 from __future__ import annotations
@@ -11,18 +14,28 @@ import os
 import re
 import secrets
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import IO
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# One limit for every image webui reads: an upload, a result, a preview.
+MAX_IMAGE_BYTES = 30 * 1024 * 1024
+MAX_IMAGE_PIXELS = 64_000_000
 
 _DATA_URL = re.compile(r"^data:([\w/+.-]+)?(;[\w=.-]+)*;base64,", re.IGNORECASE)
 _SAFE = re.compile(r"[^A-Za-z0-9_-]+")
+# Base64 of an image: only the base64 alphabet, and longer than any image header.
+_BASE64_TEXT = re.compile(r"[A-Za-z0-9+/]{64,}={0,2}")
+_PILLOW_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+                  Image.DecompressionBombError)
 
 
 class ImageDataError(ValueError):
-    """Bytes or text that are not an image."""
+    """Bytes or text that are not a usable image; the message completes "the image …"."""
 
 
 @dataclass(frozen=True)
@@ -33,8 +46,67 @@ class ImageInfo:
     height: int
 
 
-def decode_base64(text: str) -> bytes:
-    """Decode base64 image text, with or without a ``data:…;base64,`` prefix."""
+@dataclass(frozen=True)
+class UploadedImage:
+    """An input image (an upload, or an image of the gallery sent on), already checked."""
+
+    data: bytes
+    mime: str
+    filename: str
+    width: int
+    height: int
+
+
+def check(data: bytes) -> ImageInfo:
+    """The one check: a format Pillow reads, within the byte and pixel limits (the pixel
+    count is read from the header, before anything is decoded)."""
+    if not data:
+        raise ImageDataError("is empty")
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ImageDataError(f"is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MB")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise ImageDataError(f"is too large ({width}×{height} pixels)")
+            img.verify()
+            fmt = (img.format or "").upper()
+    except ImageDataError:
+        raise
+    except _PILLOW_ERRORS:
+        raise ImageDataError(f"is not an image ({len(data)} bytes that no decoder "
+                             "recognises)") from None
+    ext = {"JPEG": "jpg"}.get(fmt, fmt.lower() or "bin")
+    return ImageInfo(Image.MIME.get(fmt, "application/octet-stream"), ext, width, height)
+
+
+def upload(data: bytes, filename: str) -> UploadedImage:
+    """An input image from bytes; ImageDataError if they are not a usable image."""
+    info = check(data)
+    return UploadedImage(data, info.mime, filename, info.width, info.height)
+
+
+def text_kind(text: str, encoding: str) -> str:
+    """How an image given as text is encoded: "base64", "data_url" or "url". ``auto``
+    decides per value; base64 text may itself start with "/" (every JPEG's: "/9j/")."""
+    if encoding != "auto":
+        return encoding
+    text = text.strip()
+    if text.startswith("data:"):
+        return "data_url"
+    if text.startswith(("http://", "https://")) or (
+            text.startswith("/") and not _BASE64_TEXT.fullmatch(text)):
+        return "url"
+    return "base64"
+
+
+def decode_text(text: str, encoding: str) -> bytes:
+    """The bytes of an image given as base64 text or a data URL (``auto``: either)."""
+    kind = text_kind(text, encoding)
+    if kind == "url":
+        raise ImageDataError("is a URL, not image data")
+    if kind == "data_url" and not _DATA_URL.match(text.strip()):
+        raise ImageDataError("is not a base64 data: URL")
     text = _DATA_URL.sub("", text.strip(), count=1)
     text = "".join(text.split())
     text += "=" * (-len(text) % 4)
@@ -44,31 +116,25 @@ def decode_base64(text: str) -> bytes:
         raise ImageDataError("is not valid base64") from None
 
 
-def decode_data_url(text: str) -> bytes:
-    if not _DATA_URL.match(text.strip()):
-        raise ImageDataError("is not a base64 data: URL")
-    return decode_base64(text)
-
-
-def inspect(data: bytes) -> ImageInfo:
-    """Identify an image; raise ImageDataError if Pillow cannot read it."""
-    if not data:
-        raise ImageDataError("is empty")
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.verify()
-            fmt = (img.format or "").upper()
-            width, height = img.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise ImageDataError(f"is not an image ({len(data)} bytes that no decoder "
-                             "recognises)") from None
-    ext = {"JPEG": "jpg"}.get(fmt, fmt.lower() or "bin")
-    return ImageInfo(Image.MIME.get(fmt, "application/octet-stream"), ext, width, height)
-
-
 def to_base64(data: bytes, mime: str | None = None) -> str:
     text = base64.b64encode(data).decode("ascii")
     return f"data:{mime};base64,{text}" if mime else text
+
+
+def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write a file so that it appears complete or not at all (a temporary file in the same
+    folder, synced, then renamed over the name)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class ImageStore:
@@ -81,20 +147,46 @@ class ImageStore:
         """Write ``data`` atomically; return its path relative to the root (with '/')."""
         now = datetime.now()
         folder = self.root / now.strftime("%Y-%m-%d")
-        folder.mkdir(parents=True, exist_ok=True)
         stem = f"{now.strftime('%H%M%S')}-{_SAFE.sub('-', label).strip('-')[:60]}"
         name = f"{stem}-{secrets.token_hex(3)}.{ext}"
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=f".{ext}")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, folder / name)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(folder / name, lambda fh: fh.write(data))
         return f"{folder.name}/{name}"
 
     def path(self, relative: str) -> Path:
         return self.root / relative
+
+
+class ThumbnailError(Exception):
+    """A thumbnail that could not be made (the source is missing or unreadable, or the
+    thumbnail folder cannot be written)."""
+
+
+def make_thumbnail(src: Path, dst: Path, size: int = 384) -> tuple[int, int]:
+    """Write a WEBP thumbnail of ``src`` fitting in ``size``×``size`` to ``dst`` and return its
+    size. An existing ``dst`` is kept (thumbnails are made once); the file appears complete or
+    not at all.
+    """
+    src, dst = Path(src), Path(dst)
+    if dst.exists():
+        try:
+            with Image.open(dst) as done:
+                return done.size
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            pass  # damaged by something else: make it again
+    try:
+        with Image.open(src) as img:
+            img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster
+            thumb = ImageOps.exif_transpose(img)
+            alpha = thumb.mode in ("RGBA", "LA", "PA") or "transparency" in thumb.info
+            thumb = thumb.convert("RGBA" if alpha else "RGB")
+            thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
+    except FileNotFoundError:
+        raise ThumbnailError(f"Cannot make a thumbnail: {src} does not exist") from None
+    except _PILLOW_ERRORS as exc:
+        raise ThumbnailError(f"Cannot make a thumbnail of {src}: it is not a readable image "
+                           f"({exc})") from None
+    try:
+        write_atomic(dst, lambda fh: thumb.save(fh, format="WEBP", quality=80, method=4))
+    except OSError as exc:
+        raise ThumbnailError(f"Cannot write the thumbnail {dst}: {exc}") from None
+    return thumb.size

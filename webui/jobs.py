@@ -3,7 +3,7 @@ job runs, interrupt/skip/cancel.
 
 A job is submitted and returns at once; a dispatcher thread per service hands the oldest
 queued job to the least busy healthy instance (checked just before submission, so a dead one is
-skipped before anything is sent to it), and a runner thread carries it through the engine. A
+skipped before anything is sent to it), and a runner thread carries it through the pipeline. A
 request that may have reached a backend is never sent again: a job whose instance dies while
 it runs fails with a clear message, and the jobs still queued go to the other instances.
 """
@@ -19,11 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import engine, expr
-from .client import BackendError, Service, call, check_health, read_json
-from .definitions import Mode, placeholders
-from .engine import SavedImage
-from .images import ImageDataError, decode_base64, decode_data_url, inspect
+from . import expr, images, pipeline
+from .backend import BackendError, call, check_health, read_json
+from .format import Mode, placeholders
+from .images import ImageDataError, ImageStore
+from .results import SavedImage
+from .service import Service
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +46,17 @@ class Progress:
 class Job:
     """One generation, from the queue to its images."""
 
-    def __init__(self, service: Service, mode: Mode, values: dict[str, Any]):
+    def __init__(
+        self, service: Service, mode: Mode, values: dict[str, Any],
+        sent: dict[str, Any] | None = None,
+    ):
         self.id = uuid.uuid4().hex
+        # The service (and its definition) as it was when the job was queued: an edit of the
+        # definition file affects later jobs, not this one.
         self.service = service
         self.mode = mode
-        self.values = values
+        self.values = values  # as the user asked (what "Reuse parameters" gives back)
+        self.sent = sent if sent is not None else values  # as sent (seeds picked, text joined)
         self.status = "queued"
         self.created = time.time()
         self.started: float | None = None
@@ -128,7 +135,7 @@ class JobManager:
 
     def __init__(
         self,
-        store: engine.ImageStore,
+        store: ImageStore,
         on_finish: Callable[[Job, str], None] | None = None,
         keep: int = 1000,
     ):
@@ -169,8 +176,11 @@ class JobManager:
 
     # -- acting --------------------------------------------------------------------------------
 
-    def submit(self, service: Service, mode: Mode, values: dict[str, Any]) -> Job:
-        job = Job(service, mode, values)
+    def submit(
+        self, service: Service, mode: Mode, values: dict[str, Any],
+        sent: dict[str, Any] | None = None,
+    ) -> Job:
+        job = Job(service, mode, values, sent)
         with self._cond:
             pool = self._pools.get(service.id)
             if pool is None:
@@ -230,10 +240,10 @@ class JobManager:
             endpoint = service.definition.endpoints[name]
             scope = {"client_id": "", **job.variables}
             try:
-                call(service, endpoint, path=engine.substitute(endpoint.path, scope,
+                call(service, endpoint, path=pipeline.substitute(endpoint.path, scope,
                                                                quote_values=True),
-                     query=engine.substitute(endpoint.query, scope),
-                     body=engine.substitute(endpoint.body, scope))
+                     query=pipeline.substitute(endpoint.query, scope),
+                     body=pipeline.substitute(endpoint.body, scope))
             except BackendError as exc:
                 problems.append(exc.message)
         return " ".join(problems) or None
@@ -277,15 +287,18 @@ class JobManager:
                     chosen = instance
                     break
             if chosen is None:
-                failed = None
+                failed: list[Job] = []
                 with self._cond:
                     if pool.queue and not any(i.running for i in pool.instances.values()):
-                        # Nothing can take it now: say so rather than wait without end.
+                        # Nothing can take them now: say so at once, to every job waiting,
+                        # rather than let them wait without end (or fail one every few s).
                         reasons = "; ".join(i.message for i in candidates) or "no instance"
-                        failed = pool.queue.popleft()
-                        failed.error = f"No instance of {service.name} is reachable. {reasons}"
-                if failed is not None:
-                    self._end(failed, "failed")
+                        failed = list(pool.queue)
+                        pool.queue.clear()
+                        for job in failed:
+                            job.error = f"No instance of {service.name} is reachable. {reasons}"
+                for job in failed:
+                    self._end(job, "failed")
                 continue
             with self._cond:
                 if not pool.queue:
@@ -294,7 +307,6 @@ class JobManager:
                 job.status = "running"
                 job.started = time.time()
                 job.instance = chosen.url
-                job.service = service
                 chosen.running += 1
             threading.Thread(target=self._run, args=(pool, job, chosen),
                              name=f"job-{job.id[:8]}", daemon=True).start()
@@ -313,14 +325,14 @@ class JobManager:
             follower = threading.Thread(target=self._follow, args=(service, job, following),
                                         daemon=True)
             follower.start()
-        control = engine.Control(should_stop=lambda: job.stop_requested,
+        control = pipeline.Control(should_stop=lambda: job.stop_requested,
                                  on_image=job.add_image,
                                  on_saved=lambda: self._send_calls(job),
                                  on_remote=job.set_remote, variables=job.variables)
         status = "failed"
         key = (service.id, job.mode.name)
         try:
-            generation = engine.generate(service, job.mode, job.values, self.store, control)
+            generation = pipeline.generate(service, job.mode, job.sent, self.store, control)
             job.images = generation.images
             job.info = generation.info
             status = "interrupted" if job.stop_requested else "done"
@@ -397,12 +409,11 @@ class JobManager:
             raw = _value(spec.preview, data)
             if isinstance(raw, str) and raw:
                 try:
-                    blob = (decode_data_url(raw) if spec.previewEncoding == "data_url" or (
-                        spec.previewEncoding == "auto" and raw.startswith("data:"))
-                        else decode_base64(raw))
-                    new.preview_mime = inspect(blob).mime
-                    new.preview = blob
-                    new.preview_version += 1
+                    blob = images.decode_text(raw, spec.previewEncoding)
+                    if blob != progress.preview:  # a new version only for a new picture
+                        new.preview_mime = images.check(blob).mime
+                        new.preview = blob
+                        new.preview_version += 1
                 except ImageDataError:
                     pass
             job.progress = new

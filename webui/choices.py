@@ -1,4 +1,4 @@
-"""Choices of endpoint-fed selects (models, samplers, LoRAs, …), fetched from the backend.
+"""Select choices (models, samplers, LoRAs, …) fetched from the backends.
 
 Each endpoint's answer is cached briefly per service, so a form with five selects on the same
 backend and the server-side check of a submitted value cost one request per endpoint, not one
@@ -9,22 +9,14 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from . import expr
-from .client import BackendError, Service, call, read_json
-from .definitions import OptionsSource, Parameter
+from .backend import BackendError, call, read_json
+from .format import Choice, OptionsSource, Parameter, find_choice
+from .service import Service
 
 CACHE_SECONDS = 120.0
-
-
-@dataclass(frozen=True)
-class Choice:
-    value: Any
-    label: str
-    # Other keys the same choice is known by (its earlier value, its file name…).
-    aliases: tuple[str, ...] = ()
 
 
 class OptionsCache:
@@ -134,25 +126,3 @@ def match_current(
         elif str(hit.value) not in selected:
             selected.append(str(hit.value))
     return selected, stale
-
-
-def find_choice(param: Parameter, found: list[Choice], raw: Any) -> Choice | None:
-    """The choice a value stands for: its own value, else one sharing a key with it. A value
-    saved earlier may name a choice the service has renamed since (A1111 adds "[hash]" to a
-    checkpoint's title once it was loaded): the sources' aliases are computed for both."""
-    raw = str(raw)
-    hit = next((c for c in found if str(c.value) == raw), None)
-    if hit is not None:
-        return hit
-    keys = {raw}
-    for source in param.sources:
-        if not source.valueKey:
-            continue
-        for alias in source.aliases:
-            try:
-                value = expr.search(alias, {source.valueKey: raw})
-            except expr.ExprError:
-                continue
-            if isinstance(value, str | int | float) and value != "":
-                keys.add(str(value))
-    return next((c for c in found if keys & {str(c.value), *c.aliases}), None)

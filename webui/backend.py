@@ -1,4 +1,4 @@
-"""HTTP to a backend: base URL, authentication, timeouts, and turning every failure into a
+"""One HTTP call to a backend: base URL, authentication, timeouts, and turning every failure into a
 :class:`BackendError` whose message a user can act on.
 
 Nothing here retries. A POST that timed out may still be running on the backend; sending it
@@ -11,49 +11,17 @@ import base64
 import json
 import os
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
 from . import expr
-from .definitions import Request, ServiceDefinition, env_name
+from .format import Request
+from .redact import mask
+from .service import Service
 
 MAX_MESSAGE = 600
-
-
-@dataclass(frozen=True)
-class Service:
-    """A definition bound to a base URL: what the UI lists and talks to."""
-
-    id: str
-    name: str
-    definition: ServiceDefinition
-    base_url: str
-    note: str = ""
-    demo: bool = False
-    url_env: str = ""
-    # Several base URLs make a pool; base_url is then the first.
-    instances: tuple[str, ...] = ()
-    # Set up by the operator (an address or a secret given, a definition of their own), or a
-    # bundled one merely waiting at its default address: the home page lists those compactly.
-    configured: bool = True
-
-    @property
-    def urls(self) -> tuple[str, ...]:
-        return self.instances or (self.base_url,)
-
-    def at(self, url: str) -> Service:
-        """This service bound to one of its instances."""
-        return replace(self, base_url=url, instances=(url,))
-
-    @property
-    def display_url(self) -> str:
-        return redact_url(self.base_url)
-
-    def url(self, path: str) -> str:
-        return self.base_url.rstrip("/") + path
 
 
 class BackendError(Exception):
@@ -77,17 +45,6 @@ class SetupError(BackendError):
 class Auth:
     headers: dict[str, str] = field(default_factory=dict)
     basic: tuple[str, str] | None = None
-
-
-def redact_url(url: str) -> str:
-    """Drop any user:password@ part so a URL can be shown."""
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        if parts.port:
-            host += f":{parts.port}"
-        parts = parts._replace(netloc=host)
-    return urlunsplit(parts)
 
 
 def resolve_auth(service: Service) -> Auth:
@@ -129,12 +86,8 @@ def secret_values(service: Service) -> list[str]:
 
 
 def scrub(service: Service, text: str) -> str:
-    """Remove the service's secrets from text a backend wrote (some APIs echo a wrong key).
-    A secret is masked where it stands as a whole token, never inside a word: a user name
-    "user" leaves A1111's word "username" alone."""
-    for value in sorted(secret_values(service), key=len, reverse=True):
-        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])", "•••", text)
-    return text
+    """Remove the service's secrets from text a backend wrote (some APIs echo a wrong key)."""
+    return mask(text, secret_values(service))
 
 
 def call(
@@ -392,7 +345,3 @@ def _snippet(text: str) -> str:
 
 def _clip(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + "…"
-
-
-def url_env_name(service_id: str) -> str:
-    return env_name(service_id, "URL")

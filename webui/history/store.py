@@ -1,5 +1,5 @@
-"""The history of generation jobs and the gallery of their images: an SQLite file in the data
-folder (``<data_dir>/history.sqlite3``).
+"""The history store: generation jobs and the gallery of their images, an SQLite file in the
+data folder (``<data_dir>/history.sqlite3``).
 
 Every job is a row of ``jobs``; every image it produced is a row of ``images`` (its file stays
 in the images folder, the row holds the path relative to it). The gallery reads images newest
@@ -14,273 +14,32 @@ recorded; writes are serialised by SQLite itself (BEGIN IMMEDIATE, with a busy t
 from __future__ import annotations
 
 import json
-import math
-import os
 import re
 import sqlite3
-import tempfile
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from ..redact import is_secret_key, redact_url
+from .migrations import migrate
+from .records import (
+    BUSY_TIMEOUT,
+    PAGE_LIMIT_MAX,
+    STATUSES,
+    Cursor,
+    GalleryItem,
+    HistoryError,
+    ImageRecord,
+    JobRecord,
+    Page,
+)
+from .search import match_expression
 
-FILENAME = "history.sqlite3"
-STATUSES = ("queued", "running", "done", "failed", "interrupted", "cancelled")
-PAGE_LIMIT_MAX = 500
-BUSY_TIMEOUT = 10.0  # seconds a writer waits for another one before giving up
-
-Cursor = tuple[float, int]  # (image created, image id) of the last image of a page
-
-
-class HistoryError(Exception):
-    """The history database or a thumbnail cannot be read or written; the message says why."""
-
-
-@dataclass
-class ImageRecord:
-    """One result image; ``path`` and ``thumb_path`` are relative to the images folder."""
-
-    job_id: str
-    position: int
-    path: str
-    mime: str = "image/png"
-    width: int | None = None
-    height: int | None = None
-    seed: int | str | None = None
-    infotext: str | None = None
-    thumb_path: str | None = None
-    created: float | None = None  # None: when it is recorded
-    id: int | None = None  # given by the store
-
-
-@dataclass
-class JobRecord:
-    """One generation job. ``parameters`` are the validated form values (see ``clean``)."""
-
-    id: str
-    service_id: str
-    service_name: str
-    mode: str
-    status: str = "queued"
-    instance: str | None = None
-    parameters: dict[str, Any] = field(default_factory=dict)
-    prompt: str | None = None
-    negative_prompt: str | None = None
-    seeds: list[Any] = field(default_factory=list)
-    info: Any = None
-    error: str | None = None
-    created: float = field(default_factory=time.time)
-    started: float | None = None
-    finished: float | None = None
-    seconds: float | None = None
-    images: list[ImageRecord] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class GalleryItem:
-    """An image of the gallery with what the gallery shows of its job."""
-
-    image: ImageRecord
-    prompt: str | None
-    negative_prompt: str | None
-    service_id: str
-    service_name: str
-    mode: str
-
-    @property
-    def cursor(self) -> Cursor:
-        return (self.image.created or 0.0, self.image.id or 0)
-
-
-@dataclass(frozen=True)
-class Page:
-    """A page of the gallery; ``next`` is the ``before`` of the following page (None: last)."""
-
-    items: list[GalleryItem]
-    next: Cursor | None
-
-
-def cursor_text(cursor: Cursor) -> str:
-    """A cursor as text for a URL (``1712345678.25_123``); ``parse_cursor`` reads it back."""
-    return f"{cursor[0]!r}_{cursor[1]}"
-
-
-def parse_cursor(text: str | None) -> Cursor | None:
-    """Read ``cursor_text``; None for a missing or malformed value (the first page)."""
-    created, sep, image_id = (text or "").partition("_")
-    try:
-        cursor = (float(created), int(image_id)) if sep else None
-    except ValueError:
-        return None
-    return cursor if cursor is None or math.isfinite(cursor[0]) else None
-
-
-# --- Migrations ------------------------------------------------------------------------------
-# Version n of the schema is what the first n functions make. They run in order, each in the
-# transaction that also sets PRAGMA user_version, so a database is always at some version.
-# Never edit a released migration: add a new one.
-
-def _v1_tables(db: sqlite3.Connection) -> None:
-    # jobs.num is the stable integer rowid FTS5 needs (a table keyed by TEXT gets rowids that
-    # VACUUM may renumber); the job's own id is the uuid the caller gives.
-    db.execute("""
-        CREATE TABLE jobs (
-            num INTEGER PRIMARY KEY,
-            id TEXT NOT NULL UNIQUE,
-            service_id TEXT NOT NULL,
-            service_name TEXT NOT NULL,
-            instance TEXT,
-            mode TEXT NOT NULL,
-            status TEXT NOT NULL,
-            parameters TEXT NOT NULL DEFAULT '{}',
-            prompt TEXT,
-            negative_prompt TEXT,
-            seeds TEXT NOT NULL DEFAULT '[]',
-            info TEXT,
-            error TEXT,
-            created REAL NOT NULL,
-            started REAL,
-            finished REAL,
-            seconds REAL
-        )""")
-    # AUTOINCREMENT: an image id is never reused, so a link to a deleted image cannot show
-    # another one.
-    db.execute("""
-        CREATE TABLE images (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
-            position INTEGER NOT NULL,
-            path TEXT NOT NULL,
-            thumb_path TEXT,
-            mime TEXT NOT NULL,
-            width INTEGER,
-            height INTEGER,
-            seed TEXT,
-            infotext TEXT,
-            created REAL NOT NULL,
-            UNIQUE (job_id, position)
-        )""")
-    db.execute("CREATE INDEX images_created ON images (created, id)")
-    db.execute("CREATE INDEX jobs_created ON jobs (created)")
-
-
-def _v2_gallery_columns(db: sqlite3.Connection) -> None:
-    # A job's service and mode are copied onto its images so that a filtered gallery page is
-    # one range of one index, whatever share of the images the filter keeps.
-    db.execute("ALTER TABLE images ADD COLUMN service_id TEXT NOT NULL DEFAULT ''")
-    db.execute("ALTER TABLE images ADD COLUMN mode TEXT NOT NULL DEFAULT ''")
-    db.execute("""
-        UPDATE images SET
-            service_id = (SELECT service_id FROM jobs WHERE jobs.id = images.job_id),
-            mode = (SELECT mode FROM jobs WHERE jobs.id = images.job_id)""")
-    db.execute("CREATE INDEX images_service ON images (service_id, created, id)")
-    db.execute("CREATE INDEX images_mode ON images (mode, created, id)")
-    db.execute("CREATE INDEX images_service_mode ON images (service_id, mode, created, id)")
-    db.execute("CREATE INDEX jobs_service ON jobs (service_id, created)")
-    db.execute("""
-        CREATE TRIGGER jobs_gallery AFTER UPDATE OF service_id, mode ON jobs
-        WHEN old.service_id IS NOT new.service_id OR old.mode IS NOT new.mode
-        BEGIN
-            UPDATE images SET service_id = new.service_id, mode = new.mode
-            WHERE job_id = new.id;
-        END""")
-
-
-def _v3_search(db: sqlite3.Connection) -> None:
-    try:
-        db.execute("""
-            CREATE VIRTUAL TABLE jobs_fts USING fts5(
-                prompt, negative_prompt,
-                content='jobs', content_rowid='num',
-                tokenize='unicode61 remove_diacritics 2'
-            )""")
-    except sqlite3.OperationalError as exc:
-        if "fts5" in str(exc).lower():
-            raise HistoryError(
-                f"The SQLite library of this Python ({sqlite3.sqlite_version}) was built "
-                "without FTS5, which the history's prompt search needs. Use a Python whose "
-                "sqlite3 module has FTS5 (python.org and most Linux distributions do).") from None
-        raise
-    # An external-content index only knows what these triggers tell it.
-    db.execute("""
-        CREATE TRIGGER jobs_fts_insert AFTER INSERT ON jobs BEGIN
-            INSERT INTO jobs_fts (rowid, prompt, negative_prompt)
-            VALUES (new.num, new.prompt, new.negative_prompt);
-        END""")
-    db.execute("""
-        CREATE TRIGGER jobs_fts_delete AFTER DELETE ON jobs BEGIN
-            INSERT INTO jobs_fts (jobs_fts, rowid, prompt, negative_prompt)
-            VALUES ('delete', old.num, old.prompt, old.negative_prompt);
-        END""")
-    db.execute("""
-        CREATE TRIGGER jobs_fts_update AFTER UPDATE OF prompt, negative_prompt ON jobs
-        WHEN old.prompt IS NOT new.prompt OR old.negative_prompt IS NOT new.negative_prompt
-        BEGIN
-            INSERT INTO jobs_fts (jobs_fts, rowid, prompt, negative_prompt)
-            VALUES ('delete', old.num, old.prompt, old.negative_prompt);
-            INSERT INTO jobs_fts (rowid, prompt, negative_prompt)
-            VALUES (new.num, new.prompt, new.negative_prompt);
-        END""")
-    db.execute("INSERT INTO jobs_fts (jobs_fts) VALUES ('rebuild')")  # rows of older versions
-
-
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
-    _v1_tables,
-    _v2_gallery_columns,
-    _v3_search,
-]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-def migrate(db: sqlite3.Connection) -> int:
-    """Bring the database up to ``SCHEMA_VERSION``; return the version it had."""
-    db.execute("BEGIN IMMEDIATE")  # read the version under the write lock: one migrator
-    try:
-        found = db.execute("PRAGMA user_version").fetchone()[0]
-        if found > SCHEMA_VERSION:
-            raise HistoryError(f"it has schema version {found}, newer than this webui knows "
-                               f"({SCHEMA_VERSION}); use a newer webui")
-        for version in range(found + 1, SCHEMA_VERSION + 1):
-            MIGRATIONS[version - 1](db)
-            db.execute(f"PRAGMA user_version = {version}")
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
-    return found
-
-
-# --- Values written to the database ----------------------------------------------------------
-
-_SECRET_KEY = re.compile(
-    r"(?:^|[_\-.])(?:password|passwd|secret|token|api[_\-]?key|apikey|authorization|auth|"
-    r"credentials?|cookie)(?:$|[_\-.])", re.IGNORECASE)
 _INT = re.compile(r"-?\d+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def public_url(url: str | None) -> str | None:
-    """A backend URL as it may be stored and shown: no user, password, query or fragment."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"  # IPv6
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = f"{host}:{port}" if port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def clean(value: Any) -> Any:
@@ -292,7 +51,7 @@ def clean(value: Any) -> Any:
     becomes ``"[redacted]"``.
     """
     if isinstance(value, dict):
-        return {str(k): "[redacted]" if _SECRET_KEY.search(str(k)) else clean(v)
+        return {str(k): "[redacted]" if is_secret_key(str(k)) else clean(v)
                 for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [clean(v) for v in value]
@@ -330,32 +89,22 @@ def _seed_out(text: str | None) -> int | str | None:
     return int(text) if text is not None and _INT.fullmatch(text) else text
 
 
-def match_expression(query: str) -> str | None:
-    """A user's search text as an FTS5 MATCH expression over the prompt column; None if it
-    has no words.
-
-    Every whitespace-separated term becomes a quoted prefix phrase, so FTS5's syntax (quotes,
-    AND/OR/NOT, NEAR, ``*``, ``:``, parentheses) is only ever searched for, never run: all
-    terms must appear, each as the start of a word ("cat" finds "cats").
-    """
-    # FTS5 ends a string at a NUL character, whatever the quoting: control characters go.
-    terms = [t for t in _CONTROL.sub(" ", query).split() if re.search(r"\w", t)]
-    if not terms:
-        return None
-    return " AND ".join('prompt : "{}"*'.format(t.replace('"', '""')) for t in terms)
-
-
-# --- The store -------------------------------------------------------------------------------
-
 T = TypeVar("T")
+
 
 _JOB_COLUMNS = ("id", "service_id", "service_name", "instance", "mode", "status", "parameters",
                 "prompt", "negative_prompt", "seeds", "info", "error", "created", "started",
                 "finished", "seconds")
+
+
 _UPSERT_JOB = "INSERT INTO jobs ({}) VALUES ({}) ON CONFLICT (id) DO UPDATE SET {}".format(
     ", ".join(_JOB_COLUMNS), ", ".join("?" * len(_JOB_COLUMNS)),
     ", ".join(f"{c} = excluded.{c}" for c in _JOB_COLUMNS[1:]))
+
+
 _IMAGE_VALUES = ("path", "thumb_path", "mime", "width", "height", "seed", "infotext", "created")
+
+
 # Service and mode come from the job row, so they cannot disagree with it; no job, no row.
 _UPSERT_IMAGE = """
     INSERT INTO images (job_id, position, {cols}, service_id, mode)
@@ -363,6 +112,8 @@ _UPSERT_IMAGE = """
     ON CONFLICT (job_id, position) DO UPDATE SET {sets}""".format(
     cols=", ".join(_IMAGE_VALUES), marks=", ".join("?" * len(_IMAGE_VALUES)),
     sets=", ".join(f"{c} = excluded.{c}" for c in _IMAGE_VALUES))
+
+
 _IMAGE_SELECT = ("i.id, i.job_id, i.position, i.path, i.thumb_path, i.mime, i.width, i.height, "
                  "i.seed, i.infotext, i.created")
 
@@ -528,7 +279,7 @@ class HistoryStore:
 
     @staticmethod
     def _job_row(job: JobRecord) -> tuple[Any, ...]:
-        return (job.id, job.service_id, job.service_name, public_url(job.instance), job.mode,
+        return (job.id, job.service_id, job.service_name, redact_url(job.instance), job.mode,
                 job.status, _dumps(job.parameters or {}), job.prompt, job.negative_prompt,
                 _dumps(list(job.seeds or [])), _dumps(job.info) if job.info is not None
                 else None, job.error, job.created, job.started, job.finished, job.seconds)
@@ -659,48 +410,3 @@ class HistoryStore:
     def count(self) -> int:
         """How many images the gallery holds."""
         return self._read(lambda db: db.execute("SELECT count(*) FROM images").fetchone()[0])
-
-
-# --- Thumbnails ------------------------------------------------------------------------------
-
-def make_thumbnail(src: Path, dst: Path, size: int = 384) -> tuple[int, int]:
-    """Write a WEBP thumbnail of ``src`` fitting in ``size``×``size`` to ``dst`` and return its
-    size. An existing ``dst`` is kept (thumbnails are made once); the file appears complete or
-    not at all.
-    """
-    src, dst = Path(src), Path(dst)
-    if dst.exists():
-        try:
-            with Image.open(dst) as done:
-                return done.size
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-            pass  # damaged by something else: make it again
-    try:
-        with Image.open(src) as img:
-            img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster
-            thumb = ImageOps.exif_transpose(img)
-            alpha = thumb.mode in ("RGBA", "LA", "PA") or "transparency" in thumb.info
-            thumb = thumb.convert("RGBA" if alpha else "RGB")
-            thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
-    except FileNotFoundError:
-        raise HistoryError(f"Cannot make a thumbnail: {src} does not exist") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
-            Image.DecompressionBombError) as exc:
-        raise HistoryError(f"Cannot make a thumbnail of {src}: it is not a readable image "
-                           f"({exc})") from None
-    try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=".tmp-", suffix=".webp")
-    except OSError as exc:
-        raise HistoryError(f"Cannot write the thumbnail {dst}: {exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            thumb.save(fh, format="WEBP", quality=80, method=4)
-        os.replace(tmp, dst)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise HistoryError(f"Cannot write the thumbnail {dst}: {exc}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return thumb.size

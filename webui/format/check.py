@@ -1,0 +1,583 @@
+"""The load-time checks of a definition: parameter sets composed, every reference resolved
+(endpoints, steps, targets, workflow files, conditions, expressions). Anything wrong is a
+``field.path: message`` line; a definition that passes cannot fail for its own reasons later."""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .. import expr
+from .conditions import condition_order
+from .model import (
+    GENERATION_CAPABILITY,
+    HEALTH_CAPABILITY,
+    Definition,
+    Endpoint,
+    Jobs,
+    Parameter,
+    ParameterSet,
+    Step,
+    error_loc,
+)
+from .paths import PathError, Token, format_path, get_path, overlaps, parse_path
+from .resolved import (
+    BUILTIN_VARIABLES,
+    FILE_KEY,
+    DefinitionError,
+    Edits,
+    Mode,
+    ServiceDefinition,
+    Target,
+    parse_target,
+    placeholders,
+)
+from .values import FieldError, coerce
+
+
+def resolve(
+    model: Definition, source: str, path: Path | None, parents: tuple[Path, ...]
+) -> ServiceDefinition:
+    problems: list[tuple[str, str]] = []
+    files: list[Path] = []
+    endpoints: dict[str, Endpoint] = {}
+    endpoint_locs: dict[str, tuple[str, Endpoint]] = {}
+    health: Endpoint | None = None
+    raw_sets: dict[str, tuple[str, list[Parameter] | ParameterSet]] = {}
+
+    for ci, cap in enumerate(model.capabilities):
+        cloc = f"capabilities[{ci}]"
+        for name, ep in cap.endpoints.items():
+            eloc = f"{cloc}.endpoints.{name}"
+            if name in endpoints:
+                problems.append((eloc, f"endpoint {name!r} is defined twice"))
+            endpoints[name] = ep
+            endpoint_locs[name] = (eloc, ep)
+            if ep.result:
+                for attr in ("images", "seeds", "infotexts", "info"):
+                    text = getattr(ep.result, attr)
+                    if text:
+                        _check_jmespath(text, f"{eloc}.result.{attr}", problems)
+        if cap.capability == HEALTH_CAPABILITY:
+            if len(cap.endpoints) != 1:
+                problems.append((f"{cloc}.endpoints", "a health capability has one endpoint"))
+            elif health is None:
+                health = next(iter(cap.endpoints.values()))
+            else:
+                problems.append((cloc, "only one health capability is allowed"))
+            if cap.parameters:
+                problems.append((f"{cloc}.parameters", "a health capability has no parameters"))
+        for set_name, spec in cap.parameters.items():
+            if set_name in raw_sets:
+                problems.append((f"{cloc}.parameters.{set_name}", "parameter set defined twice"))
+            raw_sets[set_name] = (f"{cloc}.parameters.{set_name}", spec)
+
+    resolved: dict[str, list[Parameter]] = {}
+
+    def resolve_set(name: str, chain: tuple[str, ...]) -> list[Parameter] | None:
+        if name in resolved:
+            return resolved[name]
+        loc, spec = raw_sets[name]
+        if isinstance(spec, list):
+            params = list(spec)
+            _check_unique(params, loc, problems)
+        else:
+            if spec.extends not in raw_sets:
+                problems.append((f"{loc}.extends", f"no parameter set named {spec.extends!r}"))
+                return None
+            if spec.extends in chain:
+                problems.append((f"{loc}.extends", "parameter sets extend each other in a loop"))
+                return None
+            base = resolve_set(spec.extends, (*chain, name))
+            if base is None:
+                return None
+            params = _compose(base, spec, loc, problems)
+        resolved[name] = params
+        return params
+
+    for set_name in raw_sets:
+        resolve_set(set_name, ())
+
+    job_endpoints: set[str] = set()
+    jobs = Jobs()
+    for ci, cap in enumerate(model.capabilities):
+        if cap.jobs is None:
+            continue
+        jloc = f"capabilities[{ci}].jobs"
+        if cap.capability != GENERATION_CAPABILITY:
+            problems.append((jloc, "only an image_generation capability has jobs"))
+        jobs = cap.jobs
+        named = [(f"interrupt{_index(jobs.interrupt, i)}", n)
+                 for i, n in enumerate(jobs.interrupt_calls)]
+        named += [(f"skip{_index(jobs.skip, i)}", n) for i, n in enumerate(jobs.skip_calls)]
+        if jobs.progress:
+            named.append(("progress.endpoint", jobs.progress.endpoint))
+            for attr in ("fraction", "eta", "step", "steps", "preview", "activeWhen"):
+                text = getattr(jobs.progress, attr)
+                if text:
+                    _check_jmespath(text, f"{jloc}.progress.{attr}", problems)
+        for attr, name in named:
+            _check_plain_endpoint(name, endpoints, f"{jloc}.{attr}", problems)
+        for name in [*jobs.interrupt_calls, *jobs.skip_calls]:
+            job_endpoints.add(name)
+
+    if model.identify:
+        _check_plain_endpoint(model.identify.endpoint, endpoints, "identify.endpoint", problems)
+        _check_jmespath(model.identify.when, "identify.when", problems)
+    if model.credentialsFailure:
+        _check_jmespath(model.credentialsFailure, "credentialsFailure", problems)
+    saved = {var for ep in endpoints.values() if ep.result for s in ep.step_list
+             for var in s.save}
+    for name, (eloc, ep) in endpoint_locs.items():
+        _check_steps(ep, eloc, problems, endpoints,
+                     saved if name in job_endpoints else None)
+
+    modes: dict[str, Mode] = {}
+    for set_name, (loc, _spec) in raw_sets.items():
+        if ":" in set_name:
+            continue  # a set inherited from a parent definition, to build on
+        ep = endpoints.get(set_name)
+        if ep is None or ep.result is None:
+            problems.append((loc, f"no generation endpoint named {set_name!r} (an endpoint "
+                                  "with a result) for this parameter set"))
+            continue
+        params = resolved.get(set_name)
+        if params is None:
+            continue
+        eloc = endpoint_locs[set_name][0]
+        step_bodies = [_load_body_files(step.body, f"{eloc}.steps[{i}].body", files, problems)
+                       for i, step in enumerate(ep.step_list)]
+        regions = [r for _b, r in step_bodies]
+        targets = _check_parameters(params, ep, endpoints, regions, loc, problems)
+        try:
+            decided = tuple(condition_order(params))
+        except ValueError as exc:
+            problems.append((loc, str(exc)))
+            decided = tuple(params)
+        modes[set_name] = Mode(
+            set_name, ep, params, decided, targets,
+            bodies=tuple(b for b, _regions in step_bodies),
+            sets=tuple(tuple((parse_path(path), value) for path, value in step.set.items())
+                       for step in ep.step_list) if not problems else (),
+            if_empty={p.key: _edits(p, ep.step_list) for p in params
+                      if p.ifEmpty} if not problems else {})
+
+    for name, (eloc, ep) in endpoint_locs.items():
+        if ep.result and name not in raw_sets:
+            problems.append((eloc, f"generation endpoint {name!r} has no parameter set of the "
+                                   "same name"))
+    if model.errorMessage:
+        _check_jmespath(model.errorMessage, "errorMessage", problems)
+    if not modes and not problems:
+        problems.append(("capabilities", "no image_generation endpoint with parameters"))
+    if problems:
+        raise DefinitionError(source, problems)
+    deps = tuple(p for p in (path, *parents, *files) if p is not None)
+    return ServiceDefinition(model, path, modes, endpoints, health, deps, jobs)
+
+
+def _edits(p: Parameter, steps: list[Step]) -> Edits:
+    """A parameter's ifEmpty with its paths parsed (they were checked above)."""
+    assert p.ifEmpty is not None
+    return Edits(
+        set=tuple((parse_target(path, steps), value) for path, value in p.ifEmpty.set.items()),
+        remove=tuple(parse_target(path, steps) for path in p.ifEmpty.remove))
+
+
+def _check_steps(
+    ep: Endpoint, eloc: str, problems: list[tuple[str, str]], endpoints: dict[str, Endpoint],
+    job_scope: set[str] | None = None,
+) -> None:
+    """Step names, saved variables, placeholders, polls and loops of one endpoint.
+    ``job_scope``: the variables a job's steps save, for an endpoint a job calls (interrupt)."""
+    if ep.steps is not None and ep.result is None:
+        problems.append((f"{eloc}.steps", "only generation endpoints have steps"))
+    if ep.result is None:
+        used = placeholders([ep.path, ep.query, ep.headers, ep.body])
+        if job_scope is None and used:
+            problems.append((eloc, "placeholders are only filled in generation endpoints and "
+                                   "in those a job calls (interrupt, skip): "
+                                   f"{', '.join('{' + u + '}' for u in sorted(used))}"))
+        for name in sorted(used - (job_scope or set()) - set(BUILTIN_VARIABLES)
+                           if job_scope is not None else ()):
+            problems.append((eloc, f"unknown placeholder {{{name}}}: no step of a generation "
+                                   "endpoint saves it"))
+        return
+    known: set[str] = set(BUILTIN_VARIABLES)
+    names: set[str] = set()
+    for i, step in enumerate(ep.step_list):
+        sloc = f"{eloc}.steps[{i}]" if ep.steps is not None else eloc
+        if step.name in names:
+            problems.append((f"{sloc}.name", f"duplicate step name {step.name!r}"))
+        names.add(step.name)
+        if step.encoding != "json" and step.body and any(
+                isinstance(v, dict | list) and FILE_KEY not in v for v in step.body.values()):
+            problems.append((f"{sloc}.body", f"a {step.encoding} body holds flat fields only"))
+        scope = set(known)
+        if step.forEach is not None:
+            if step.forEach not in known:
+                problems.append((f"{sloc}.forEach", f"no variable {step.forEach!r} is saved by "
+                                                    "an earlier step"))
+            scope.add("item")
+        used = placeholders([step.path, step.query, step.headers, step.body, step.set])
+        for name in sorted(used - scope):
+            problems.append((sloc, f"unknown placeholder {{{name}}} (known here: "
+                                   f"{', '.join(sorted(scope))})"))
+        for var, text in step.save.items():
+            _check_jmespath(text, f"{sloc}.save.{var}", problems)
+        if step.poll:
+            for attr in ("until", "failWhen", "failMessage"):
+                text = getattr(step.poll, attr)
+                if text:
+                    _check_jmespath(text, f"{sloc}.poll.{attr}", problems)
+            queue = step.poll.backendQueue
+            if queue:
+                qloc = f"{sloc}.poll.backendQueue"
+                _check_plain_endpoint(queue.endpoint, endpoints, f"{qloc}.endpoint", problems)
+                for attr in ("running", "waiting", "ahead"):
+                    text = getattr(queue, attr)
+                    if text:
+                        _check_jmespath(text, f"{qloc}.{attr}", problems)
+            if step.method != "GET":
+                problems.append((f"{sloc}.poll", "only a GET is polled (a POST is never "
+                                                 "repeated)"))
+        for path in step.set:
+            try:
+                parse_path(path)
+            except PathError as exc:
+                problems.append((f"{sloc}.set", str(exc)))
+        known |= set(step.save)
+
+
+def _load_body_files(
+    body: dict[str, Any] | None, loc: str, files: list[Path], problems: list[tuple[str, str]]
+) -> tuple[dict[str, Any] | None, list[tuple[tuple[Token, ...], str]]]:
+    """Replace ``{$file: path}`` values by the file's JSON; return the body and the places the
+    files went (targets there must already exist: they bind to workflow nodes)."""
+    regions: list[tuple[tuple[Token, ...], str]] = []
+
+    def walk(node: Any, at: tuple[Token, ...]) -> Any:
+        if isinstance(node, dict):
+            if set(node) == {FILE_KEY}:
+                file = Path(node[FILE_KEY])
+                files.append(file)
+                try:
+                    content = json.loads(file.read_text(encoding="utf-8"))
+                except (OSError, ValueError) as exc:
+                    problems.append((f"{loc}{'.' if at else ''}{format_path(at)}",
+                                     f"cannot read JSON file {file.name}: {exc}"))
+                    return {}
+                regions.append((at, file.name))
+                return content
+            return {k: walk(v, (*at, k)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, (*at, i)) for i, v in enumerate(node)]
+        return node
+
+    return (walk(body, ()) if body is not None else None), regions
+
+
+def _check_jmespath(text: str, loc: str, problems: list[tuple[str, str]]) -> None:
+    problem = expr.check(text)
+    if problem:
+        problems.append((loc, problem))
+
+
+def _index(value: str | list[str] | None, i: int) -> str:
+    return f"[{i}]" if isinstance(value, list) else ""
+
+
+def _check_plain_endpoint(
+    name: str, endpoints: dict[str, Endpoint], loc: str, problems: list[tuple[str, str]]
+) -> None:
+    target = endpoints.get(name)
+    if target is None:
+        problems.append((loc, f"no endpoint named {name!r}"))
+    elif target.steps is not None or target.result:
+        problems.append((loc, f"{name!r} must be a plain one-request endpoint"))
+
+
+def _check_unique(params: list[Parameter], loc: str, problems: list[tuple[str, str]]) -> None:
+    seen: set[str] = set()
+    for i, p in enumerate(params):
+        if p.key in seen:
+            problems.append((f"{loc}[{i}].key", f"duplicate key {p.key!r}"))
+        seen.add(p.key)
+
+
+def _compose(
+    base: list[Parameter], spec: ParameterSet, loc: str, problems: list[tuple[str, str]]
+) -> list[Parameter]:
+    keys = {p.key for p in base}
+    for i, key in enumerate(spec.exclude):
+        if key not in keys:
+            problems.append((f"{loc}.exclude[{i}]", f"{spec.extends!r} has no parameter {key!r}"))
+    params = [p for p in base if p.key not in spec.exclude]
+    out: list[Parameter] = []
+    for p in params:
+        patch = spec.override.get(p.key)
+        if patch is not None:
+            if "key" in patch and patch["key"] != p.key:
+                problems.append((f"{loc}.override.{p.key}.key", "an override cannot rename"))
+            merged = {**p.model_dump(exclude_unset=True, by_alias=True), **patch}
+            try:
+                p = Parameter.model_validate(merged)
+            except ValidationError as exc:
+                for e in exc.errors():
+                    problems.append((f"{loc}.override.{p.key}.{error_loc(e['loc'])}", e["msg"]))
+        out.append(p)
+    for key in spec.override:
+        if key not in keys:
+            problems.append((f"{loc}.override.{key}", f"{spec.extends!r} has no parameter {key!r}"))
+        elif key in spec.exclude:
+            problems.append((f"{loc}.override.{key}", "parameter is both excluded and overridden"))
+    for i, p in enumerate(spec.add):
+        if any(q.key == p.key for q in out):
+            problems.append((f"{loc}.add[{i}].key", f"duplicate key {p.key!r} (use override to "
+                                                    "change an inherited parameter)"))
+            continue
+        if p.before is not None:
+            idx = next((j for j, q in enumerate(out) if q.key == p.before), None)
+            if idx is None:
+                problems.append((f"{loc}.add[{i}].before", f"no parameter {p.before!r}"))
+                continue
+            out.insert(idx, p.model_copy(update={"before": None}))
+        else:
+            out.append(p)
+    return out
+
+
+def _check_parameters(
+    params: list[Parameter],
+    ep: Endpoint,
+    endpoints: dict[str, Endpoint],
+    regions: list[list[tuple[tuple[Token, ...], str]]],
+    loc: str,
+    problems: list[tuple[str, str]],
+) -> dict[str, list[Target]]:
+    """Check every parameter's references; return each sent parameter's parsed targets."""
+    by_key = {p.key: p for p in params}
+    written: dict[str, list[Target]] = {}
+    steps = ep.step_list
+    fixed = [[t for t in _leaf_paths(s.body or {}) if not _in_region(t, regions[i])]
+             for i, s in enumerate(steps)]
+    seen: set[str] = set()
+    for p in params:
+        if p.key in seen:
+            continue  # a duplicate key, already reported
+        seen.add(p.key)
+        ploc = f"{loc}[{p.key}]"
+        _check_parameter_value_spec(p, ploc, problems)
+        _check_when(p, by_key, ploc, problems)
+        if p.before is not None:
+            problems.append((f"{ploc}.before", "'before' is only used in 'add'"))
+        for si, src in enumerate(p.sources):
+            head = si == 0 and bool(p.optionsEndpoint)
+            sloc = ploc + (".optionsEndpoint" if head else
+                           f".optionsFrom[{si - (1 if p.optionsEndpoint else 0)}]")
+            _check_options_endpoint(src.endpoint, endpoints, sloc, problems)
+            if src.path:
+                _check_jmespath(src.path, ploc + ".optionsPath" if head else sloc + ".path",
+                                problems)
+            for ai, alias in enumerate(src.aliases):
+                _check_jmespath(alias, (f"{ploc}.optionsAliases[{ai}]" if head
+                                        else f"{sloc}.aliases[{ai}]"), problems)
+        if p.optionsAliases and not p.optionsEndpoint:
+            problems.append((f"{ploc}.optionsAliases", "optionsAliases go with optionsEndpoint"))
+        if p.defaultFrom:
+            if p.type != "select":
+                problems.append((f"{ploc}.defaultFrom", "only a select takes its value from "
+                                                        "the service"))
+            _check_options_endpoint(p.defaultFrom.endpoint, endpoints,
+                                    f"{ploc}.defaultFrom.endpoint", problems)
+            _check_jmespath(p.defaultFrom.path, f"{ploc}.defaultFrom.path", problems)
+        if p.ifEmpty:
+            for path in [*p.ifEmpty.set, *p.ifEmpty.remove]:
+                target = _parse_target(path, steps, f"{ploc}.ifEmpty", problems)
+                if target:
+                    _check_in_file(target, steps, regions, f"{ploc}.ifEmpty", problems)
+        if p.appendTo:
+            _check_append(p, by_key, ploc, problems)
+            continue
+        if not p.send:
+            if p.target:
+                problems.append((f"{ploc}.target", "a parameter with send: false has no target"))
+            continue
+        if isinstance(p.target, list) and not p.target:
+            problems.append((f"{ploc}.target", "an empty list of targets"))
+        found: list[Target] = []
+        for text in p.targets:
+            target = _parse_target(text, steps, f"{ploc}.target", problems)
+            if target is None:
+                continue
+            _check_target(p, target, steps, regions, fixed, written, ploc, problems)
+            if any(overlaps(target.tokens, t.tokens) and t.step == target.step for t in found):
+                problems.append((f"{ploc}.target", f"{text!r} is given twice"))
+            found.append(target)
+        written[p.key] = found
+    return written
+
+
+def _check_target(
+    p: Parameter, target: Target, steps: list[Step],
+    regions: list[list[tuple[tuple[Token, ...], str]]], fixed: list[list[tuple[Token, ...]]],
+    written: dict[str, list[Target]], ploc: str, problems: list[tuple[str, str]],
+) -> None:
+    step = steps[target.step]
+    if step.method == "GET":
+        problems.append((f"{ploc}.target", f"step {step.name!r} is a GET: it has no body "
+                                           "to write into"))
+    if p.type == "image" and step.encoding == "form":
+        problems.append((f"{ploc}.target", "an image cannot go into a form-encoded body "
+                                           "(use json or multipart)"))
+    shown = format_path(target.tokens)
+    for other_key, others in written.items():
+        if any(o.step == target.step and overlaps(target.tokens, o.tokens) for o in others):
+            problems.append((f"{ploc}.target", f"{shown!r} collides with the target of "
+                                               f"{other_key!r}"))
+    if _in_region(target.tokens, regions[target.step]):
+        _check_in_file(target, steps, regions, f"{ploc}.target", problems)
+    elif any(overlaps(target.tokens, f) for f in fixed[target.step]):
+        problems.append((f"{ploc}.target", f"{shown!r} is also set by the endpoint's fixed "
+                                           "body"))
+
+
+def _check_options_endpoint(
+    name: str, endpoints: dict[str, Endpoint], loc: str, problems: list[tuple[str, str]]
+) -> None:
+    target_ep = endpoints.get(name)
+    if target_ep is None:
+        problems.append((loc, f"no endpoint named {name!r}"))
+    elif target_ep.result is not None:
+        problems.append((loc, f"{name!r} is a generation endpoint"))
+
+
+def _check_when(
+    p: Parameter, by_key: dict[str, Parameter], ploc: str, problems: list[tuple[str, str]]
+) -> None:
+    """Conditions name other parameters of the mode, and do not go round in a circle."""
+    conditions = [(f"{ploc}.when", p.when)] + [
+        (f"{ploc}.options[{i}].when", o.when) for i, o in enumerate(p.options or []) if o.when]
+    for cloc, when in conditions:
+        for key in when or {}:
+            other = by_key.get(key)
+            if other is None:
+                problems.append((cloc, f"no parameter {key!r}"))
+            elif key == p.key:
+                problems.append((cloc, "a parameter cannot depend on itself"))
+            elif other.type in ("image", "textarea", "text"):
+                problems.append((cloc, f"{key!r} is a {other.type}: conditions compare the "
+                                       "value of a boolean, select or number"))
+
+
+def _parse_target(
+    text: str, steps: list[Step], loc: str, problems: list[tuple[str, str]]
+) -> Target | None:
+    try:
+        return parse_target(text, steps)
+    except PathError as exc:
+        problems.append((loc, str(exc)))
+        return None
+
+
+def _in_region(tokens: tuple[Token, ...], regions: list[tuple[tuple[Token, ...], str]]) -> bool:
+    return any(tokens[: len(at)] == at and len(tokens) > len(at) for at, _ in regions)
+
+
+def _check_in_file(
+    target: Target, steps: list[Step], regions: list[list[tuple[tuple[Token, ...], str]]],
+    loc: str, problems: list[tuple[str, str]],
+) -> None:
+    """A target inside a file-loaded body (a workflow) must name something that exists."""
+    for at, name in regions[target.step]:
+        if target.tokens[: len(at)] != at:
+            continue
+        # The file content is what _load_body_files loaded; re-read it from the step's body.
+        content = json.loads(Path(_file_ref(steps[target.step].body, at)).read_text("utf-8"))
+        inner = target.tokens[len(at):]
+        try:
+            parent = get_path(content, inner[:-1])
+            ok = (isinstance(parent, dict) and inner[-1] in parent) or (
+                isinstance(parent, list) and isinstance(inner[-1], int)
+                and inner[-1] < len(parent))
+        except KeyError:
+            ok = False
+        if not ok:
+            problems.append((loc, f"{format_path(inner)!r} does not exist in {name}"))
+        return
+
+
+def _file_ref(body: Any, at: tuple[Token, ...]) -> str:
+    node = get_path(body, at)
+    return node[FILE_KEY]
+
+
+def _check_append(
+    p: Parameter, by_key: dict[str, Parameter], ploc: str, problems: list[tuple[str, str]]
+) -> None:
+    assert p.appendTo is not None
+    other = by_key.get(p.appendTo.to)
+    if other is None:
+        problems.append((f"{ploc}.appendTo.to", f"no parameter {p.appendTo.to!r}"))
+    elif other.type not in ("text", "textarea") or other.appendTo or not other.send:
+        problems.append((f"{ploc}.appendTo.to", "can only append to a text parameter that is "
+                                                "sent"))
+    try:
+        names = [n for _, n, _, _ in string.Formatter().parse(p.appendTo.format) if n is not None]
+    except ValueError as exc:
+        problems.append((f"{ploc}.appendTo.format", f"invalid format: {exc}"))
+        names = []
+    for name in names:
+        field_name = re.split(r"[.\[]", name, maxsplit=1)[0]
+        if not field_name or field_name.isdigit():
+            problems.append((f"{ploc}.appendTo.format", "placeholders need a name: {value} or "
+                                                        "{other_key}"))
+        elif field_name != "value" and field_name not in by_key:
+            problems.append((f"{ploc}.appendTo.format", f"unknown placeholder {field_name!r}"))
+    if p.target:
+        problems.append((f"{ploc}.target", "a parameter has a target or appendTo, not both"))
+
+
+def _check_parameter_value_spec(p: Parameter, ploc: str, problems: list[tuple[str, str]]) -> None:
+    numeric = p.type in ("integer", "number", "seed")
+    if p.range is not None and not numeric:
+        problems.append((f"{ploc}.range", f"a {p.type} parameter has no range"))
+    if p.range is not None and p.range[0] > p.range[1]:
+        problems.append((f"{ploc}.range", "min is greater than max"))
+    if p.step is not None and not numeric:
+        problems.append((f"{ploc}.step", f"a {p.type} parameter has no step"))
+    if p.type == "select":
+        if not p.options and not p.sources:
+            problems.append((ploc, "a select needs options or optionsEndpoint"))
+    elif p.options or p.sources:
+        problems.append((ploc, f"a {p.type} parameter has no options"))
+    if p.multiple and p.type != "select":
+        problems.append((f"{ploc}.multiple", "only a select can take several values"))
+    if p.multiple and p.appendTo:
+        problems.append((f"{ploc}.appendTo", "a select with several values cannot append"))
+    if p.pickRandom and p.type != "seed":
+        problems.append((f"{ploc}.pickRandom", "only a seed picks a random value"))
+    if p.type == "image" and p.defaultValue is not None:
+        problems.append((f"{ploc}.defaultValue", "an image parameter has no default"))
+    if p.defaultValue is not None and p.type != "image":
+        # Defaults go through the same validation as submitted values.
+        defaults = p.defaultValue if p.multiple and isinstance(p.defaultValue, list) else [
+            p.defaultValue]
+        try:
+            for value in defaults:
+                coerce(p, value, allowed=None)
+        except FieldError as exc:
+            problems.append((f"{ploc}.defaultValue", str(exc)))
+
+
+def _leaf_paths(doc: Any, prefix: tuple[Token, ...] = ()) -> list[tuple[Token, ...]]:
+    if isinstance(doc, dict) and doc:
+        return [t for k, v in doc.items() for t in _leaf_paths(v, (*prefix, k))]
+    if isinstance(doc, list) and doc:
+        return [t for i, v in enumerate(doc) for t in _leaf_paths(v, (*prefix, i))]
+    return [prefix] if prefix else []

@@ -1,0 +1,67 @@
+"""``when``: parameters (and static options) that count only while others have given values."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from .model import Parameter, Pattern, When
+
+
+def condition_order(params: list[Parameter]) -> list[Parameter]:
+    """The parameters ordered so that each comes after those its ``when`` names (the form
+    decides what is on in this order). ValueError naming the circle, if there is one."""
+    by_key = {p.key: p for p in params}
+    done: dict[str, Parameter] = {}
+    visiting: list[str] = []
+
+    def visit(p: Parameter) -> None:
+        if p.key in done:
+            return
+        if p.key in visiting:
+            circle = visiting[visiting.index(p.key):] + [p.key]
+            raise ValueError(f"conditions go round in a circle: {' → '.join(circle)}")
+        visiting.append(p.key)
+        for key in p.when or {}:
+            if key in by_key and key != p.key:
+                visit(by_key[key])
+        visiting.pop()
+        done[p.key] = p
+
+    for p in params:
+        visit(p)
+    return list(done.values())
+
+
+def when_json(when: When | None) -> str:
+    """A condition as the page's script reads it (data-when)."""
+    return json.dumps({k: [w.model_dump() if isinstance(w, Pattern) else w
+                           for w in (v if isinstance(v, list) else [v])]
+                       for k, v in (when or {}).items()})
+
+
+def condition_holds(when: When | None, values: dict[str, Any]) -> bool:
+    """Whether every named parameter has (one of) the wanted values."""
+    for key, wanted in (when or {}).items():
+        choices = wanted if isinstance(wanted, list) else [wanted]
+        if not any(same_value(values.get(key), w) for w in choices):
+            return False
+    return True
+
+
+def same_value(value: Any, wanted: Any) -> bool:
+    """A form value equals a value written in a definition (true == on, 1 == 1.0 == "1"), or
+    matches its pattern."""
+    if isinstance(value, list):
+        return any(same_value(v, wanted) for v in value)
+    if isinstance(wanted, Pattern):
+        return value is not None and re.search(wanted.pattern, str(value)) is not None
+    if isinstance(wanted, bool) or isinstance(value, bool):
+        return value is wanted or (isinstance(value, bool) and str(value).lower() == str(
+            wanted).lower())
+    if value is None:
+        return False
+    if isinstance(value, int | float) and isinstance(wanted, int | float):
+        return value == wanted
+    return str(value) == str(wanted)

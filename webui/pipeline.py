@@ -1,0 +1,281 @@
+"""A generation's requests: validated values -> request bodies -> the endpoint's steps (save,
+poll, for each) -> the answers, handed to :mod:`webui.results`.
+
+It knows HTTP, paths and encodings; everything about a particular service comes from its
+definition. A POST is never sent twice.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from .backend import BackendError, call, humanize, read_json, scrub
+from .format import DEFAULT_SEED_RANGE, FILE_KEY, PLACEHOLDER, Mode, Step
+from .format.paths import PathError, format_path, get_path, set_path
+from .format.resolved import Edits
+from .images import ImageStore, UploadedImage, to_base64
+from .results import Generation, SavedImage, extract, search
+from .service import Service
+
+# After a stop was asked for, how long a polled job may take to confirm it.
+STOP_GRACE = 15.0
+
+
+def prepare_values(mode: Mode, values: dict[str, Any]) -> dict[str, Any]:
+    """Values as they will be sent: appended text joined in, random seeds picked."""
+    values = dict(values)
+    for p in mode.parameters:
+        if p.type == "seed" and p.pickRandom and values.get(p.key) in (None, -1):
+            low, high = p.bounds
+            low = max(0, int(low or 0))
+            high = int(high if high is not None else DEFAULT_SEED_RANGE[1])
+            values[p.key] = low + secrets.randbelow(high - low + 1)
+    for p in mode.parameters:
+        if p.appendTo is None or values.get(p.key) in (None, ""):
+            continue
+        fields = {k: ("" if v is None else v) for k, v in values.items()}
+        fields["value"] = values[p.key]
+        try:
+            text = p.appendTo.format.format(**fields)
+        except (ValueError, KeyError, IndexError, AttributeError) as exc:
+            raise BackendError(f"The definition's format for {p.key!r} cannot be applied: "
+                               f"{exc}", kind="definition") from None
+        values[p.appendTo.to] = (values.get(p.appendTo.to) or "") + text
+    return values
+
+
+def build_body(
+    mode: Mode,
+    values: dict[str, Any],
+    step: int = 0,
+    variables: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The body of one step of ``mode`` from prepared values (None = not sent)."""
+    variables = {"client_id": "", **(variables or {})}
+    spec = mode.endpoint.step_list[step]
+    body: dict[str, Any] = (_instantiate(spec.body, mode.bodies[step], variables)
+                            if spec.body is not None else {})
+    for p in mode.parameters:
+        value = values.get(p.key)
+        if value is None:
+            continue
+        for target in mode.targets.get(p.key, ()):
+            if target.step != step:
+                continue
+            if isinstance(value, UploadedImage) and spec.encoding == "json":
+                value = to_base64(value.data, value.mime if p.encode == "data_url" else None)
+            _write(body, target.tokens, copy.copy(value), p.key)
+    for tokens, raw in mode.sets[step]:
+        _write(body, tokens, substitute(raw, variables), format_path(tokens))
+    # Last, so a removed node stays removed whatever else was written into it.
+    for key, edits in mode.if_empty.items():
+        if values.get(key) in (None, "", []):
+            _apply_if_empty(body, edits, step)
+    return body
+
+
+def _apply_if_empty(body: dict[str, Any], edits: Edits, step: int) -> None:
+    for target, value in edits.set:
+        if target.step == step:
+            _write(body, target.tokens, copy.deepcopy(value), format_path(target.tokens))
+    for target in edits.remove:
+        if target.step != step:
+            continue
+        try:
+            parent = get_path(body, target.tokens[:-1])
+        except KeyError:
+            continue
+        if isinstance(parent, dict):
+            parent.pop(target.tokens[-1], None)
+
+
+def _write(body: dict[str, Any], tokens: tuple[Any, ...], value: Any, what: str) -> None:
+    try:
+        set_path(body, tokens, value)
+    except PathError as exc:
+        raise BackendError(f"Cannot place {what!r} in the request: {exc}",
+                           kind="definition") from None
+
+
+def _instantiate(raw: Any, resolved: Any, variables: dict[str, Any]) -> Any:
+    """A fresh copy of a step's body: placeholders filled in the definition's own strings,
+    file-loaded parts (workflows) copied untouched."""
+    if isinstance(raw, dict):
+        if set(raw) == {FILE_KEY}:
+            return copy.deepcopy(resolved)
+        return {k: _instantiate(v, resolved[k], variables) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [_instantiate(v, r, variables) for v, r in zip(raw, resolved, strict=True)]
+    return substitute(raw, variables)
+
+
+def substitute(node: Any, variables: dict[str, Any], *, quote_values: bool = False) -> Any:
+    """Fill ``{name}`` / ``{name.key}`` placeholders. A string that is one placeholder becomes
+    the variable's value itself (a number stays a number); in a URL path (``quote_values``)
+    every value is percent-encoded."""
+    if isinstance(node, dict):
+        return {k: substitute(v, variables) for k, v in node.items()}
+    if isinstance(node, list):
+        return [substitute(v, variables) for v in node]
+    if not isinstance(node, str) or "{" not in node:
+        return node
+    whole = PLACEHOLDER.fullmatch(node)
+    if whole and not quote_values:
+        return _lookup(whole, variables)
+
+    def text(match: re.Match[str]) -> str:
+        value = str(_lookup(match, variables))
+        return quote(value, safe="") if quote_values else value
+
+    return PLACEHOLDER.sub(text, node)
+
+
+def _lookup(match: re.Match[str], variables: dict[str, Any]) -> Any:
+    name, rest = match.group(1), match.group(2)
+    if name not in variables:
+        raise BackendError(f"The definition uses {{{name}}}, which has no value here.",
+                           kind="definition")
+    value = variables[name]
+    for key in filter(None, rest.split(".")):
+        value = value.get(key) if isinstance(value, dict) else None
+    return "" if value is None else value
+
+
+@dataclass
+class Control:
+    """Hooks of a running generation: asked to stop (an interrupt or cancel), told of each
+    image as soon as it is on disk, of the values its steps saved (a job id the interrupt
+    needs), and of where the job stands in the service's own queue."""
+
+    should_stop: Callable[[], bool] = lambda: False
+    on_image: Callable[[SavedImage], None] = lambda image: None
+    on_saved: Callable[[], None] = lambda: None
+    on_remote: Callable[[str, int | None], None] = lambda where, ahead: None
+    variables: dict[str, Any] = field(default_factory=dict)
+
+
+def generate(
+    service: Service,
+    mode: Mode,
+    values: dict[str, Any],
+    store: ImageStore,
+    control: Control | None = None,
+) -> Generation:
+    """Run one generation (every step of its endpoint) with values as :func:`prepare_values`
+    made them; every image is on disk when this returns. Raises BackendError."""
+    control = control or Control()
+    started = time.monotonic()
+    variables = control.variables
+    variables["client_id"] = uuid.uuid4().hex
+    steps = mode.endpoint.step_list
+    responses: list[requests.Response] = []
+    for index, step in enumerate(steps):
+        items: list[Any] = [None]
+        if step.forEach is not None:
+            listed = variables.get(step.forEach)
+            items = listed if isinstance(listed, list) else ([] if listed is None else [listed])
+        responses = []
+        for item in items:
+            if control.should_stop() and responses:
+                break  # keep what was fetched; the job ends as interrupted
+            scope = {**variables, "item": item} if step.forEach else variables
+            body = build_body(mode, values, index, scope)
+            responses.append(_send(service, step, body, scope, control))
+        if step.save and responses:
+            data = read_json(service, responses[-1])
+            for var, text in step.save.items():
+                variables[var] = search(service, text, data, var)
+            control.on_saved()
+    result = mode.endpoint.result
+    assert result is not None  # guaranteed by the loader for generation endpoints
+    generation = extract(service, mode, result, responses, store, values, control.on_image)
+    generation.seconds = time.monotonic() - started
+    prompt = values.get("prompt")
+    generation.prompt = prompt if isinstance(prompt, str) else None
+    return generation
+
+
+def _send(
+    service: Service, step: Step, body: dict[str, Any], variables: dict[str, Any],
+    control: Control,
+) -> requests.Response:
+    """One step's request; a polled step is repeated (it is a GET) until done or failed."""
+    path = substitute(step.path, variables, quote_values=True)
+    query = substitute(step.query, variables)
+    headers = substitute(step.headers, variables)
+    send_body = body if (step.body is not None or body) else None
+    if step.poll is None:
+        return call(service, step, body=send_body, path=path, query=query, headers=headers)
+    poll = step.poll
+    deadline = time.monotonic() + poll.timeout
+    stop_by: float | None = None
+
+    def ask() -> tuple[requests.Response, bool]:
+        """One poll: (the answer, done); raises when the service reports a failure."""
+        response = call(service, step, path=path, query=query, headers=headers)
+        data = read_json(service, response)
+        if poll.failWhen and search(service, poll.failWhen, data, "failWhen", variables):
+            detail = (search(service, poll.failMessage, data, "failMessage", variables)
+                      if poll.failMessage else None)
+            message = scrub(service, humanize(detail)) or "no reason given"
+            raise BackendError(f"{service.name} reports that the job failed: {message}",
+                               kind="failed")
+        return response, bool(search(service, poll.until, data, "until", variables))
+
+    while True:
+        response, done = ask()
+        if done:
+            return response
+        if poll.backendQueue is not None:
+            where, ahead = _where(service, poll.backendQueue, variables)
+            if where is None:
+                # Not in its queue and not running: finished between the two answers, or gone.
+                response, done = ask()
+                if done:
+                    return response
+                if control.should_stop():
+                    raise BackendError(f"Stopped: {service.name} took the job out of its "
+                                       "queue before it ran.", kind="interrupted")
+                raise BackendError(f"{service.name} no longer has this job: it is neither in "
+                                   "its queue nor finished (another client may have removed "
+                                   f"it, or {service.name} restarted).", kind="gone")
+            control.on_remote(where, ahead)
+        now = time.monotonic()
+        if now + poll.every > deadline:
+            raise BackendError(f"{service.name} did not finish the job within "
+                               f"{poll.timeout:g} s.", kind="timeout")
+        if control.should_stop():
+            if not service.definition.jobs.interrupt_calls:
+                raise BackendError(f"Stopped following the job: the definition gives no way "
+                                   f"to stop it, so {service.name} may still be running it.",
+                                   kind="interrupted")
+            # The stop was sent to the service: wait for it to say the job ended.
+            stop_by = stop_by or now + STOP_GRACE
+            if now > stop_by:
+                raise BackendError(f"{service.name} did not confirm the stop within "
+                                   f"{STOP_GRACE:g} s; webui stopped following the job.",
+                                   kind="interrupted")
+        time.sleep(poll.every)
+
+
+def _where(
+    service: Service, spec: Any, variables: dict[str, Any]
+) -> tuple[str | None, int | None]:
+    """("running" | "waiting" | None, jobs ahead) from the service's own queue."""
+    data = read_json(service, call(service, service.definition.endpoints[spec.endpoint]))
+    if search(service, spec.running, data, "backendQueue.running", variables):
+        return "running", None
+    if search(service, spec.waiting, data, "backendQueue.waiting", variables):
+        ahead = search(service, spec.ahead, data, "backendQueue.ahead", variables)
+        return "waiting", ahead if isinstance(ahead, int) and not isinstance(ahead, bool) else None
+    return None, None

@@ -1,0 +1,199 @@
+"""Reading a generation's answers: images (base64, data URLs, URLs to fetch, raw bytes),
+seeds, infotexts and info; each image checked and saved before it is shown."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from . import expr, images
+from .backend import BackendError, read_json, resolve_auth
+from .format import Mode, Result
+from .images import ImageDataError, ImageStore
+from .infotext import build_infotext, read_png_infotext, write_png_infotext
+from .service import Service
+
+FETCH_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class SavedImage:
+    path: str
+    mime: str
+    width: int
+    height: int
+    seed: Any = None
+    infotext: str | None = None
+
+
+@dataclass
+class Generation:
+    service: str
+    mode: str
+    images: list[SavedImage]
+    info: Any = None
+    seconds: float = 0.0
+    prompt: str | None = None
+
+
+def extract(
+    service: Service,
+    mode: Mode,
+    result: Result,
+    responses: list[requests.Response],
+    store: ImageStore,
+    values: dict[str, Any] | None = None,
+    on_image: Callable[[SavedImage], None] | None = None,
+) -> Generation:
+    """Find, decode, check and save the images of the final response(s)."""
+    raw_images: list[Any] = []
+    seeds: list[Any] = []
+    infos: list[Any] = []
+    info_values: list[Any] = []
+    for response in responses:
+        if result.encoding == "bytes":
+            data: Any = None
+            found: list[Any] = [response.content]
+        else:
+            data = read_json(service, response)
+            if isinstance(data, dict):
+                data = _parse_json_fields(service, data, result.parseJson)
+            hit = search(service, result.images, data, "images")
+            found = hit if isinstance(hit, list) else ([] if hit is None else [hit])
+        raw_images.extend(found)
+        seeds.extend(_per_image(_field(service, result, "seeds", data, response), len(found)))
+        infos.extend(_per_image(_field(service, result, "infotexts", data, response), len(found)))
+        info = _field(service, result, "info", data, response)
+        if info is not None:
+            info_values.append(info)
+    if not raw_images:
+        where = f" (nothing at {result.images!r})" if result.images else ""
+        raise BackendError(f"{service.name} answered without any image{where}.", kind="empty")
+    fallback = _sent_seed(mode, values or {})
+    saved_images = []
+    for i, raw in enumerate(raw_images):
+        try:
+            blob = _decode(service, raw, result.encoding)
+            meta = images.check(blob)
+        except ImageDataError as exc:
+            raise BackendError(f"{service.name} returned image {i + 1} of {len(raw_images)} "
+                               f"in a form that could not be read: it {exc}.",
+                               kind="garbage") from None
+        seed = seeds[i] if seeds[i] is not None else fallback
+        label = f"{service.id}-{mode.name}" + (f"-{seed}" if seed is not None else "")
+        info = infos[i] if isinstance(infos[i], str) else None
+        # Every saved image carries A1111's "parameters" text, so A1111's PNG Info and other
+        # tools read it: the backend's own if it wrote one, else ours.
+        embedded = read_png_infotext(blob)
+        info = info or embedded or describe(mode, values or {}, seed)
+        if meta.mime == "image/png" and not embedded:
+            blob = write_png_infotext(blob, info)
+        path = store.save(blob, meta.ext, label)
+        saved = SavedImage(path, meta.mime, meta.width, meta.height, seed, info)
+        saved_images.append(saved)
+        if on_image:
+            on_image(saved)
+    info_value = info_values[0] if len(info_values) == 1 else (info_values or None)
+    return Generation(service.id, mode.name, saved_images, info_value)
+
+
+def describe(mode: Mode, values: dict[str, Any], seed: Any) -> str:
+    """An A1111-style infotext of what was asked for (for backends that write none)."""
+    prompt_key = "prompt" if mode.parameter("prompt") else next(
+        (p.key for p in mode.parameters if p.type == "textarea"), None)
+    fields = {p.key: values.get(p.key) for p in mode.parameters
+              if p.type != "image" and p.key not in (prompt_key, "negative_prompt")}
+    if seed is not None:
+        fields["seed"] = seed
+    prompt = values.get(prompt_key) if prompt_key else None
+    negative = values.get("negative_prompt")
+    return build_infotext(prompt if isinstance(prompt, str) else "",
+                          negative if isinstance(negative, str) else None, fields)
+
+
+def _field(
+    service: Service, result: Result, name: str, data: Any, response: requests.Response
+) -> Any:
+    header = result.headers.get(name)  # type: ignore[call-overload]
+    if header:
+        value = response.headers.get(header)
+        if name == "seeds" and value is not None and value.lstrip("-").isdigit():
+            return int(value)
+        return value
+    return search(service, getattr(result, name), data, name)
+
+
+def _sent_seed(mode: Mode, values: dict[str, Any]) -> Any:
+    """The seed we sent, when the backend does not report one (and it was not 'random')."""
+    for p in mode.parameters:
+        if p.type == "seed":
+            value, low = values.get(p.key), p.bounds[0]
+            # The lowest value of a seed's range means "random" (-1 in A1111, 0 elsewhere).
+            return value if isinstance(value, int) and value > (low if low is not None else -1) \
+                else None
+    return None
+
+
+def _parse_json_fields(service: Service, data: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    data = dict(data)
+    for key in keys:
+        if isinstance(data.get(key), str):
+            try:
+                data[key] = json.loads(data[key])
+            except ValueError:
+                raise BackendError(f"{service.name} returned a {key!r} field that should hold "
+                                   "JSON but does not.", kind="garbage") from None
+    return data
+
+
+def search(
+    service: Service, text: str | None, data: Any, what: str,
+    variables: dict[str, Any] | None = None,
+) -> Any:
+    if not text or data is None:
+        return None
+    try:
+        return expr.search(text, data, expr.Context(variables))
+    except expr.ExprError as exc:
+        raise BackendError(f"{service.name}: cannot read {what} from the answer ({exc}).",
+                           kind="garbage") from None
+
+
+def _per_image(value: Any, count: int) -> list[Any]:
+    if isinstance(value, list):
+        return (value + [None] * count)[:count]
+    return [value] * count
+
+
+def _decode(service: Service, raw: Any, encoding: str) -> bytes:
+    if encoding == "bytes":
+        return raw
+    if not isinstance(raw, str):
+        raise ImageDataError(f"is a {type(raw).__name__}, not text")
+    if images.text_kind(raw, encoding) == "url":
+        return _fetch(service, raw.strip())
+    return images.decode_text(raw, encoding)
+
+
+def _fetch(service: Service, url: str) -> bytes:
+    """GET an image URL; credentials go only to the service's own origin."""
+    absolute = urljoin(service.base_url.rstrip("/") + "/", url)
+    same_origin = urlsplit(absolute)[:2] == urlsplit(service.base_url)[:2]
+    auth = resolve_auth(service) if same_origin else None
+    try:
+        response = requests.get(
+            absolute,
+            headers=auth.headers if auth else None,
+            auth=auth.basic if auth else None,
+            timeout=(5.0, FETCH_TIMEOUT),
+        )
+    except requests.exceptions.RequestException as exc:
+        raise ImageDataError(f"could not be downloaded ({type(exc).__name__})") from None
+    if response.status_code >= 400:
+        raise ImageDataError(f"could not be downloaded (HTTP {response.status_code})")
+    return response.content

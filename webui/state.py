@@ -1,0 +1,26 @@
+"""What the pages share: settings, the definition folders, caches, the image store, the jobs
+and the history. Built once by the app factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .catalog import DefinitionFolders
+from .choices import OptionsCache
+from .config import Settings
+from .history import HistoryStore
+from .images import ImageStore
+from .jobs import JobManager
+
+
+@dataclass
+class State:
+    """What the views share: settings, the definition folders, caches and the image store."""
+
+    settings: Settings
+    folders: DefinitionFolders
+    options: OptionsCache
+    store: ImageStore
+    jobs: JobManager
+    history: HistoryStore | None
+    history_error: str | None = None

@@ -1,0 +1,142 @@
+"""The service list, a service's status, its form page and the choices of its selects."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+
+from ..backend import BackendError, check_health
+from ..choices import choices, current_value, match_current
+from ..format import Mode, Parameter, schema_text
+from . import find_mode, find_service, state
+
+bp = Blueprint("services", __name__)
+
+
+@dataclass
+class Group:
+    name: str
+    fields: list[Parameter]
+    more: list[Parameter]
+
+    @property
+    def collapsed(self) -> bool:
+        return not self.fields
+
+
+def layout(mode: Mode) -> list[Group]:
+    """Parameters by group, in order of first appearance; advanced ones folded away."""
+    groups: dict[str, Group] = {}
+    for p in mode.parameters:
+        group = groups.setdefault(p.group or "", Group(p.group or "", [], []))
+        (group.more if p.advanced else group.fields).append(p)
+    return list(groups.values())
+
+
+@bp.get("/")
+def index() -> str:
+    st = state()
+    catalog = st.folders.catalog()
+    return render_template("index.html", catalog=catalog, settings=st.settings)
+
+
+@bp.get("/services/<service_id>/status")
+def status(service_id: str) -> str:
+    service = find_service(service_id)
+    urls = service.urls
+    with ThreadPoolExecutor(max_workers=min(8, len(urls))) as pool:
+        checks = list(pool.map(lambda url: check_health(service.at(url), identify=True), urls))
+    # The service is usable when any of its instances is.
+    state_, message = next((c for c in checks if c[0] == "online"), None) or next(
+        (c for c in checks if c[0] == "other"), checks[0])
+    queued, load = state().jobs.load(service)
+    instances = [{"url": url, "state": st if st != "offline" else "down", "message": msg,
+                  "running": load.get(url, (0, 0))[0], "finished": load.get(url, (0, 0))[1]}
+                 for url, (st, msg) in zip(urls, checks, strict=True)]
+    return render_template("_status.html", service=service, state=state_, message=message,
+                           instances=instances, queued=queued,
+                           compact=bool(request.args.get("compact")))
+
+
+@bp.get("/services/<service_id>/")
+def service_home(service_id: str) -> Response:
+    service = find_service(service_id)
+    first = next(iter(service.definition.modes))
+    return redirect(url_for("services.service_page", service_id=service_id, mode_name=first))
+
+
+@bp.get("/services/<service_id>/<mode_name>")
+def service_page(service_id: str, mode_name: str) -> str:
+    service = find_service(service_id)
+    mode = find_mode(service, mode_name)
+    job = state().jobs.get(request.args.get("job", ""))
+    # ?from=<image id>: the form filled from that image's job (reuse parameters);
+    # ?init=<image id>: that image as the input image (send to img2img).
+    values = prefill(mode.parameters, request.args.get("from"))
+    init = request.args.get("init", "")
+    init_image = state().history.get_image(int(init)) if (
+        init.isdigit() and state().history) else None
+    # What the form starts with, for the fields shown only when others have certain values.
+    form_values = {p.key: values.get(p.key, p.defaultValue) for p in mode.parameters}
+    return render_template("service.html", service=service, mode=mode, groups=layout(mode),
+                           form_values=form_values,
+                           job=job, position=state().jobs.position(job) if job else None,
+                           missing=state().jobs.missing(service, mode),
+                           values=values, init_image=init_image,
+                           prefilled=bool(values or init_image))
+
+
+@bp.get("/services/<service_id>/<mode_name>/options/<key>")
+def options(service_id: str, mode_name: str, key: str) -> tuple[str, int]:
+    service = find_service(service_id)
+    mode = find_mode(service, mode_name)
+    param = mode.parameter(key)
+    if param is None or param.type != "select":
+        abort(404, f"{mode.label} has no select {key!r}.")
+    refresh = bool(request.args.get("refresh"))
+    current: list[str] = [v for v in request.args.getlist(key) if v != ""]
+    if key not in request.args and param.defaultValue is not None:
+        defaults = param.defaultValue
+        current = [str(v) for v in (defaults if isinstance(defaults, list) else [defaults])]
+    context: dict[str, Any] = {"service": service, "mode": mode, "p": param, "error": None,
+                               "choices": None, "current": current, "stale": []}
+    try:
+        found = choices(service, param, state().options, refresh=refresh)
+        if not current and param.defaultFrom:
+            # The service's own setting (e.g. the checkpoint A1111 loads without an override).
+            server_value = current_value(service, param, state().options, refresh=refresh)
+            current = [server_value] if server_value is not None else []
+            context["from_service"] = server_value
+    except BackendError as exc:
+        context["error"] = exc.message
+        return render_template("_select.html", **context), 200
+    # Values saved earlier are matched to the list as it is now; one that matches nothing is
+    # kept, selected and marked, so that Generate says so instead of dropping it.
+    context["current"], context["stale"] = match_current(param, current, found)
+    context["choices"] = found
+    return render_template("_select.html", **context), 200
+
+
+@bp.get("/definition.schema.json")
+def definition_schema() -> Response:
+    return Response(schema_text(), mimetype="application/schema+json")
+
+
+def prefill(mode_params: list[Any], image_id: str | None) -> dict[str, Any]:
+    """Form values from a history image's job (reuse parameters): only keys the mode has."""
+    if not image_id or not image_id.isdigit() or state().history is None:
+        return {}
+    image = state().history.get_image(int(image_id))
+    job = state().history.get_job(image.job_id) if image else None
+    if job is None:
+        return {}
+    keys = {p.key for p in mode_params if p.type != "image"}
+    values = {k: v for k, v in job.parameters.items() if k in keys}
+    # The seed of this very image, not the -1 the job was asked with.
+    for p in mode_params:
+        if p.type == "seed" and image.seed is not None:
+            values[p.key] = image.seed
+    return values
