@@ -19,6 +19,13 @@ document.addEventListener("click", (event) => {
   if (input) input.value = button.dataset.setValue;
 });
 
+// Polling elements (a job's panel, a status badge) rest while the tab is hidden; a panel asks
+// again when the tab shows (its visibilitychange trigger). Done here, not in a trigger filter:
+// filters are evaluated code, which the Content-Security-Policy does not allow.
+document.addEventListener("htmx:beforeRequest", (event) => {
+  if (document.hidden && event.detail.elt?.hasAttribute?.("data-poll")) event.preventDefault();
+});
+
 // If webui itself cannot be reached, say so where the result would have appeared.
 document.addEventListener("htmx:sendError", (event) => {
   const target = event.detail.target;

@@ -1,57 +1,27 @@
-"""Shared fixtures: the real A1111 contract material, app factories and real HTTP servers."""
+"""Fixtures only: app factories, the fake backends and the demo on real HTTP servers, the real
+A1111 contract material. The helpers they are built from are in helpers.py."""
 
 from __future__ import annotations
 
-import json
-import re
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from werkzeug.serving import make_server
 
 from webui import create_app
-from webui.catalog import ExtraService
 from webui.config import Settings
 
 from .backends.a1111_variants import create_forge_app, create_sdnext_app
 from .backends.comfyui import create_comfyui_app
 from .backends.openai_images import create_openai_app
 from .backends.stability import create_stability_app
-
-FIXTURES = Path(__file__).parent / "fixtures"
-HX = {"HX-Request": "true"}  # what htmx sends with its requests
-A1111 = FIXTURES / "a1111"
-
-
-def a1111_response(name: str) -> Any:
-    """A body a real A1111 1.10.1 returned (tests/fixtures/a1111/responses/NAME.json)."""
-    return json.loads((A1111 / "responses" / f"{name}.json").read_text())
+from .helpers import BASE, ServerThread, demo_extra, fixture_json
 
 
 @pytest.fixture(scope="session")
 def openapi() -> dict[str, Any]:
-    return json.loads((A1111 / "openapi.json").read_text())
-
-
-class ServerThread:
-    """A WSGI app on a real port of 127.0.0.1, in a thread."""
-
-    def __init__(self, app: Any):
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        # A short poll interval: stopping the server then takes milliseconds, not 0.5 s.
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,),
-                                       daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+    return fixture_json("a1111", "openapi.json")
 
 
 @pytest.fixture
@@ -65,7 +35,7 @@ def make_settings(tmp_path: Path):
 @pytest.fixture
 def app(make_settings):
     """The app with the bundled definitions; the a1111 service points at nothing listening."""
-    return create_app(make_settings(url_overrides={"a1111": "http://a1111.test:7860"}))
+    return create_app(make_settings(url_overrides={"a1111": BASE}))
 
 
 @pytest.fixture
@@ -112,41 +82,7 @@ def services_app(make_settings, fakes, monkeypatch):
     return create_app(make_settings(url_overrides={k: s.url for k, s in fakes.items()}))
 
 
-def demo_extra(url: str) -> ExtraService:
-    return ExtraService(id="demo", definition="a1111", name="A1111 demo", url=url,
-                        note="demo backend", demo=True)
-
-
 @pytest.fixture
 def demo_app(make_settings, demo_server):
     """The app with the demo service, talking to the demo backend over HTTP."""
     return create_app(make_settings(extras=[demo_extra(demo_server.url)]))
-
-
-@dataclass
-class Finished:
-    """What the result area shows once a generation job has ended (or the direct answer of a
-    request that never became a job: bad input, a backend that could not be asked)."""
-
-    status_code: int
-    html: str
-    job: Any = None
-
-    def get_data(self, as_text: bool = False) -> Any:
-        return self.html if as_text else self.html.encode()
-
-
-def submit(client, url: str, timeout: float = 30, **kwargs: Any) -> Finished:
-    """POST a generation form; if it became a job, wait for the job to end and return its
-    final panel (200 when done or interrupted, 502 when failed)."""
-    # As htmx sends it (a plain POST, without JavaScript, is answered with a redirect).
-    kwargs.setdefault("headers", HX)
-    response = client.post(url, **kwargs)
-    html = response.get_data(as_text=True)
-    if response.status_code != 202:
-        return Finished(response.status_code, html)
-    job_id = re.search(r'id="job-([0-9a-f]{32})"', html).group(1)
-    job = client.application.extensions["webui"].jobs.get(job_id)
-    assert job.done.wait(timeout), f"job still {job.status} after {timeout} s"
-    panel = client.get(f"/jobs/{job_id}/panel").get_data(as_text=True)
-    return Finished(200 if job.status in ("done", "interrupted") else 502, panel, job)

@@ -15,8 +15,7 @@ import responses
 from webui import create_app
 from webui.jobs import _truthy
 
-from .conftest import FIXTURES, a1111_response, submit
-from .test_pages import API, form, mock_lists
+from .helpers import API, a1111_response, demo_extra, fixture_json, form, mock_lists, submit
 
 TITLED = "random-sd15.safetensors [8c8cc196b3]"
 
@@ -154,9 +153,6 @@ def test_progress_left_over_from_the_previous_job_is_not_this_one(app):
     assert _truthy(rule, a1111_response("progress-during-job"))
 
 
-IDENTIFY = FIXTURES / "identify"
-
-
 @pytest.mark.parametrize(("server", "a1111", "forge", "sdnext"), [
     ("a1111", "online", "other", "other"),
     ("forge", "other", "online", "other"),
@@ -167,7 +163,7 @@ def test_each_fork_is_told_apart(make_settings, server, a1111, forge, sdnext):
     url = "http://fork.test:7860"
     app = create_app(make_settings(url_overrides={"a1111": url, "forge": url, "sdnext": url}))
     client = app.test_client()
-    flags = json.loads((IDENTIFY / f"{server}-cmd-flags.json").read_text())
+    flags = fixture_json("identify", f"{server}-cmd-flags.json")
     responses.get(f"{url}/sdapi/v1/memory", json=a1111_response("memory"))
     responses.get(f"{url}/sdapi/v1/cmd-flags", json=flags)
     # Forge has /sdapi/v1/sd-modules, SD.Next /sdapi/v1/version; the others answer 404.
@@ -189,8 +185,6 @@ def test_each_fork_is_told_apart(make_settings, server, a1111, forge, sdnext):
 
 
 def test_unconfigured_services_are_listed_compactly(make_settings, demo_server, monkeypatch):
-    from .conftest import demo_extra
-
     for name in ("OPENAI_API_KEY", "STABILITY_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     app = create_app(make_settings(extras=[demo_extra(demo_server.url)],
@@ -207,9 +201,9 @@ def test_unconfigured_services_are_listed_compactly(make_settings, demo_server, 
 def test_the_status_checks_again_by_itself(client):
     responses.get(f"{API}/memory", status=503)
     html = client.get("/services/a1111/status").get_data(as_text=True)
-    assert 'hx-trigger="every 10s [!document.hidden]"' in html
+    assert 'hx-trigger="every 10s" data-poll' in html
     responses.replace(responses.GET, f"{API}/memory", json=a1111_response("memory"))
     responses.get(f"{API}/cmd-flags",
-                  json=json.loads((IDENTIFY / "a1111-cmd-flags.json").read_text()))
+                  json=fixture_json("identify", "a1111-cmd-flags.json"))
     html = client.get("/services/a1111/status").get_data(as_text=True)
     assert 'class="status online"' in html and 'every 30s' in html

@@ -4,18 +4,18 @@ real A1111 1.10.1 served (tests/fixtures/a1111/openapi.json)."""
 from __future__ import annotations
 
 import base64
-import io
 from typing import Any
 
 import jsonschema
 import pytest
-from PIL import Image
 
 from webui.catalog import BUNDLED_DIR
 from webui.format import load_file
 from webui.images import UploadedImage
 from webui.pipeline import build_body, prepare_values
 from webui.service import Service
+
+from .helpers import image_bytes
 
 COMPONENT = {
     "txt2img": "StableDiffusionProcessingTxt2Img",
@@ -30,9 +30,7 @@ def service() -> Service:
 
 
 def png_upload() -> UploadedImage:
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8), (200, 30, 30)).save(buf, "PNG")
-    return UploadedImage(buf.getvalue(), "image/png", "red.png", 8, 8)
+    return UploadedImage(image_bytes((8, 8)), "image/png", "red.png", 8, 8)
 
 
 def defaults(mode) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 from webui import create_app
 from webui.demo import create_demo_app
 
-from .conftest import ServerThread, demo_extra
+from .helpers import ServerThread, a1111_response, demo_extra, image_bytes
 
 # Slower than the rest: `pytest -m "not browser"` is the fast loop, CI runs everything.
 pytestmark = pytest.mark.browser
@@ -131,7 +131,7 @@ def test_field_errors_show_beside_the_fields(page, ui):
 def test_img2img_with_an_upload(page, ui, tmp_path):
     server, _app = ui
     init = tmp_path / "init.png"
-    Image.new("RGB", (96, 96), (220, 40, 40)).save(init)
+    init.write_bytes(image_bytes((96, 96), (220, 40, 40)))
     page.goto(server.url + "/services/demo/img2img")
     page.set_input_files("#f-img2img-init_image", str(init))
     expect(page.locator("#pv-f-img2img-init_image")).to_be_visible()  # preview of the upload
@@ -205,7 +205,7 @@ def test_comfyui_img2img_in_the_browser(page, make_settings, fakes, tmp_path):
     server = ServerThread(app)
     try:
         init = tmp_path / "init.png"
-        Image.new("RGB", (72, 64), (20, 20, 220)).save(init)
+        init.write_bytes(image_bytes((72, 64), (20, 20, 220)))
         page.goto(f"{server.url}/services/comfyui/img2img")
         expect(page.locator("#f-img2img-ckpt_name option",
                             has_text="sd15-demo.safetensors")).to_have_count(1)
@@ -295,8 +295,6 @@ def test_gallery_reuse_parameters_and_remembered_form(page, ui):
 
 
 def test_dropping_a_png_fills_the_form(page, ui):
-    from .conftest import a1111_response
-
     server, _app = ui
     page.goto(server.url + "/services/demo/txt2img")
     expect(page.locator("#f-txt2img-sampler_name option[value='Euler']")).to_have_count(1)

@@ -13,7 +13,8 @@ import pytest
 from flask.testing import FlaskClient
 from PIL import Image
 
-from tests.backends.comfyui import OOM_MESSAGE, OOM_TIPS, SAMPLERS, create_comfyui_app
+from .backends.comfyui import OOM_MESSAGE, OOM_TIPS, SAMPLERS, create_comfyui_app
+from .helpers import image_bytes
 
 WORKFLOWS = Path(__file__).parent.parent / "webui" / "services" / "comfyui"
 
@@ -35,12 +36,6 @@ def workflow(name: str, **inputs: Any) -> dict[str, Any]:
         node, _, field = key.partition("__")
         prompt[node]["inputs"][field] = value
     return prompt
-
-
-def png(size: tuple[int, int], color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, "PNG")
-    return buf.getvalue()
 
 
 def upload(client: FlaskClient, data: bytes, filename: str, **form: str):
@@ -129,7 +124,7 @@ def test_images_follow_the_seed_and_the_latent_size():
 
 
 def test_img2img_runs_on_an_uploaded_image(client):
-    r = upload(client, png((200, 120)), "photo.png")
+    r = upload(client, image_bytes((200, 120)), "photo.png")
     assert r.status_code == 200
     assert r.get_json() == {"name": "photo.png", "subfolder": "", "type": "input"}
     choices = client.get("/object_info/LoadImage").get_json()["LoadImage"]["input"]["required"]
@@ -152,18 +147,18 @@ def test_img2img_file_runs_as_is_on_the_bundled_example_png(client):
 
 
 def test_upload_names_duplicates_and_bad_uploads(client):
-    assert upload(client, png((8, 8)), "a.png").get_json()["name"] == "a.png"
+    assert upload(client, image_bytes((8, 8)), "a.png").get_json()["name"] == "a.png"
     # the same bytes again: the same file; other bytes: a new name, unless overwrite
-    assert upload(client, png((8, 8)), "a.png").get_json()["name"] == "a.png"
-    assert upload(client, png((8, 8), (1, 2, 3)), "a.png").get_json()["name"] == "a (1).png"
-    r = upload(client, png((8, 8), (9, 9, 9)), "a.png", overwrite="true")
+    assert upload(client, image_bytes((8, 8)), "a.png").get_json()["name"] == "a.png"
+    assert upload(client, image_bytes((8, 8), (1, 2, 3)), "a.png").get_json()["name"] == "a (1).png"
+    r = upload(client, image_bytes((8, 8), (9, 9, 9)), "a.png", overwrite="true")
     assert r.get_json()["name"] == "a.png"
-    r = upload(client, png((16, 8)), "b.png", subfolder="clips", type="input")
+    r = upload(client, image_bytes((16, 8)), "b.png", subfolder="clips", type="input")
     assert r.get_json() == {"name": "b.png", "subfolder": "clips", "type": "input"}
     assert view(client, {"filename": "b.png", "subfolder": "clips", "type": "input"}).size == (
         16, 8)
-    assert upload(client, png((8, 8)), "y.png", subfolder="../up").status_code == 400
-    assert upload(client, png((8, 8)), "y.png", subfolder="/etc").status_code == 400
+    assert upload(client, image_bytes((8, 8)), "y.png", subfolder="../up").status_code == 400
+    assert upload(client, image_bytes((8, 8)), "y.png", subfolder="/etc").status_code == 400
     assert client.post("/upload/image", data={"overwrite": "true"}).status_code == 400
 
 
@@ -328,7 +323,7 @@ def test_requests_are_recorded():
     client = app.test_client()
     client.get("/system_stats")
     client.post("/prompt", json={"prompt": workflow("txt2img"), "client_id": "c"})
-    upload(client, png((8, 8)), "a.png", overwrite="true")
+    upload(client, image_bytes((8, 8)), "a.png", overwrite="true")
     client.get("/history/abc", query_string={"x": "1"})
     seen = app.config["REQUESTS"]
     assert [(r["method"], r["path"]) for r in seen] == [
@@ -584,7 +579,8 @@ def test_upload_overwrite_and_the_renaming_rule(client):
     """overwrite exactly "true" or "1" writes over the file; anything else keeps it and tries
     f"{splitext[0]} ({i}){splitext[1]}" for i = 1, 2, ... unless a candidate holds the same
     bytes (compare_image_hash), whose name is then answered."""
-    red, green, blue = png((8, 8)), png((8, 8), (0, 200, 0)), png((8, 8), (0, 0, 200))
+    red = image_bytes((8, 8))
+    green, blue = image_bytes((8, 8), (0, 200, 0)), image_bytes((8, 8), (0, 0, 200))
     assert upload(client, red, "a.png").get_json()["name"] == "a.png"
     for overwrite in ("false", "True", "yes"):
         r = upload(client, green, "a.png", overwrite=overwrite)
@@ -604,16 +600,16 @@ def test_upload_folders_and_types(client):
     """The path is join(upload_dir, normpath(subfolder), filename) and must stay inside the
     folder (commonpath); the answer echoes subfolder as sent. type None -> "input"; any other
     value than input/temp/output leaves get_dir_by_type's variable unbound: a 500."""
-    r = upload(client, png((16, 8)), "b.png", subfolder="clips/../other")
+    r = upload(client, image_bytes((16, 8)), "b.png", subfolder="clips/../other")
     assert r.status_code == 200
     assert r.get_json() == {"name": "b.png", "subfolder": "clips/../other", "type": "input"}
     assert view(client, {"filename": "b.png", "subfolder": "other", "type": "input"}).size == (
         16, 8)
-    r = upload(client, png((8, 8)), "t.png", type="temp")
+    r = upload(client, image_bytes((8, 8)), "t.png", type="temp")
     assert r.get_json() == {"name": "t.png", "subfolder": "", "type": "temp"}
     assert view(client, {"filename": "t.png", "type": "temp"}).size == (8, 8)
-    assert upload(client, png((8, 8)), "c.png", type="models").status_code == 500
-    assert upload(client, png((8, 8)), "c.png", type="").status_code == 500
+    assert upload(client, image_bytes((8, 8)), "c.png", type="models").status_code == 500
+    assert upload(client, image_bytes((8, 8)), "c.png", type="").status_code == 500
 
 
 def test_any_bytes_are_stored_and_load_image_fails_when_it_runs(client):

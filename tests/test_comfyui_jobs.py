@@ -14,16 +14,13 @@ from __future__ import annotations
 import copy
 import io
 import json
-import re
 
 import pytest
 import requests
 
 from webui.catalog import BUNDLED_DIR
 
-from .conftest import HX
-from .test_jobs import wait_for
-from .test_services import defaults, png, sent
+from .helpers import HX, defaults, image_bytes, job_in, sent, wait_for
 
 WORKFLOW = json.loads((BUNDLED_DIR / "comfyui" / "txt2img.json").read_text())
 
@@ -62,8 +59,7 @@ def start(app, mode="txt2img", files=None, **fields):
     r = client.post(f"/services/comfyui/{mode}/generate", headers=HX, data=data,
                     content_type="multipart/form-data")
     assert r.status_code == 202, r.get_data(as_text=True)
-    job_id = re.search(r'id="job-([0-9a-f]{32})"', r.get_data(as_text=True)).group(1)
-    return client, app.extensions["webui"].jobs.get(job_id)
+    return client, job_in(client, r.get_data(as_text=True))
 
 
 def panel(client, job) -> str:
@@ -139,10 +135,10 @@ def test_a_job_that_times_out_is_stopped_on_comfyui_too(services_app, comfy, mon
 
 def test_uploads_never_replace_another_clients_file(services_app, comfy):
     # Another client already has an input called image.png.
-    requests.post(comfy.url + "/upload/image", files={"image": ("image.png", png(
+    requests.post(comfy.url + "/upload/image", files={"image": ("image.png", image_bytes(
         (32, 32), (200, 0, 0)), "image/png")}, timeout=5)
     comfy.server.app.config["REQUESTS"].clear()
-    client, job = start(services_app, mode="img2img", files={"image": png((64, 64))},
+    client, job = start(services_app, mode="img2img", files={"image": image_bytes((64, 64))},
                         denoise="0.5", seed="3")
     assert job.done.wait(20) and job.status == "done", job.error
     [upload] = sent({"comfyui": comfy}, "comfyui", "/upload/image")

@@ -16,42 +16,10 @@ from webui.cli import main as cli_main
 from webui.format import DefinitionError, load_data, load_file, schema_text
 from webui.format.paths import PathError, format_path, parse_path, set_path
 
+from .helpers import minimal
+
 A1111_FILE = BUNDLED_DIR / "a1111.yaml"
 SCHEMA_FILE = Path(__file__).parent.parent / "docs" / "definition.schema.json"
-
-
-def minimal() -> dict[str, Any]:
-    return {
-        "id": "tiny",
-        "name": "Tiny",
-        "url": "http://127.0.0.1:9999",
-        "capabilities": [
-            {"capability": "health", "endpoints": {"ping": {"path": "/ping"}}},
-            {
-                "capability": "image_generation",
-                "endpoints": {
-                    "txt2img": {"method": "POST", "path": "/gen", "result": {"images": "images"}},
-                    "img2img": {"method": "POST", "path": "/edit", "result": {"images": "images"}},
-                    "getModels": {"path": "/models"},
-                },
-                "parameters": {
-                    "txt2img": [
-                        {"key": "prompt", "type": "textarea", "required": True},
-                        {"key": "steps", "type": "integer", "range": [1, 50],
-                         "defaultValue": 20},
-                        {"key": "model", "type": "select", "optionsEndpoint": "getModels",
-                         "target": "settings.model"},
-                    ],
-                    "img2img": {
-                        "extends": "txt2img",
-                        "exclude": ["steps"],
-                        "add": [{"key": "image", "type": "image", "target": "images[0]",
-                                 "before": "prompt"}],
-                    },
-                },
-            },
-        ],
-    }
 
 
 def gen_cap(data: dict[str, Any]) -> dict[str, Any]:

@@ -4,16 +4,10 @@ bundled a1111 definition, exactly as it would a real A1111."""
 from __future__ import annotations
 
 import io
-import re
 
 from PIL import Image
 
-from .conftest import submit
-from .test_pages import field_errors, form
-
-
-def images_in(html: str) -> list[str]:
-    return re.findall(r'<img src="/images/([^"]+)"', html)
+from .helpers import field_errors, form, image_bytes, images_in, submit
 
 
 def test_batch_with_checkpoint_and_lora(demo_app):
@@ -49,12 +43,10 @@ def test_values_the_backend_does_not_list_are_refused(demo_app):
 def test_img2img_keeps_the_init_image_at_denoising_zero(demo_app):
     client = demo_app.test_client()
     store = demo_app.extensions["webui"].store
-    buf = io.BytesIO()
-    Image.new("RGB", (50, 50), (20, 200, 40)).save(buf, "PNG")
     data = form(width="64", height="64", denoising_strength="0", resize_mode="0")
     data.pop("hr_upscaler")
     r = submit(client, "/services/demo/img2img/generate", data={
-        **data, "init_image": (io.BytesIO(buf.getvalue()), "green.png")},
+        **data, "init_image": (io.BytesIO(image_bytes((50, 50), (20, 200, 40))), "green.png")},
         content_type="multipart/form-data")
     html = r.get_data(as_text=True)
     assert r.status_code == 200, html

@@ -18,10 +18,9 @@ from webui.images import ImageStore
 from webui.pipeline import generate, prepare_values
 from webui.service import Service
 
-from .conftest import a1111_response
+from .helpers import API, BASE, a1111_response, minimal
 
-BASE = "http://a1111.test:7860"
-TXT2IMG = f"{BASE}/sdapi/v1/txt2img"
+TXT2IMG = f"{API}/txt2img"
 
 
 @pytest.fixture(scope="module")
@@ -241,8 +240,6 @@ def test_options_errors(service):
 def test_authentication_types(monkeypatch, auth, env, header, expected):
     from webui.format import load_data
 
-    from .test_definitions import minimal
-
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     data = minimal()
@@ -255,8 +252,6 @@ def test_authentication_types(monkeypatch, auth, env, header, expected):
 
 def test_required_secret_missing_is_a_setup_error(monkeypatch):
     from webui.format import load_data
-
-    from .test_definitions import minimal
 
     monkeypatch.delenv("T_TOKEN", raising=False)
     data = minimal()

@@ -14,12 +14,10 @@ names its source; the short names used below are:
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import re
 import time
-from pathlib import Path
 from typing import Any
 
 import jmespath
@@ -28,7 +26,7 @@ from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
 from PIL import Image
 
-from tests.backends.openai_images import (
+from .backends.openai_images import (
     IMAGE_MODELS,
     OTHER_MODELS,
     create_openai_app,
@@ -36,23 +34,16 @@ from tests.backends.openai_images import (
     mask_key,
     schema_validator,
 )
-from tests.backends.stability import create_stability_app
+from .backends.stability import create_stability_app
+from .helpers import b64, decoded, fixture_json, image_bytes
 
 OPENAI_AUTH = {"Authorization": "Bearer sk-test"}
 STAB_AUTH = {"Authorization": "Bearer sk-stab"}
-FIXTURES = Path(__file__).parent / "fixtures"
 # The filter a definition should apply to /v1/models to offer image models only.
 IMAGE_MODEL_FILTER = "data[?starts_with(id, 'dall-e') || contains(id, 'image')].id"
-
-
-def png(width: int = 64, height: int = 64, mode: str = "RGBA") -> bytes:
-    buffer = io.BytesIO()
-    Image.new(mode, (width, height), (10, 20, 30, 255)[: len(mode)]).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def decoded(b64: str) -> Image.Image:
-    return Image.open(io.BytesIO(base64.b64decode(b64)))
+# Images to edit, with an alpha channel (dall-e-2 wants a square RGBA PNG).
+SQUARE = image_bytes(mode="RGBA")
+LANDSCAPE = image_bytes((96, 64), mode="RGBA")
 
 
 def conforms(schema: str, instance: Any) -> None:
@@ -126,7 +117,7 @@ def events(response) -> list[tuple[str, dict[str, Any]]]:
 
 def test_openai_fixture_is_the_trimmed_official_spec():
     # OPENAPI; tests/fixtures/openai/README.md.
-    document = json.loads((FIXTURES / "openai" / "images-openapi.json").read_text())
+    document = fixture_json("openai", "images-openapi.json")
     assert "f85dbe223d40e1a31cba812ab2d755c7e98a92a3" in document["$comment"]
     Draft202012Validator.check_schema(document)
     schemas = document["components"]["schemas"]
@@ -433,8 +424,8 @@ def test_gpt_image_edit_with_mask_and_image_array(oa, openai_app):
             "model": "gpt-image-1",
             "prompt": "make it blue",
             "size": "auto",
-            "image[]": [(io.BytesIO(png(96, 64)), "a.png"), (io.BytesIO(png(96, 64)), "b.png")],
-            "mask": (io.BytesIO(png(96, 64)), "mask.png"),
+            "image[]": [(io.BytesIO(LANDSCAPE), "a.png"), (io.BytesIO(LANDSCAPE), "b.png")],
+            "mask": (io.BytesIO(LANDSCAPE), "mask.png"),
         },
     )
     assert response.status_code == 200, response.get_json()
@@ -449,7 +440,7 @@ def test_gpt_image_edit_with_mask_and_image_array(oa, openai_app):
 
 def test_openai_edit_defaults(oa):
     # OPENAPI CreateImageEditRequest: model defaults to gpt-image-1.5, size to 1024x1024.
-    response = edit(oa, {"prompt": "p", "image": (io.BytesIO(png(96, 64)), "a.png")})
+    response = edit(oa, {"prompt": "p", "image": (io.BytesIO(LANDSCAPE), "a.png")})
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
     assert body["size"] == "1024x1024" and "usage" in body
@@ -462,7 +453,8 @@ def test_dalle2_edit_tints_and_resizes(oa):
         oa,
         {
             "model": "dall-e-2", "prompt": "p", "size": "256x256", "quality": "standard",
-            "response_format": "b64_json", "image": (io.BytesIO(png()), "in.png"),
+            "response_format": "b64_json",
+            "image": (io.BytesIO(image_bytes(colour=(10, 20, 30), mode="RGBA")), "in.png"),
         },
     )
     assert response.status_code == 200, response.get_json()
@@ -475,17 +467,17 @@ def test_gpt_image_edit_input_fidelity(oa):
     # models, unsupported for gpt-image-1-mini".
     for model in ("gpt-image-1", "gpt-image-1.5", "gpt-image-2"):
         response = edit(oa, {"model": model, "prompt": "p", "input_fidelity": "high",
-                             "image": (io.BytesIO(png()), "a.png")})
+                             "image": (io.BytesIO(SQUARE), "a.png")})
         assert response.status_code == 200, (model, response.get_json())
     response = edit(oa, {"model": "gpt-image-1-mini", "prompt": "p", "input_fidelity": "high",
-                         "image": (io.BytesIO(png()), "a.png")})
+                         "image": (io.BytesIO(SQUARE), "a.png")})
     assert openai_error(response)["code"] == "unknown_parameter"
 
 
 def test_gpt_image_streams_edits(oa):
     # OPENAPI: the edits "Streaming" example; ImageEditPartialImageEvent/CompletedEvent.
     response = edit(oa, {"model": "gpt-image-1", "prompt": "p", "stream": "true",
-                         "partial_images": "1", "image": (io.BytesIO(png()), "a.png")})
+                         "partial_images": "1", "image": (io.BytesIO(SQUARE), "a.png")})
     found = events(response)
     assert [name for name, _ in found] == ["image_edit.partial_image", "image_edit.completed"]
     conforms("ImageEditPartialImageEvent", found[0][1])
@@ -498,33 +490,34 @@ def test_gpt_image_streams_edits(oa):
         ({"model": "gpt-image-1", "prompt": "p", "image": (io.BytesIO(b"hi"), "a.txt")},
          "Invalid file 'image': unsupported mimetype ('text/plain'). Supported file formats are "
          "'image/png', 'image/jpeg', and 'image/webp'.", "unsupported_file_mimetype"),
-        ({"model": "dall-e-2", "prompt": "p", "image": (io.BytesIO(png(64, 32)), "a.png")},
+        ({"model": "dall-e-2", "prompt": "p",
+          "image": (io.BytesIO(image_bytes((64, 32), mode="RGBA")), "a.png")},
          "Invalid input image - expected an image with equal width and height, got 64x32 "
          "instead.", None),
-        ({"model": "dall-e-2", "prompt": "p", "image": (io.BytesIO(png(mode="RGB")), "a.png")},
+        ({"model": "dall-e-2", "prompt": "p", "image": (io.BytesIO(image_bytes()), "a.png")},
          "Invalid input image - format must be in ['RGBA', 'LA', 'L'], got RGB.", None),
         ({"model": "gpt-image-1", "prompt": "p"}, "Missing required parameter: 'image'.",
          "missing_required_parameter"),
         # OPENAPI: dall-e-3 is not an edits model.
-        ({"model": "dall-e-3", "prompt": "p", "image": (io.BytesIO(png()), "a.png")},
+        ({"model": "dall-e-3", "prompt": "p", "image": (io.BytesIO(SQUARE), "a.png")},
          "Invalid value: 'dall-e-3'.", "invalid_value"),
         # OPENAPI: "The mask ... Must be a valid PNG file".
-        ({"model": "gpt-image-1", "prompt": "p", "image": (io.BytesIO(png()), "a.png"),
+        ({"model": "gpt-image-1", "prompt": "p", "image": (io.BytesIO(SQUARE), "a.png"),
           "mask": (io.BytesIO(b"x"), "m.jpg")},
          "Invalid file 'mask': unsupported mimetype ('image/jpeg').", "unsupported_file_mimetype"),
         # OPENAPI: moderation is not a field of the multipart CreateImageEditRequest.
         ({"model": "gpt-image-1", "prompt": "p", "moderation": "low",
-          "image": (io.BytesIO(png()), "a.png")}, "Unknown parameter: 'moderation'.",
+          "image": (io.BytesIO(SQUARE), "a.png")}, "Unknown parameter: 'moderation'.",
          "unknown_parameter"),
         # OPENAPI: image is an array of at most 16.
         ({"model": "gpt-image-1", "prompt": "p",
-          "image[]": [(io.BytesIO(png()), f"{i}.png") for i in range(17)]},
+          "image[]": [(io.BytesIO(SQUARE), f"{i}.png") for i in range(17)]},
          "Invalid 'image': array too long.", "array_above_max_length"),
         ({"model": "gpt-image-1", "prompt": "p", "n": "11",
-          "image": (io.BytesIO(png()), "a.png")},
+          "image": (io.BytesIO(SQUARE), "a.png")},
          "Invalid 'n': integer above maximum value.", "integer_above_max_value"),
         ({"model": "dall-e-2", "prompt": "p", "output_format": "png",
-          "image": (io.BytesIO(png()), "a.png")}, "Unknown parameter: 'output_format'.",
+          "image": (io.BytesIO(SQUARE), "a.png")}, "Unknown parameter: 'output_format'.",
          "unknown_parameter"),
     ],
 )
@@ -539,7 +532,7 @@ def test_openai_edit_errors(oa, data, message, code):
 def test_openai_json_edit(oa):
     # OPENAPI: /images/edits also takes application/json (EditImageBodyJsonParam): images as
     # image_url (data URLs) or file_id references, GPT image models only, size default auto.
-    data_url = "data:image/png;base64," + base64.b64encode(png(96, 64)).decode()
+    data_url = "data:image/png;base64," + b64(LANDSCAPE)
     response = oa.post("/v1/images/edits", headers=OPENAI_AUTH,
                        json={"prompt": "p", "images": [{"image_url": data_url}]})
     assert response.status_code == 200, response.get_json()
@@ -565,7 +558,7 @@ def test_openai_edit_needs_multipart_or_json(oa):
 def test_localai_has_no_edits_route(la, oa):
     # LOCALAI core/http/routes/openai.go registers no /v1/images/edits; an unknown route is
     # render.go notFoundHandler's JSON (schema.APIError: code, message, type; param omitted).
-    response = la.post("/v1/images/edits", data={"prompt": "p", "image": (io.BytesIO(png()),
+    response = la.post("/v1/images/edits", data={"prompt": "p", "image": (io.BytesIO(SQUARE),
                        "a.png")}, content_type="multipart/form-data")
     assert response.status_code == 404
     assert response.get_json() == {
@@ -665,12 +658,12 @@ def test_localai_inpainting_is_its_own_route(la):
     # LOCALAI endpoints/openai/inpainting.go: multipart image + mask required; the URL it
     # answers is outside the served directory (app.go), so it 404s.
     missing = la.post("/v1/images/inpainting", data={
-        "model": "stablediffusion", "prompt": "p", "image": (io.BytesIO(png()), "a.png")},
+        "model": "stablediffusion", "prompt": "p", "image": (io.BytesIO(SQUARE), "a.png")},
         content_type="multipart/form-data")
     assert missing.get_json()["error"]["message"] == "code=400, message=missing mask file"
     done = la.post("/v1/images/inpainting", data={
-        "model": "stablediffusion", "prompt": "p", "image": (io.BytesIO(png()), "a.png"),
-        "mask": (io.BytesIO(png()), "m.png")}, content_type="multipart/form-data")
+        "model": "stablediffusion", "prompt": "p", "image": (io.BytesIO(SQUARE), "a.png"),
+        "mask": (io.BytesIO(SQUARE), "m.png")}, content_type="multipart/form-data")
     url = jmespath.search("data[0].url", done.get_json())
     assert la.get(url.replace("http://localhost", "")).status_code == 404
 
@@ -721,7 +714,7 @@ def stab_error(response) -> dict[str, Any]:
 
 
 def stability_document() -> dict[str, Any]:
-    return json.loads((FIXTURES / "stability" / "stable-image-errors.json").read_text())
+    return fixture_json("stability", "stable-image-errors.json")
 
 
 def stability_schema(pointer: str) -> Draft202012Validator:
@@ -805,7 +798,7 @@ def test_stability_image_to_image(st):
     # STABILITY: mode image-to-image needs image and strength; output ~1 megapixel.
     response = sd3(
         st, prompt="winter", mode="image-to-image", strength="0.5",
-        image=(io.BytesIO(png(200, 100, "RGB")), "dog.png"),
+        image=(io.BytesIO(image_bytes((200, 100))), "dog.png"),
     )
     assert response.status_code == 200
     width, height = Image.open(io.BytesIO(response.data)).size
@@ -830,7 +823,7 @@ def test_stability_core_with_style_preset(st):
         ({"prompt": "x", "seed": "4294967295"}, "seed: must be an integer between"),
         ({"prompt": "x", "mode": "image-to-image", "strength": "0.5"}, "image: is required"),
         ({"prompt": "x", "mode": "image-to-image",
-          "image": (io.BytesIO(png()), "a.png")}, "strength: is required"),
+          "image": (io.BytesIO(SQUARE), "a.png")}, "strength: is required"),
     ],
 )
 def test_stability_validation(st, fields, first_error):

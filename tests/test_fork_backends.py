@@ -8,40 +8,19 @@ The extracted request fields and lists are in tests/fixtures/forge and tests/fix
 
 from __future__ import annotations
 
-import base64
-import io
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 
 from .backends.a1111_variants import create_forge_app, create_sdnext_app
+from .helpers import SDAPI, b64, decoded, fixture_json, image_bytes
 
-FIXTURES = Path(__file__).parent / "fixtures"
-API = "/sdapi/v1"
 SMALL = {"prompt": "hills", "seed": 5, "steps": 2, "width": 64, "height": 64}
 
 
-def fixture(*parts: str) -> Any:
-    return json.loads(FIXTURES.joinpath(*parts).read_text(encoding="utf-8"))
-
-
-def decode(b64: str) -> Image.Image:
-    image = Image.open(io.BytesIO(base64.b64decode(b64)))
-    image.load()
-    return image
-
-
-def png(size: tuple[int, int], color: str = "red") -> str:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def post(client, path: str, body: Any) -> tuple[int, Any]:
-    response = client.post(f"{API}/{path}", json=body)
+    response = client.post(f"{SDAPI}/{path}", json=body)
     return response.status_code, response.get_json()
 
 
@@ -76,7 +55,7 @@ def test_forge_fields_are_a1111_plus_four(openapi):
         ("txt2img", "StableDiffusionProcessingTxt2Img"),
         ("img2img", "StableDiffusionProcessingImg2Img"),
     ):
-        forge = {f["name"]: f for f in fixture("forge", f"{mode}-fields.json")}
+        forge = {f["name"]: f for f in fixture_json("forge", f"{mode}-fields.json")}
         a1111 = openapi["components"]["schemas"][schema]["properties"]
         assert [n for n in forge if n in a1111] == list(a1111)
         for name, prop in a1111.items():
@@ -100,7 +79,7 @@ def test_forge_hires_without_additional_modules_is_a_type_error(forge):
         "errors": "argument of type 'NoneType' is not iterable",
     }
     data = generate(forge, enable_hr=True, hr_scale=1.5, hr_additional_modules=["Use same choices"])
-    assert decode(data["images"][0]).size == (96, 96)
+    assert decoded(data["images"][0]).size == (96, 96)
     text = infotext(data)
     assert "Hires Module 1: Use same choices" in text and "Hires CFG Scale: 1.0" in text
     data = generate(forge, enable_hr=True, hr_scale=1.5, hr_additional_modules=[], hr_cfg=7)
@@ -111,7 +90,7 @@ def test_forge_ignores_fields_it_does_not_have(forge):
     """No extra="forbid" in the generated model: unknown keys are dropped (issue #2680's
     "hires_fix": true gave an image at the first-pass size)."""
     data = generate(forge, hires_fix=True, hr_scale=2, no_such_field={"x": 1})
-    assert decode(data["images"][0]).size == (64, 64)
+    assert decoded(data["images"][0]).size == (64, 64)
     assert "hires_fix" not in data["parameters"]
 
 
@@ -152,15 +131,15 @@ def test_forge_validation_errors_are_pydantic_2_8(forge):
 
 def test_forge_lists(forge):
     """Api.get_sd_vaes_and_text_encoders at /sd-modules; /sd-vae was replaced (#1463)."""
-    modules = forge.get(f"{API}/sd-modules").get_json()
+    modules = forge.get(f"{SDAPI}/sd-modules").get_json()
     assert modules and all(set(m) == {"model_name", "filename"} for m in modules)
     assert modules[0] == {"model_name": "ae.safetensors",
                           "filename": "/opt/forge/models/VAE/ae.safetensors"}
-    response = forge.get(f"{API}/sd-vae")
+    response = forge.get(f"{SDAPI}/sd-vae")
     assert response.status_code == 404 and response.get_json() == {"detail": "Not Found"}
-    assert forge.get(f"{API}/samplers").get_json() == fixture("forge", "samplers.json")
-    assert forge.get(f"{API}/schedulers").get_json() == fixture("forge", "schedulers.json")
-    names = [s["name"] for s in fixture("forge", "samplers.json")]
+    assert forge.get(f"{SDAPI}/samplers").get_json() == fixture_json("forge", "samplers.json")
+    assert forge.get(f"{SDAPI}/schedulers").get_json() == fixture_json("forge", "schedulers.json")
+    names = [s["name"] for s in fixture_json("forge", "samplers.json")]
     assert names[-1] == "DDPM" and "HeunPP2" in names
 
 
@@ -172,23 +151,23 @@ def test_forge_additional_modules_override(forge):
     text = infotext(generate(forge, **body))
     assert text.endswith("Version: demo, Module 1: ae, Module 2: clip_l")
     # Restored after the job (override_settings_restore_afterwards).
-    assert forge.get(f"{API}/options").get_json()["forge_additional_modules"] == []
-    assert forge.post(f"{API}/options", json={"forge_additional_modules": ["ae.safetensors"]}
+    assert forge.get(f"{SDAPI}/options").get_json()["forge_additional_modules"] == []
+    assert forge.post(f"{SDAPI}/options", json={"forge_additional_modules": ["ae.safetensors"]}
                       ).status_code == 200
-    options = forge.get(f"{API}/options").get_json()
+    options = forge.get(f"{SDAPI}/options").get_json()
     assert options["forge_additional_modules"] == ["/opt/forge/models/VAE/ae.safetensors"]
 
 
 def test_forge_stores_the_checkpoint_option_as_given(forge):
     """main_entry.checkpoint_change stores the name as given; forge_model_reload does not
     write the title back (A1111's load_model_weights does)."""
-    assert forge.post(f"{API}/options", json={"sd_model_checkpoint": "demo-pastel"}
+    assert forge.post(f"{SDAPI}/options", json={"sd_model_checkpoint": "demo-pastel"}
                       ).status_code == 200
-    assert forge.get(f"{API}/options").get_json()["sd_model_checkpoint"] == "demo-pastel"
+    assert forge.get(f"{SDAPI}/options").get_json()["sd_model_checkpoint"] == "demo-pastel"
     info = json.loads(generate(forge)["info"])
     assert info["sd_model_name"] == "demo-pastel" and info["sd_model_hash"] == "d3m0000002"
     # Loading it still hashed it: the listed title gained the hash.
-    titles = [m["title"] for m in forge.get(f"{API}/sd-models").get_json()]
+    titles = [m["title"] for m in forge.get(f"{SDAPI}/sd-models").get_json()]
     assert titles[1] == "demo-pastel.safetensors [d3m0000002]"
 
 
@@ -200,21 +179,21 @@ def test_sdnext_has_no_latent_upscale_modes_and_a_broken_schedulers_route(sdnext
     """modules/api/api.py registers no /latent-upscale-modes (FastAPI's 404). /schedulers was
     added in 6fc0830d (2026-07-01): endpoints.get_schedulers answers list_samplers(), whose
     "Default" and divider rows have no class: ItemScheduler.cls (str) fails -> 500."""
-    response = sdnext.get(f"{API}/latent-upscale-modes")
+    response = sdnext.get(f"{SDAPI}/latent-upscale-modes")
     assert response.status_code == 404 and response.get_json() == {"detail": "Not Found"}
-    response = sdnext.get(f"{API}/schedulers")
+    response = sdnext.get(f"{SDAPI}/schedulers")
     assert response.status_code == 500
     body = response.get_json()
     assert body["error"] == "ResponseValidationError" and body["code"] == 500
     assert body["errors"].startswith("23 validation errors:")
     older = create_sdnext_app(step_delay=0, schedulers_route=False).test_client()
-    response = older.get(f"{API}/schedulers")
+    response = older.get(f"{SDAPI}/schedulers")
     assert response.status_code == 404 and response.get_json() == {"detail": "Not Found"}
 
 
 def test_sdnext_upscaler_names(sdnext):
     """upscaler_simple.py UpscalerLatent: "Latent Nearest", ...; no plain "Latent"."""
-    names = [u["name"] for u in sdnext.get(f"{API}/upscalers").get_json()]
+    names = [u["name"] for u in sdnext.get(f"{SDAPI}/upscalers").get_json()]
     assert names[:2] == ["None", "Resize Nearest"]
     assert [n for n in names if n.startswith("Latent")] == [
         "Latent Nearest", "Latent Nearest exact", "Latent Area", "Latent Bilinear",
@@ -225,8 +204,8 @@ def test_sdnext_upscaler_names(sdnext):
 def test_sdnext_samplers_list_lacks_default_but_default_is_the_default(sdnext):
     """endpoints.get_samplers skips 'All', 'Default', 'Res4Lyf' (d9a2a21c, 2026-02-04); the
     request model's sampler_name defaults to "Default" (models.py ReqTxt2Img)."""
-    listed = sdnext.get(f"{API}/samplers").get_json()
-    assert listed == fixture("sdnext", "samplers.json")
+    listed = sdnext.get(f"{SDAPI}/samplers").get_json()
+    assert listed == fixture_json("sdnext", "samplers.json")
     assert "Default" not in [s["name"] for s in listed]
     assert all(set(s) == {"name", "options"} for s in listed)
     data = generate(sdnext)
@@ -266,9 +245,9 @@ def test_sdnext_defaults_and_dropped_fields(sdnext):
     assert "Refiner" not in infotext(data)
     echo = generate(sdnext, width=None, height=None, steps=None)["parameters"]
     assert (echo["width"], echo["height"], echo["steps"]) == (None, None, None)
-    fields = {f["name"]: f["default"] for f in fixture("sdnext", "txt2img-fields.json")}
+    fields = {f["name"]: f["default"] for f in fixture_json("sdnext", "txt2img-fields.json")}
     assert (fields["steps"], fields["width"], fields["height"]) == (20, 1024, 1024)
-    img2img = {f["name"]: f["default"] for f in fixture("sdnext", "img2img-fields.json")}
+    img2img = {f["name"]: f["default"] for f in fixture_json("sdnext", "img2img-fields.json")}
     assert img2img["denoising_strength"] == 0.5 and fields["denoising_strength"] == 0.3
 
 
@@ -305,11 +284,11 @@ def test_sdnext_clip_skip_is_top_level(sdnext):
 def test_sdnext_resize_modes(sdnext, mode, size, label):
     """shared.resize_modes = None, Fixed, Crop, Fill, Outpaint, Context aware
     (image/resize.py resize_image); mode 0 keeps the init image's size."""
-    assert fixture("sdnext", "resize-modes.json") == [
+    assert fixture_json("sdnext", "resize-modes.json") == [
         "None", "Fixed", "Crop", "Fill", "Outpaint", "Context aware"]
-    data = generate(sdnext, "img2img", init_images=[png((64, 48))], resize_mode=mode,
+    data = generate(sdnext, "img2img", init_images=[b64(image_bytes((64, 48)))], resize_mode=mode,
                     width=128, height=128)
-    assert decode(data["images"][0]).size == size
+    assert decoded(data["images"][0]).size == size
     text = infotext(data)
     assert "Init image size: 64x48" in text
     if label is None:
@@ -322,10 +301,10 @@ def test_sdnext_hires_needs_a_resize_mode_and_its_own_upscaler_names(sdnext):
     """processing_diffusers.process_hires: upscale only when hr_resize_mode > 0; a latent
     upscaler SD.Next does not list ("Latent") leaves the latent at its size."""
     a1111_style = {"enable_hr": True, "hr_scale": 2, "hr_upscaler": "Latent"}
-    assert decode(generate(sdnext, **a1111_style)["images"][0]).size == (64, 64)
-    assert decode(generate(sdnext, **a1111_style, hr_resize_mode=1)["images"][0]).size == (64, 64)
+    assert decoded(generate(sdnext, **a1111_style)["images"][0]).size == (64, 64)
+    assert decoded(generate(sdnext, **a1111_style, hr_resize_mode=1)["images"][0]).size == (64, 64)
     data = generate(sdnext, **{**a1111_style, "hr_upscaler": "Latent Bilinear"}, hr_resize_mode=1)
-    assert decode(data["images"][0]).size == (128, 128)
+    assert decoded(data["images"][0]).size == (128, 128)
     expected = "Hires upscaler: Latent Bilinear, Hires scale: 2.0, Hires size: 128x128"
     assert expected in infotext(data)
 
@@ -333,7 +312,7 @@ def test_sdnext_hires_needs_a_resize_mode_and_its_own_upscaler_names(sdnext):
 def test_sdnext_checkpoints(sdnext):
     """sd_checkpoint.CheckpointInfo: name without extension, "type" in /sd-models; a top-level
     sd_model_checkpoint switches for good; one that matches nothing aborts (no images)."""
-    models = sdnext.get(f"{API}/sd-models").get_json()
+    models = sdnext.get(f"{SDAPI}/sd-models").get_json()
     assert models[0]["title"] == "demo-procedural [d3m0000001]"
     assert models[1] == {"title": "demo-pastel", "model_name": "demo-pastel",
                          "filename": "models/Stable-diffusion/demo-pastel.safetensors",
@@ -344,7 +323,7 @@ def test_sdnext_checkpoints(sdnext):
     status, data = post(sdnext, "txt2img", {**SMALL, "sd_model_checkpoint": "nope"})
     assert status == 200 and data["images"] == [] and data["info"] == ""
     assert "Model: demo-pastel" in infotext(generate(sdnext, sd_model_checkpoint="demo-pastel"))
-    options = sdnext.get(f"{API}/options").get_json()
+    options = sdnext.get(f"{SDAPI}/options").get_json()
     assert options["sd_model_checkpoint"] == "demo-pastel [d3m0000002]"
     assert "Model: demo-pastel" in infotext(generate(sdnext))
 
@@ -353,7 +332,7 @@ def test_sdnext_other_answers(sdnext):
     """server.post_interrupt/post_skip: 204; generate.post_img2img: 400 without images;
     an unknown override key is accepted (Options.__setattr__ makes it an attribute)."""
     for action in ("interrupt", "skip"):
-        response = sdnext.post(f"{API}/{action}")
+        response = sdnext.post(f"{SDAPI}/{action}")
         assert response.status_code == 204 and response.get_data() == b""
     assert post(sdnext, "img2img", {"prompt": "x"}) == (400, {"error": "Init image is none"})
     generate(sdnext, override_settings={"no_such_option": 1})

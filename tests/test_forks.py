@@ -6,18 +6,14 @@ lllyasviel/stable-diffusion-webui-forge dfdcbab6 modules/processing.py and vladm
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from werkzeug.datastructures import MultiDict
 
-from .conftest import FIXTURES, submit
-from .test_services import defaults, generate, png, sent
+from .helpers import defaults, fixture_json, generate, image_bytes, sent, submit
 
 
 def fields(service: str, mode: str) -> set[str]:
-    return {f["name"] for f in json.loads(
-        (FIXTURES / service / f"{mode}-fields.json").read_text())}
+    return {f["name"] for f in fixture_json(service, f"{mode}-fields.json")}
 
 
 def small(app, service: str, mode: str = "txt2img", **extra) -> dict:
@@ -27,7 +23,7 @@ def small(app, service: str, mode: str = "txt2img", **extra) -> dict:
 
 @pytest.mark.parametrize("mode", ["txt2img", "img2img"])
 def test_forge_bodies_use_only_forge_fields(services_app, fakes, mode):
-    files = {"init_image": png()} if mode == "img2img" else None
+    files = {"init_image": image_bytes()} if mode == "img2img" else None
     r, html = generate(services_app, "forge", mode, small(services_app, "forge", mode), files)
     assert r.status_code == 200, html
     [call] = sent(fakes, "forge", f"/sdapi/v1/{mode}")
@@ -52,7 +48,7 @@ def test_forge_hires_fix_works_and_keeps_the_negative_prompt(services_app, fakes
 def test_sdnext_default_forms_generate(services_app, fakes, mode):
     # Every field at its default, as a newcomer presses Generate: nothing may block it (SD.Next
     # has no /latent-upscale-modes, its /samplers leaves out the default "Default").
-    files = {"init_image": png()} if mode == "img2img" else None
+    files = {"init_image": image_bytes()} if mode == "img2img" else None
     r, html = generate(services_app, "sdnext", mode, small(services_app, "sdnext", mode),
                        files)
     assert r.status_code == 200, html
@@ -91,7 +87,7 @@ def test_sdnext_refiner_and_clip_skip_are_what_it_reads(services_app, fakes):
 
 def test_sdnext_resize_modes_are_its_own(services_app):
     page = services_app.test_client().get("/services/sdnext/img2img").get_data(as_text=True)
-    real = json.loads((FIXTURES / "sdnext" / "resize-modes.json").read_text())
+    real = fixture_json("sdnext", "resize-modes.json")
     for number, name in enumerate(real):
         assert f'<option value="{number}"' in page and name.split()[0] in page
 

@@ -13,8 +13,7 @@ from webui import create_app
 from webui.history import ImageRecord, JobRecord
 from webui.infotext import read_png_infotext
 
-from .conftest import a1111_response, demo_extra, submit
-from .test_pages import form
+from .helpers import a1111_response, demo_extra, form, image_bytes, submit
 
 
 def make_app(make_settings, demo_server):
@@ -130,11 +129,10 @@ def test_infotext_written_when_the_backend_writes_none(make_settings, tmp_path):
     import responses as responses_lib
 
     app = create_app(make_settings(url_overrides={"stability": "http://stab.test"}))
-    buf = io.BytesIO()
-    Image.new("RGB", (32, 32), (1, 2, 3)).save(buf, "PNG")
+    png = image_bytes((32, 32), (1, 2, 3))
     with responses_lib.RequestsMock() as mock:
         mock.get("http://stab.test/v1/user/account", json={"id": "x"})
-        mock.post("http://stab.test/v2beta/stable-image/generate/sd3", body=buf.getvalue(),
+        mock.post("http://stab.test/v2beta/stable-image/generate/sd3", body=png,
                   headers={"seed": "4242", "finish-reason": "SUCCESS"},
                   content_type="image/png")
         import os

@@ -4,7 +4,6 @@ deletion, threads, damaged files, and thumbnails."""
 from __future__ import annotations
 
 import gc
-import io
 import random
 import sqlite3
 import threading
@@ -28,6 +27,8 @@ from webui.history.migrations import MIGRATIONS, SCHEMA_VERSION
 from webui.history.records import PAGE_LIMIT_MAX, Cursor
 from webui.images import ThumbnailError, UploadedImage, make_thumbnail
 from webui.redact import redact_url as public_url
+
+from .helpers import image_bytes
 
 T0 = 1_700_000_000.0
 
@@ -583,14 +584,14 @@ def test_public_url(url: str | None, shown: str | None) -> None:
 
 # --- Thumbnails ------------------------------------------------------------------------------
 
-def save(path: Path, img: Image.Image, fmt: str = "PNG", **kw) -> Path:
+def save(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path, format=fmt, **kw)
+    path.write_bytes(data)
     return path
 
 
 def test_thumbnail_is_made_once(tmp_path: Path) -> None:
-    src = save(tmp_path / "images" / "a.png", Image.new("RGB", (1000, 500), (10, 200, 30)))
+    src = save(tmp_path / "images" / "a.png", image_bytes((1000, 500), (10, 200, 30)))
     dst = tmp_path / "thumbs" / "a.webp"
     assert make_thumbnail(src, dst) == (384, 192)
     with Image.open(dst) as img:
@@ -603,15 +604,15 @@ def test_thumbnail_is_made_once(tmp_path: Path) -> None:
 
 
 def test_thumbnail_of_a_small_transparent_or_rotated_image(tmp_path: Path) -> None:
-    small = save(tmp_path / "s.png", Image.new("RGBA", (50, 80), (0, 0, 0, 0)))
+    small = save(tmp_path / "s.png", image_bytes((50, 80), (0, 0, 0, 0), mode="RGBA"))
     assert make_thumbnail(small, tmp_path / "s.webp", size=128) == (50, 80)
     with Image.open(tmp_path / "s.webp") as img:
         assert img.mode == "RGBA"
     exif = Image.Exif()
     exif[0x0112] = 6  # rotated 90°: shown as 300 wide, 600 high
-    rotated = save(tmp_path / "r.jpg", Image.new("RGB", (600, 300)), "JPEG", exif=exif)
+    rotated = save(tmp_path / "r.jpg", image_bytes((600, 300), 0, format="JPEG", exif=exif))
     assert make_thumbnail(rotated, tmp_path / "r.webp", size=100) == (50, 100)
-    palette = save(tmp_path / "p.png", Image.new("P", (20, 20)))
+    palette = save(tmp_path / "p.png", image_bytes((20, 20), 0, mode="P"))
     assert make_thumbnail(palette, tmp_path / "p.webp") == (20, 20)
 
 
@@ -622,17 +623,15 @@ def test_thumbnail_of_a_missing_or_broken_image(tmp_path: Path) -> None:
     broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 50)
     with pytest.raises(ThumbnailError, match="not a readable image"):
         make_thumbnail(broken, tmp_path / "t.webp")
-    buf = io.BytesIO()
-    Image.new("RGB", (300, 300), (1, 2, 3)).save(buf, format="PNG")
     truncated = tmp_path / "truncated.png"
-    truncated.write_bytes(buf.getvalue()[:-40])
+    truncated.write_bytes(image_bytes((300, 300), (1, 2, 3))[:-40])
     with pytest.raises(ThumbnailError, match="not a readable image"):
         make_thumbnail(truncated, tmp_path / "t.webp")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.png", "truncated.png"]
 
 
 def test_a_damaged_thumbnail_is_made_again(tmp_path: Path) -> None:
-    src = save(tmp_path / "a.png", Image.new("RGB", (800, 800)))
+    src = save(tmp_path / "a.png", image_bytes((800, 800), 0))
     dst = tmp_path / "a.webp"
     dst.write_bytes(b"half a file")
     assert make_thumbnail(src, dst) == (384, 384)

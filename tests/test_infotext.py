@@ -12,9 +12,8 @@ import zlib
 from typing import Any
 
 import pytest
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
-from tests.conftest import a1111_response
 from webui.images import UploadedImage
 from webui.infotext import (
     INFOTEXT_LABELS,
@@ -28,6 +27,8 @@ from webui.infotext import (
     unquote,
     write_png_infotext,
 )
+
+from .helpers import a1111_response, image_bytes
 
 FIXTURES = ["txt2img-200", "img2img-200", "txt2img-200-after-interrupt"]
 
@@ -62,16 +63,6 @@ def a1111_parse(x: str) -> tuple[str, str, dict[str, str]]:
 
 def infotexts(name: str) -> list[str]:
     return json.loads(a1111_response(name)["info"])["infotexts"]
-
-
-def png(size: tuple[int, int] = (8, 8), text: str | None = None) -> bytes:
-    buf = io.BytesIO()
-    info = None
-    if text is not None:
-        info = PngImagePlugin.PngInfo()
-        info.add_text("parameters", text)
-    Image.new("RGB", size, (200, 30, 30)).save(buf, format="PNG", pnginfo=info)
-    return buf.getvalue()
 
 
 def chunk_types(data: bytes) -> list[bytes]:
@@ -292,7 +283,7 @@ def test_single_character_labels_still_read_back() -> None:
 
 def test_png_chunk_written_read_and_seen_by_pillow() -> None:
     text = 'a cat, "quoted"\nNegative prompt: dog\nSteps: 1, Sampler: Euler, Seed: 1'
-    data = write_png_infotext(png(), text)
+    data = write_png_infotext(image_bytes(), text)
     assert read_png_infotext(data) == text
     with Image.open(io.BytesIO(data)) as img:
         assert img.info["parameters"] == text
@@ -302,7 +293,7 @@ def test_png_chunk_written_read_and_seen_by_pillow() -> None:
 
 def test_non_latin1_text_goes_in_an_itxt_chunk() -> None:
     text = "日本語の猫 🐱\nSteps: 1, Sampler: Euler, Seed: 1"
-    data = write_png_infotext(png(), text)
+    data = write_png_infotext(image_bytes(), text)
     assert b"iTXt" in chunk_types(data) and b"tEXt" not in chunk_types(data)
     assert read_png_infotext(data) == text
     with Image.open(io.BytesIO(data)) as img:
@@ -319,20 +310,18 @@ def test_an_existing_parameters_chunk_is_replaced_and_pixels_kept() -> None:
 
 
 def test_other_data_is_returned_unchanged() -> None:
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8)).save(buf, format="JPEG")
-    jpeg = buf.getvalue()
+    jpeg = image_bytes((8, 8), 0, format="JPEG")
     assert write_png_infotext(jpeg, "x") is jpeg
     assert write_png_infotext(b"not an image", "x") == b"not an image"
-    truncated = png()[:40]
+    truncated = image_bytes()[:40]
     assert write_png_infotext(truncated, "x") == truncated
 
 
 def test_read_nothing() -> None:
-    assert read_png_infotext(png()) is None
+    assert read_png_infotext(image_bytes()) is None
     assert read_png_infotext(b"") is None
     assert read_png_infotext(b"garbage" * 10) is None
-    assert read_png_infotext(png()[:30]) is None
+    assert read_png_infotext(image_bytes()[:30]) is None
 
 
 def test_reads_a_compressed_ztxt_chunk() -> None:
@@ -340,7 +329,7 @@ def test_reads_a_compressed_ztxt_chunk() -> None:
     body = b"parameters\0\0" + zlib.compress(text.encode("latin-1"))
     ztxt = struct.pack(">I", len(body)) + b"zTXt" + body + struct.pack(
         ">I", zlib.crc32(b"zTXt" + body))
-    data = png()
+    data = image_bytes()
     assert read_png_infotext(data[:33] + ztxt + data[33:]) == text
 
 
@@ -351,6 +340,5 @@ def test_reads_exif_user_comment_like_a1111_writes_for_jpeg_and_webp(fmt: str,
     text = "a cat, ünï\nSteps: 1, Sampler: Euler, Seed: 1"
     exif = Image.Exif()
     exif.get_ifd(0x8769)[0x9286] = b"UNICODE\0" + text.encode(encoding)
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8)).save(buf, format=fmt, exif=exif.tobytes())
-    assert read_png_infotext(buf.getvalue()) == text
+    data = image_bytes((8, 8), 0, format=fmt, exif=exif.tobytes())
+    assert read_png_infotext(data) == text

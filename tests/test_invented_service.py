@@ -5,7 +5,6 @@ work with no change to webui — the proof that the engine knows no particular s
 from __future__ import annotations
 
 import base64
-import io
 import itertools
 import re
 
@@ -16,7 +15,7 @@ from PIL import Image
 
 from webui import create_app
 
-from .conftest import ServerThread, submit
+from .helpers import ServerThread, image_bytes, submit
 
 TOKEN = "pixel-token-42"
 
@@ -114,10 +113,8 @@ def pixelforge_app() -> Flask:
         renders = []
         for i in range(spec["output"]["count"]):
             edge = spec["output"]["size"]["edge"]
-            buf = io.BytesIO()
-            Image.new("RGB", (edge, edge), (40 * i, 90, 200)).save(buf, "PNG")
             name = f"{job_id}-{i}.png"
-            files[name] = buf.getvalue()
+            files[name] = image_bytes((edge, edge), (40 * i, 90, 200))
             renders.append({"seed": 1000 + i, "links": {"full": f"/cdn/{name}"}})
         return jsonify({"data": {"job": {"id": job_id, "state": "finished", "renders": renders,
                                          "stats": {"gpu_seconds": 1.5}}}})

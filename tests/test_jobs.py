@@ -6,11 +6,8 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 
 import pytest
 import requests
@@ -18,27 +15,15 @@ import requests
 from webui import create_app
 from webui.demo import create_demo_app
 
-from .conftest import HX, ServerThread, demo_extra
-from .test_pages import form
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 20, what: str = "condition"):
-    """Poll a condition until it holds (no fixed sleeps in tests)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
+from .helpers import HX, ServerThread, demo_extra, form, free_port, job_in, wait_for
 
 
 def start(client, **fields):
     r = client.post("/services/demo/txt2img/generate", headers=HX, data=form(**fields))
     assert r.status_code == 202, r.get_data(as_text=True)
-    job_id = re.search(r'id="job-([0-9a-f]{32})"', r.get_data(as_text=True)).group(1)
-    assert r.headers["HX-Push-Url"] == f"/services/demo/txt2img?job={job_id}"
-    return client.application.extensions["webui"].jobs.get(job_id)
+    job = job_in(client, r.get_data(as_text=True))
+    assert r.headers["HX-Push-Url"] == f"/services/demo/txt2img?job={job.id}"
+    return job
 
 
 @pytest.fixture
@@ -73,7 +58,7 @@ def test_progress_moves_and_a_preview_is_shown(app_for, slow_demo):
     assert "immutable" in preview.headers["Cache-Control"]
     # Shown at the job's size, not at the small size A1111 sends it in.
     assert re.search(r'class="live-preview"[^>]*width="64" height="64"', panel)
-    assert "every 0.5s [!document.hidden]" in panel  # it keeps polling while running
+    assert "every 0.5s" in panel and "data-poll" in panel  # it keeps polling while running
     assert job.done.wait(20) and job.status == "done"
     final = client.get(f"/jobs/{job.id}/panel").get_data(as_text=True)
     assert "hx-trigger" not in final  # …and stops once the job ended
@@ -98,10 +83,10 @@ def test_interrupt_ends_early_with_partial_images(app_for, slow_demo):
     client = app.test_client()
     job = start(client, steps="100", n_iter="3", width="64", height="64")
     wait_for(lambda: (job.progress.step or 0) >= 2, what="the job to be sampling")
-    started = time.monotonic()
     client.post(f"/jobs/{job.id}/interrupt")
     assert job.done.wait(10)
-    assert time.monotonic() - started < 3  # 3 × 100 steps would take 9 s
+    # Ended early: 3 × 100 steps would take 9 s and make 3 images. (How early: the benchmark
+    # benchmarks/interrupt_latency.py; a bound in seconds here failed on loaded machines.)
     assert job.status == "interrupted" and job.error is None
     assert 1 <= len(job.images) < 3
     store = app.extensions["webui"].store
@@ -143,12 +128,6 @@ def test_ten_jobs_over_two_instances(app_for):
     finally:
         for server in servers:
             server.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def demo_process(port: int) -> subprocess.Popen:

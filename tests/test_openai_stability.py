@@ -20,8 +20,7 @@ from werkzeug.datastructures import MultiDict
 from webui import create_app
 
 from .backends.openai_images import create_localai_app, schema_validator
-from .conftest import HX, ServerThread, submit
-from .test_services import defaults, generate, png, sent
+from .helpers import HX, ServerThread, defaults, generate, image_bytes, sent, submit
 
 
 def options_of(html: str) -> list[str]:
@@ -110,7 +109,7 @@ def test_edit_body_follows_the_official_schema(services_app, fakes):
     data = {**defaults(services_app, "openai", "img2img"), "prompt": "make it blue",
             "model": "gpt-image-1", "size": "1024x1536", "quality": "low",
             "input_fidelity": "high", "output_format": "jpeg", "output_compression": "60"}
-    r, html = generate(services_app, "openai", "img2img", data, {"image": png((96, 96))})
+    r, html = generate(services_app, "openai", "img2img", data, {"image": image_bytes((96, 96))})
     assert r.status_code == 200, html
     [call] = sent(fakes, "openai", "/v1/images/edits")
     schema = schema_validator("CreateImageEditRequest").schema
@@ -143,7 +142,7 @@ def test_localai_without_edits_is_told_on_the_page(localai):
     assert "stablediffusion" in models
     data = {"prompt": "make it blue", "model": "stablediffusion", "size": "512x512", "n": "1"}
     r = submit(client, "/services/openai/img2img/generate", content_type="multipart/form-data",
-               data={**data, "image": (io.BytesIO(png()), "in.png")})
+               data={**data, "image": (io.BytesIO(image_bytes()), "in.png")})
     assert r.status_code == 502
     assert "has no POST /v1/images/edits (HTTP 404" in r.html
     page = client.get("/services/openai/img2img").get_data(as_text=True)

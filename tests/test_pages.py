@@ -10,42 +10,20 @@ import pytest
 import requests
 import responses
 import yaml
-from PIL import Image
 
 from webui import pipeline
 
-from .conftest import HX, a1111_response, submit
-from .test_definitions import minimal
-
-BASE = "http://a1111.test:7860"
-API = f"{BASE}/sdapi/v1"
-
-
-def mock_lists() -> None:
-    for name in ("samplers", "schedulers", "sd-models", "loras", "upscalers",
-                 "latent-upscale-modes", "memory"):
-        responses.get(f"{API}/{name}", json=a1111_response(name))
-
-
-def png_bytes(size=(16, 16)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, (10, 120, 200)).save(buf, "PNG")
-    return buf.getvalue()
-
-
-def form(**extra):
-    data = {"prompt": "a cat", "steps": "20", "cfg_scale": "7", "width": "512", "height": "512",
-            "batch_size": "1", "n_iter": "1", "seed": "-1", "sampler_name": "Euler a",
-            "scheduler": "automatic", "lora_weight": "0.8", "hr_upscaler": "Latent",
-            "hr_scale": "2", "hr_second_pass_steps": "0", "denoising_strength": "0.7",
-            "refiner_switch_at": "0.8"}
-    data.update(extra)
-    return {k: v for k, v in data.items() if v is not None}
-
-
-def field_errors(html: str) -> dict[str, str]:
-    return {m[0]: m[1] for m in re.findall(
-        r'id="err-\w+?-(\w+)" hx-swap-oob="true">([^<]*)</p>', html) if m[1]}
+from .helpers import (
+    API,
+    HX,
+    a1111_response,
+    field_errors,
+    form,
+    image_bytes,
+    minimal,
+    mock_lists,
+    submit,
+)
 
 
 def test_index_lists_services_and_broken_files(client, app):
@@ -218,7 +196,7 @@ def test_img2img_upload_checks(client):
         "Image &#39;notes.pdf&#39; is not an image this server can read (PNG, JPEG, WEBP, …)")
     assert not [c for c in responses.calls if c.request.method == "POST"]
     good = submit(client, "/services/a1111/img2img/generate", data={
-        **data, "init_image": (io.BytesIO(png_bytes()), "in.png")},
+        **data, "init_image": (io.BytesIO(image_bytes()), "in.png")},
         content_type="multipart/form-data")
     assert good.status_code == 200
     sent = json.loads(responses.calls[-1].request.body)

@@ -12,14 +12,14 @@ import html as html_lib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
+
+from .helpers import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -43,23 +43,14 @@ def test_readme_commands_need_no_system_pip_and_ci_runs_the_test_command():
     assert test in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(url: str, proc: subprocess.Popen, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"webui exited with {proc.returncode}")
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise AssertionError(f"webui did not answer at {url} within {seconds} s")
+def _answers(url: str, proc: subprocess.Popen) -> bool:
+    if proc.poll() is not None:
+        raise AssertionError(f"webui exited with {proc.returncode}")
+    try:
+        requests.get(url, timeout=1)
+    except requests.ConnectionError:
+        return False
+    return True
 
 
 def _links(page: str) -> list[str]:
@@ -76,7 +67,7 @@ def newcomer(tmp_path):
     assert command == ["webui"]
     folder = tmp_path / "empty"
     folder.mkdir()
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEBUI_")}
     exe = Path(sys.executable).parent / command[0]
     proc = subprocess.Popen([str(exe), "--port", str(port)], cwd=folder, env=env,
@@ -84,7 +75,8 @@ def newcomer(tmp_path):
                             start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_for(base + "/", proc)
+        wait_for(lambda: _answers(base + "/", proc), timeout=30, interval=0.1,
+                 what=f"webui to answer at {base}/")
         yield base, folder
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -102,14 +94,13 @@ def test_quick_start_in_an_empty_folder_shows_every_image(newcomer):
         "batch_size": "2"})
     assert r.status_code == 202, r.text
     job_id = re.search(r'id="job-([0-9a-f]{32})"', r.text).group(1)
-    deadline = time.monotonic() + 30
-    while True:
+
+    def finished() -> str | None:
         panel = s.get(f"{base}/jobs/{job_id}/panel", timeout=10).text
-        if 'data-status="done"' in panel:
-            break
         assert 'data-status="failed"' not in panel, panel
-        assert time.monotonic() < deadline, "the demo job did not finish"
-        time.sleep(0.2)
+        return panel if 'data-status="done"' in panel else None
+
+    panel = wait_for(finished, timeout=30, interval=0.2, what="the demo job to finish")
     # The data folder is the relative default, in the folder webui was started from.
     assert list((folder / "webui-data" / "images").rglob("*.png"))
 

@@ -3,7 +3,6 @@ SD.Next — each generating through webui against its own test backend over real
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import subprocess
@@ -14,40 +13,7 @@ from PIL import Image
 
 from webui import pipeline
 
-from .conftest import submit
-from .test_pages import field_errors
-
-
-def sent(fakes, name: str, path: str) -> list[dict]:
-    return [r for r in fakes[name].server.app.config["REQUESTS"] if r["path"] == path]
-
-
-def images_in(html: str) -> list[str]:
-    return re.findall(r'<img src="/images/([^"]+)"', html)
-
-
-def png(size=(64, 64), colour=(30, 160, 60)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, colour).save(buf, "PNG")
-    return buf.getvalue()
-
-
-def generate(app, service: str, mode: str, data: dict, files: dict | None = None):
-    client = app.test_client()
-    payload = dict(data)
-    for key, blob in (files or {}).items():
-        payload[key] = (io.BytesIO(blob), f"{key}.png")
-    r = submit(client, f"/services/{service}/{mode}/generate", data=payload,
-                    content_type="multipart/form-data")
-    return r, r.get_data(as_text=True)
-
-
-def defaults(app, service: str, mode: str) -> dict:
-    catalog = app.extensions["webui"].folders.catalog()
-    m = catalog.get(service).definition.modes[mode]
-    return {p.key: str(p.defaultValue) for p in m.parameters
-            if p.defaultValue is not None and p.type != "boolean"}
-
+from .helpers import defaults, field_errors, generate, image_bytes, images_in, sent, submit
 
 # ComfyUI ------------------------------------------------------------------------------------
 
@@ -93,7 +59,7 @@ def test_comfyui_lora_keeps_the_node(services_app, fakes):
 def test_comfyui_img2img_uploads_first(services_app, fakes):
     data = {**defaults(services_app, "comfyui", "img2img"), "prompt": "a fox",
             "ckpt_name": "sd15-demo.safetensors", "denoise": "0.4", "seed": "5"}
-    r, html = generate(services_app, "comfyui", "img2img", data, {"image": png((80, 72))})
+    r, html = generate(services_app, "comfyui", "img2img", data, {"image": image_bytes((80, 72))})
     assert r.status_code == 200, html
     [upload] = sent(fakes, "comfyui", "/upload/image")
     assert upload["files"] == {"image": "image.png"}
@@ -184,7 +150,7 @@ def test_openai_urls_are_downloaded_by_the_server(services_app, fakes):
 def test_openai_edit_is_multipart(services_app, fakes):
     data = {**defaults(services_app, "openai", "img2img"), "prompt": "make it blue",
             "size": "1024x1024"}
-    r, html = generate(services_app, "openai", "img2img", data, {"image": png((96, 96))})
+    r, html = generate(services_app, "openai", "img2img", data, {"image": image_bytes((96, 96))})
     assert r.status_code == 200, html
     [call] = sent(fakes, "openai", "/v1/images/edits")
     assert call["files"] == {"image": ["image.png"]}
@@ -228,7 +194,7 @@ def test_stability_bytes_and_seed_header(services_app, fakes):
 def test_stability_img2img_and_moderation(services_app, fakes):
     data = {**defaults(services_app, "stability", "img2img"), "prompt": "a lake",
             "strength": "0.4"}
-    r, html = generate(services_app, "stability", "img2img", data, {"image": png()})
+    r, html = generate(services_app, "stability", "img2img", data, {"image": image_bytes()})
     assert r.status_code == 200, html
     [call] = sent(fakes, "stability", "/v2beta/stable-image/generate/sd3")
     assert call["form"]["mode"] == "image-to-image" and call["files"] == {"image": ["image.png"]}

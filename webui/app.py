@@ -9,7 +9,7 @@ from pathlib import Path
 from flask import Flask, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import recorder, views
+from . import guard, recorder, views
 from .catalog import DefinitionFolders
 from .choices import OptionsCache
 from .config import Settings
@@ -69,15 +69,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     views.register(app)
 
-    @app.before_request
-    def refuse_cross_site_writes():
-        # Fetch metadata: another website open in the same browser must not be able to start
-        # generations (which may cost money) or delete images through this local server.
-        site = request.headers.get("Sec-Fetch-Site")
-        if request.method not in ("GET", "HEAD", "OPTIONS") and site not in (
-                None, "same-origin", "none"):
-            return _problem("Refused: this request came from another website.", 403)
-        return None
+    guard.install(app, settings.allowed_hosts, settings.password, _problem)
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge):

@@ -11,6 +11,7 @@ from pathlib import Path
 from .catalog import BUNDLED_DIR, DefinitionFolders, ExtraService
 from .config import DEFAULT_HOST, DEFAULT_PORT, Settings
 from .format import DefinitionError, schema_text
+from .guard import is_loopback
 
 DEMO_NOTE = ("Built-in demo: draws procedural pictures, no AI model involved. It speaks the "
              "A1111 API through the same `a1111` definition as a real A1111. For a real one, "
@@ -40,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--demo-instances", type=int, default=1, metavar="N",
                        help="run N demo backends as one pool (default 1)")
     serve.add_argument("--threads", type=int, default=16, help="server threads (default 16)")
+    serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                       help="a host name webui is reached by, e.g. gpu-box.lan (repeatable; "
+                            "loopback names and IP addresses are always accepted)")
+    serve.add_argument("--no-password", action="store_true",
+                       help="serve other machines without WEBUI_PASSWORD (a trusted network "
+                            "only)")
 
     demo = sub.add_parser("demo", help="run only the demo backend (an A1111 API emulator)")
     demo.add_argument("--host", default="127.0.0.1")
@@ -116,6 +123,12 @@ def serve_ui(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             parser.error(f"--url wants ID=http://host:port, not {item!r}")
         overrides[service_id] = url
     settings = Settings(extra_definition_dirs=args.definitions, url_overrides=overrides)
+    if not is_loopback(args.host) and settings.password is None and not args.no_password:
+        parser.error(f"--host {args.host} serves other machines: set WEBUI_PASSWORD (the UI's "
+                     "password), or pass --no-password on a network you trust")
+    settings.allowed_hosts = list(args.allow_host)
+    if not is_loopback(args.host) and args.host not in ("0.0.0.0", "::"):
+        settings.allowed_hosts.append(args.host)
     if args.data_dir:
         settings.data_dir = args.data_dir
     if not args.no_demo:

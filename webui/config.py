@@ -19,6 +19,10 @@ class Settings:
     url_overrides: dict[str, str] = field(default_factory=dict)
     extras: list[ExtraService] = field(default_factory=list)
     options_ttl: float = 120.0
+    # Names webui is reached by besides the loopback ones and IP addresses (--allow-host).
+    allowed_hosts: list[str] = field(default_factory=list)
+    # The UI's own password (HTTP Basic, any user name); None: no password.
+    password: str | None = field(default_factory=lambda: os.environ.get("WEBUI_PASSWORD") or None)
 
     @property
     def user_definitions(self) -> Path:

@@ -378,6 +378,7 @@ class JobManager:
                 log.exception("recording job %s failed", job.id)
         with self._cond:
             job.status = status
+            self._drop_old()
             self._cond.notify_all()
         job.done.set()
 

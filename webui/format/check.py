@@ -295,10 +295,8 @@ def _index(value: str | list[str] | None, i: int) -> str:
 def _check_plain_endpoint(
     name: str, endpoints: dict[str, Endpoint], loc: str, problems: list[tuple[str, str]]
 ) -> None:
-    target = endpoints.get(name)
-    if target is None:
-        problems.append((loc, f"no endpoint named {name!r}"))
-    elif target.steps is not None or target.result:
+    """``name`` is a one-request endpoint that is not a generation (interrupt, probes…)."""
+    if _check_helper_endpoint(name, endpoints, loc, problems) and endpoints[name].steps:
         problems.append((loc, f"{name!r} must be a plain one-request endpoint"))
 
 
@@ -380,7 +378,7 @@ def _check_parameters(
             head = si == 0 and bool(p.optionsEndpoint)
             sloc = ploc + (".optionsEndpoint" if head else
                            f".optionsFrom[{si - (1 if p.optionsEndpoint else 0)}]")
-            _check_options_endpoint(src.endpoint, endpoints, sloc, problems)
+            _check_helper_endpoint(src.endpoint, endpoints, sloc, problems)
             if src.path:
                 _check_jmespath(src.path, ploc + ".optionsPath" if head else sloc + ".path",
                                 problems)
@@ -393,7 +391,7 @@ def _check_parameters(
             if p.type != "select":
                 problems.append((f"{ploc}.defaultFrom", "only a select takes its value from "
                                                         "the service"))
-            _check_options_endpoint(p.defaultFrom.endpoint, endpoints,
+            _check_helper_endpoint(p.defaultFrom.endpoint, endpoints,
                                     f"{ploc}.defaultFrom.endpoint", problems)
             _check_jmespath(p.defaultFrom.path, f"{ploc}.defaultFrom.path", problems)
         if p.ifEmpty:
@@ -447,14 +445,16 @@ def _check_target(
                                            "body"))
 
 
-def _check_options_endpoint(
+def _check_helper_endpoint(
     name: str, endpoints: dict[str, Endpoint], loc: str, problems: list[tuple[str, str]]
-) -> None:
-    target_ep = endpoints.get(name)
-    if target_ep is None:
+) -> bool:
+    """``name`` is an endpoint and not a generation endpoint (an option list, a setting)."""
+    target = endpoints.get(name)
+    if target is None:
         problems.append((loc, f"no endpoint named {name!r}"))
-    elif target_ep.result is not None:
+    elif target.result is not None:
         problems.append((loc, f"{name!r} is a generation endpoint"))
+    return target is not None and target.result is None
 
 
 def _check_when(

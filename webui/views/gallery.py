@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, abort, render_template, request, send_from_directory, url_for
 
 from ..history import HistoryError, HistoryStore, ImageRecord, JobRecord, cursor_text, parse_cursor
-from . import state
+from .common import state
 
 bp = Blueprint("gallery", __name__)
 PAGE_SIZE = 48

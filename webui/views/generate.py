@@ -12,7 +12,7 @@ from ..backend import BackendError, resolve_auth
 from ..choices import choices
 from ..format import Choice, FieldError, Parameter
 from ..infotext import infotext_to_fields, parse_infotext, read_png_infotext
-from . import find_mode, find_service, state
+from .common import find_mode, find_service, state
 
 bp = Blueprint("generate", __name__)
 

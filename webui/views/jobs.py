@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, redirect, render_template, url_for
 
-from . import state
+from .common import state
 
 bp = Blueprint("jobs", __name__)
 

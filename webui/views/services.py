@@ -11,7 +11,7 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 from ..backend import BackendError, check_health
 from ..choices import choices, current_value, match_current
 from ..format import Mode, Parameter, schema_text
-from . import find_mode, find_service, state
+from .common import find_mode, find_service, state
 
 bp = Blueprint("services", __name__)
 

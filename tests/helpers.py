@@ -1,0 +1,264 @@
+"""Helpers the test modules share, each in one place: contract material on disk, test images,
+a real HTTP server in a thread, polling, and the A1111, services and job helpers. Fixtures live
+in conftest.py, which builds them from these; test modules import from here, never from each
+other."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import responses
+from PIL import Image
+from werkzeug.serving import make_server
+
+from webui.catalog import ExtraService
+
+# --- Contract material ----------------------------------------------------------------------
+
+FIXTURES = Path(__file__).parent / "fixtures"
+A1111 = FIXTURES / "a1111"
+
+
+def fixture_json(*parts: str) -> Any:
+    """A JSON file of tests/fixtures (e.g. ``fixture_json("forge", "samplers.json")``)."""
+    return json.loads(FIXTURES.joinpath(*parts).read_text(encoding="utf-8"))
+
+
+def a1111_response(name: str) -> Any:
+    """A body a real A1111 1.10.1 returned (tests/fixtures/a1111/responses/NAME.json)."""
+    return fixture_json("a1111", "responses", f"{name}.json")
+
+
+# --- Images ---------------------------------------------------------------------------------
+
+RED = (200, 30, 30)
+
+
+def encode(image: Image.Image, format: str = "PNG", **options: Any) -> bytes:
+    """IMAGE as the bytes of a FORMAT file; OPTIONS go to Pillow's save (``exif=…``)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=format, **options)
+    return buffer.getvalue()
+
+
+def image_bytes(size: tuple[int, int] = (64, 64), colour: Any = RED, *, mode: str = "RGB",
+                format: str = "PNG", **options: Any) -> bytes:
+    """A one-colour image file: a PNG of 64 × 64 red RGB pixels unless told otherwise (64 is
+    the smallest side every fake backend accepts). COLOUR is anything ``Image.new`` takes for
+    MODE (an int for "L" or "P"); FORMAT and OPTIONS as for :func:`encode`."""
+    return encode(Image.new(mode, size, colour), format, **options)
+
+
+def b64(data: bytes) -> str:
+    """DATA in base64, as JSON APIs carry images."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def decoded(data: str) -> Image.Image:
+    """The image of a base64 string (an API's answer), read in full."""
+    image = Image.open(io.BytesIO(base64.b64decode(data)))
+    image.load()
+    return image
+
+
+# --- Real servers and waiting ---------------------------------------------------------------
+
+
+class ServerThread:
+    """A WSGI app on a real port of 127.0.0.1, in a thread; ``stop()`` it, or use it as a
+    context manager (``with ServerThread(app) as server: … server.url …``)."""
+
+    def __init__(self, app: Any):
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        # A short poll interval: stopping the server then takes milliseconds, not 0.5 s.
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,),
+                                       daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+    def __enter__(self) -> ServerThread:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 that nothing listened on a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20, what: str = "condition",
+             interval: float = 0.01) -> Any:
+    """Poll CONDITION until it returns something truthy, and return that (no fixed sleeps in
+    tests). It is asked at least once; after TIMEOUT seconds the test fails."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what} (after {timeout} s)")
+        time.sleep(interval)
+
+
+# --- A1111 answered by `responses` ----------------------------------------------------------
+
+BASE = "http://a1111.test:7860"  # where the `app` fixture's a1111 service points
+SDAPI = "/sdapi/v1"  # the path of A1111's API (and of the demo's and the forks')
+API = f"{BASE}{SDAPI}"
+HX = {"HX-Request": "true"}  # what htmx sends with its requests
+
+
+def mock_lists() -> None:
+    """The choices lists of the a1111 form, as a real A1111 answers them."""
+    for name in ("samplers", "schedulers", "sd-models", "loras", "upscalers",
+                 "latent-upscale-modes", "memory"):
+        responses.get(f"{API}/{name}", json=a1111_response(name))
+
+
+def form(**extra):
+    """A valid a1111 txt2img form; EXTRA overrides fields (None leaves one out)."""
+    data = {"prompt": "a cat", "steps": "20", "cfg_scale": "7", "width": "512", "height": "512",
+            "batch_size": "1", "n_iter": "1", "seed": "-1", "sampler_name": "Euler a",
+            "scheduler": "automatic", "lora_weight": "0.8", "hr_upscaler": "Latent",
+            "hr_scale": "2", "hr_second_pass_steps": "0", "denoising_strength": "0.7",
+            "refiner_switch_at": "0.8"}
+    data.update(extra)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def field_errors(html: str) -> dict[str, str]:
+    """The non-empty error message of each field in a form's answer."""
+    return {m[0]: m[1] for m in re.findall(
+        r'id="err-\w+?-(\w+)" hx-swap-oob="true">([^<]*)</p>', html) if m[1]}
+
+
+# --- Definitions ----------------------------------------------------------------------------
+
+
+def minimal() -> dict[str, Any]:
+    """The smallest definition with both modes, a health check and a choices endpoint."""
+    return {
+        "id": "tiny",
+        "name": "Tiny",
+        "url": "http://127.0.0.1:9999",
+        "capabilities": [
+            {"capability": "health", "endpoints": {"ping": {"path": "/ping"}}},
+            {
+                "capability": "image_generation",
+                "endpoints": {
+                    "txt2img": {"method": "POST", "path": "/gen", "result": {"images": "images"}},
+                    "img2img": {"method": "POST", "path": "/edit", "result": {"images": "images"}},
+                    "getModels": {"path": "/models"},
+                },
+                "parameters": {
+                    "txt2img": [
+                        {"key": "prompt", "type": "textarea", "required": True},
+                        {"key": "steps", "type": "integer", "range": [1, 50],
+                         "defaultValue": 20},
+                        {"key": "model", "type": "select", "optionsEndpoint": "getModels",
+                         "target": "settings.model"},
+                    ],
+                    "img2img": {
+                        "extends": "txt2img",
+                        "exclude": ["steps"],
+                        "add": [{"key": "image", "type": "image", "target": "images[0]",
+                                 "before": "prompt"}],
+                    },
+                },
+            },
+        ],
+    }
+
+
+# --- Jobs -----------------------------------------------------------------------------------
+
+
+def demo_extra(url: str) -> ExtraService:
+    """The demo service (the a1111 definition) at URL, a pool when URL lists several."""
+    return ExtraService(id="demo", definition="a1111", name="A1111 demo", url=url,
+                        note="demo backend", demo=True)
+
+
+def job_in(client, html: str):
+    """The job a generate request started, found by its id in the answer's HTML."""
+    job_id = re.search(r'id="job-([0-9a-f]{32})"', html).group(1)
+    return client.application.extensions["webui"].jobs.get(job_id)
+
+
+@dataclass
+class Finished:
+    """What the result area shows once a generation job has ended (or the direct answer of a
+    request that never became a job: bad input, a backend that could not be asked)."""
+
+    status_code: int
+    html: str
+    job: Any = None
+
+    def get_data(self, as_text: bool = False) -> Any:
+        return self.html if as_text else self.html.encode()
+
+
+def submit(client, url: str, timeout: float = 30, **kwargs: Any) -> Finished:
+    """POST a generation form; if it became a job, wait for the job to end and return its
+    final panel (200 when done or interrupted, 502 when failed)."""
+    # As htmx sends it (a plain POST, without JavaScript, is answered with a redirect).
+    kwargs.setdefault("headers", HX)
+    response = client.post(url, **kwargs)
+    html = response.get_data(as_text=True)
+    if response.status_code != 202:
+        return Finished(response.status_code, html)
+    job = job_in(client, html)
+    assert job.done.wait(timeout), f"job still {job.status} after {timeout} s"
+    panel = client.get(f"/jobs/{job.id}/panel").get_data(as_text=True)
+    return Finished(200 if job.status in ("done", "interrupted") else 502, panel, job)
+
+
+# --- Services on their fake backends (the `fakes` and `services_app` fixtures) --------------
+
+
+def sent(fakes, name: str, path: str) -> list[dict]:
+    """The requests the fake backend NAME received at PATH."""
+    return [r for r in fakes[name].server.app.config["REQUESTS"] if r["path"] == path]
+
+
+def images_in(html: str) -> list[str]:
+    """The stored paths of the images a result panel shows."""
+    return re.findall(r'<img src="/images/([^"]+)"', html)
+
+
+def defaults(app, service: str, mode: str) -> dict:
+    """The form of SERVICE's MODE at its definition's defaults (booleans left unticked)."""
+    catalog = app.extensions["webui"].folders.catalog()
+    m = catalog.get(service).definition.modes[mode]
+    return {p.key: str(p.defaultValue) for p in m.parameters
+            if p.defaultValue is not None and p.type != "boolean"}
+
+
+def generate(app, service: str, mode: str, data: dict, files: dict | None = None):
+    """Submit a form (FILES: field → image bytes) and wait for the job: (Finished, html)."""
+    client = app.test_client()
+    payload = dict(data)
+    for key, blob in (files or {}).items():
+        payload[key] = (io.BytesIO(blob), f"{key}.png")
+    r = submit(client, f"/services/{service}/{mode}/generate", data=payload,
+               content_type="multipart/form-data")
+    return r, r.get_data(as_text=True)

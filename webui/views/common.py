@@ -1,0 +1,37 @@
+"""What every page module uses: the shared state, and finding the service and mode a URL
+names."""
+
+from __future__ import annotations
+
+import re
+
+from flask import abort, current_app
+from markupsafe import Markup, escape
+
+from ..format import Mode
+from ..service import Service
+from ..state import State
+
+
+def state() -> State:
+    return current_app.extensions["webui"]
+
+
+def find_service(service_id: str) -> Service:
+    service = state().folders.catalog().get(service_id)
+    if service is None:
+        abort(404, f"There is no service {service_id!r}. Its definition may have been removed "
+                   "or may have an error: see the list of services.")
+    return service
+
+
+def find_mode(service: Service, mode_name: str) -> Mode:
+    mode = service.definition.modes.get(mode_name)
+    if mode is None:
+        abort(404, f"{service.name} has no mode {mode_name!r}.")
+    return mode
+
+
+def backticks(text: str) -> Markup:
+    """Escape text, then show `code` spans as <code> (setup help in definitions)."""
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
