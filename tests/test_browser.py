@@ -354,3 +354,45 @@ def test_openai_offers_each_models_own_sizes(page, make_settings, fakes, monkeyp
         expect(page.locator("#f-txt2img-background")).to_be_disabled()
     finally:
         server.stop()
+
+
+def test_skip_through_the_page_skips_one_image_of_a_batch(page, make_settings):
+    demo = ServerThread(create_demo_app(step_delay=0.02))
+    app = create_app(make_settings(extras=[demo_extra(demo.url)]))
+    server = ServerThread(app)
+    try:
+        page.goto(server.url + "/services/demo/txt2img")
+        page.fill("#f-txt2img-prompt", "three lanterns")
+        page.fill("#f-txt2img-steps", "60")
+        page.fill("#f-txt2img-n_iter", "3")
+        page.fill("#f-txt2img-width", "64")
+        page.fill("#f-txt2img-height", "64")
+        page.get_by_role("button", name="Generate").click()
+        job = page.locator("#result .job")
+        expect(job).to_contain_text("step", timeout=10_000)
+        with page.expect_response("**/jobs/*/skip") as answer:
+            job.get_by_role("button", name="Skip").click()
+        assert answer.value.status == 200
+        # The batch goes on after the skipped image and ends as done, with all three images
+        # (A1111 returns the skipped one as far as it got).
+        expect(job).to_have_attribute("data-status", "done", timeout=20_000)
+        expect(job.locator("figure img")).to_have_count(3)
+    finally:
+        server.stop()
+        demo.stop()
+
+
+def test_pages_run_under_the_content_security_policy(page, ui):
+    server, _app = ui
+    violations = []
+    page.on("console", lambda m: violations.append(m.text)
+            if "Content Security Policy" in m.text or "Refused to" in m.text else None)
+    page.goto(server.url + "/services/demo/txt2img")
+    page.fill("#f-txt2img-prompt", "a lighthouse")
+    page.fill("#f-txt2img-width", "64")
+    page.fill("#f-txt2img-height", "64")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator("#result .images img")).to_have_count(1, timeout=20_000)
+    page.goto(server.url + "/gallery")
+    expect(page.locator(".tile img").first).to_be_visible()
+    assert violations == []
