@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from functools import partial
 from pathlib import Path
 
 from flask import Flask, render_template, request
@@ -37,7 +36,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # application's root, not the current directory, so a relative one would answer 404.
     settings.data_dir = settings.data_dir.expanduser().resolve()
     for folder in (settings.data_dir, settings.user_definitions, settings.images_dir,
-                   settings.thumbs_dir):
+                   settings.thumbs_dir, settings.uploads_dir):
         folder.mkdir(parents=True, exist_ok=True)
     app = Flask(
         __name__,
@@ -55,18 +54,22 @@ def create_app(settings: Settings | None = None) -> Flask:
         # Generating still works; the gallery says what is wrong with the history file.
         history_error = str(exc)
         log.error("history unavailable: %s", exc)
-    on_finish = partial(recorder.record, history, store, settings.thumbs_dir) if history else None
-    app.extensions["webui"] = State(
+    events = (recorder.Recorder(history, store, settings.thumbs_dir, settings.uploads_dir)
+              if history else None)
+    state = app.extensions["webui"] = State(
         settings=settings,
         folders=DefinitionFolders(settings.definition_dirs, settings.url_overrides,
                                   settings.extras),
         options=OptionsCache(settings.options_ttl),
         store=store,
-        jobs=JobManager(store, on_finish=on_finish),
+        jobs=JobManager(store, events=events),
         history=history,
         history_error=history_error,
     )
 
+    if events is not None:
+        # What a stopped webui left: jobs cut short, jobs still waiting, files without a row.
+        events.restore(state.folders.catalog(), state.jobs)
     views.register(app)
 
     guard.install(app, settings.allowed_hosts, settings.password, _problem)

@@ -38,6 +38,11 @@ class Settings:
         return self.data_dir / "thumbs"
 
     @property
+    def uploads_dir(self) -> Path:
+        """Input images of jobs that have not ended yet."""
+        return self.data_dir / "uploads"
+
+    @property
     def history_file(self) -> Path:
         return self.data_dir / "history.sqlite3"
 

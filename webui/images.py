@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import io
 import os
 import re
@@ -34,6 +35,23 @@ _PILLOW_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError,
                   Image.DecompressionBombError)
 
 
+class StorageError(Exception):
+    """The data folder cannot take a file (full, read-only): the message says which and why."""
+
+
+def storage_problem(path: Path, exc: OSError) -> StorageError:
+    """A sentence for a failed write: what happened, to which folder."""
+    folder = path if path.is_dir() else path.parent
+    if exc.errno == errno.ENOSPC:
+        why = f"the disk holding {folder} is full"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        why = f"{folder} is not writable"
+    else:
+        why = f"writing to {folder} failed ({exc.strerror or exc})"
+    return StorageError(f"webui could not save a file: {why}. Free some space or fix the "
+                        "folder's permissions; nothing else was lost.")
+
+
 class ImageDataError(ValueError):
     """Bytes or text that are not a usable image; the message completes "the image …"."""
 
@@ -46,15 +64,43 @@ class ImageInfo:
     height: int
 
 
-@dataclass(frozen=True)
 class UploadedImage:
-    """An input image (an upload, or an image of the gallery sent on), already checked."""
+    """An input image (an upload, or an image of the gallery sent on), already checked. Kept in
+    memory until :meth:`on_disk` moves it to a file: a queued job then holds a path, not the
+    bytes, and survives a restart."""
 
-    data: bytes
-    mime: str
-    filename: str
-    width: int
-    height: int
+    __slots__ = ("_data", "filename", "height", "mime", "path", "size", "width")
+
+    def __init__(self, data: bytes, mime: str, filename: str, width: int, height: int,
+                 path: Path | None = None, size: int | None = None):
+        self._data = data
+        self.mime = mime
+        self.filename = filename
+        self.width = width
+        self.height = height
+        self.path = path
+        self.size = len(data) if size is None else size
+
+    @property
+    def data(self) -> bytes:
+        if self.path is not None:
+            return self.path.read_bytes()
+        return self._data
+
+    def on_disk(self, path: Path) -> UploadedImage:
+        """The same image, written to ``path`` (atomically) and read from there from now on."""
+        data = self._data
+        write_atomic(path, lambda fh: fh.write(data))
+        return UploadedImage(b"", self.mime, self.filename, self.width, self.height, path,
+                             self.size)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, UploadedImage) and (self.data, self.mime, self.filename) == (
+            other.data, other.mime, other.filename)
+
+    def __repr__(self) -> str:
+        where = f" at {self.path}" if self.path else ""
+        return f"UploadedImage({self.filename!r}, {self.width}×{self.height}{where})"
 
 
 def check(data: bytes) -> ImageInfo:
@@ -149,7 +195,10 @@ class ImageStore:
         folder = self.root / now.strftime("%Y-%m-%d")
         stem = f"{now.strftime('%H%M%S')}-{_SAFE.sub('-', label).strip('-')[:60]}"
         name = f"{stem}-{secrets.token_hex(3)}.{ext}"
-        write_atomic(folder / name, lambda fh: fh.write(data))
+        try:
+            write_atomic(folder / name, lambda fh: fh.write(data))
+        except OSError as exc:
+            raise storage_problem(folder, exc) from None
         return f"{folder.name}/{name}"
 
     def path(self, relative: str) -> Path:

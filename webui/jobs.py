@@ -15,14 +15,13 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import expr, images, pipeline
 from .backend import BackendError, call, check_health, read_json
 from .format import Mode, placeholders
-from .images import ImageDataError, ImageStore
+from .images import ImageDataError, ImageStore, StorageError
 from .results import SavedImage
 from .service import Service
 
@@ -101,6 +100,25 @@ class Job:
         self.remote, self.remote_ahead = where, ahead
 
 
+class JobEvents:
+    """What happens to jobs, for whoever keeps a record of them (the history): a job is queued,
+    is about to be sent, has an image on disk, has ended. Each is told in order; ``queued`` and
+    ``started`` before the job moves on (a job that cannot be recorded as started is not sent:
+    after a crash its record must say it may have reached the service)."""
+
+    def queued(self, job: Job) -> None:
+        """The job is accepted (not yet in the queue)."""
+
+    def started(self, job: Job) -> None:
+        """The job is about to be sent to ``job.instance``."""
+
+    def image(self, job: Job, image: SavedImage) -> None:
+        """An image of the job is on disk (the last of ``job.images``)."""
+
+    def ended(self, job: Job, status: str) -> None:
+        """The job ended with ``status`` (before anyone sees it ended)."""
+
+
 @dataclass
 class Instance:
     url: str
@@ -136,11 +154,11 @@ class JobManager:
     def __init__(
         self,
         store: ImageStore,
-        on_finish: Callable[[Job, str], None] | None = None,
+        events: JobEvents | None = None,
         keep: int = 1000,
     ):
         self.store = store
-        self.on_finish = on_finish
+        self.events = events or JobEvents()
         self.keep = keep
         self._cond = threading.Condition()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
@@ -178,9 +196,17 @@ class JobManager:
 
     def submit(
         self, service: Service, mode: Mode, values: dict[str, Any],
-        sent: dict[str, Any] | None = None,
+        sent: dict[str, Any] | None = None, *, job_id: str | None = None,
+        created: float | None = None,
     ) -> Job:
+        """Queue a job (``job_id``/``created``: a job queued before a restart, queued again).
+        StorageError if it cannot be recorded: then nothing is queued."""
         job = Job(service, mode, values, sent)
+        if job_id is not None:
+            job.id = job_id
+        if created is not None:
+            job.created = created
+        self.events.queued(job)
         with self._cond:
             pool = self._pools.get(service.id)
             if pool is None:
@@ -271,7 +297,7 @@ class JobManager:
     def _dispatch(self, pool: Pool) -> None:
         while True:
             with self._cond:
-                while not (pool.queue and self._free(pool)):
+                while not (pool.queue and (self._free(pool) or self._all_down(pool))):
                     self._cond.wait(timeout=1.0)
                 candidates = sorted(self._free(pool), key=lambda i: (i.running, i.url))
                 service = pool.service
@@ -287,18 +313,7 @@ class JobManager:
                     chosen = instance
                     break
             if chosen is None:
-                failed: list[Job] = []
-                with self._cond:
-                    if pool.queue and not any(i.running for i in pool.instances.values()):
-                        # Nothing can take them now: say so at once, to every job waiting,
-                        # rather than let them wait without end (or fail one every few s).
-                        reasons = "; ".join(i.message for i in candidates) or "no instance"
-                        failed = list(pool.queue)
-                        pool.queue.clear()
-                        for job in failed:
-                            job.error = f"No instance of {service.name} is reachable. {reasons}"
-                for job in failed:
-                    self._end(job, "failed")
+                self._fail_waiting(pool, service)
                 continue
             with self._cond:
                 if not pool.queue:
@@ -308,8 +323,39 @@ class JobManager:
                 job.started = time.time()
                 job.instance = chosen.url
                 chosen.running += 1
+            try:
+                self.events.started(job)
+            except Exception as exc:
+                # Not sent: after a crash nothing would say it may have reached the service.
+                log.exception("recording job %s as started failed", job.id)
+                job.error = f"Not sent: {exc}"
+                with self._cond:
+                    chosen.running -= 1
+                self._end(job, "failed")
+                continue
             threading.Thread(target=self._run, args=(pool, job, chosen),
                              name=f"job-{job.id[:8]}", daemon=True).start()
+
+    def _fail_waiting(self, pool: Pool, service: Service) -> None:
+        """When no instance can take a job (all failed their last check, none is busy), every
+        waiting job fails at once with one message, rather than waiting without end."""
+        with self._cond:
+            if not pool.queue or not self._all_down(pool):
+                return
+            failed = list(pool.queue)
+            pool.queue.clear()
+            reasons = "; ".join(dict.fromkeys(
+                i.message for i in pool.instances.values() if i.url in service.urls))
+            for job in failed:
+                job.error = f"No instance of {service.name} is reachable. {reasons}"
+        for job in failed:
+            self._end(job, "failed")
+
+    def _all_down(self, pool: Pool) -> bool:
+        """Every instance failed its last check and none is running a job (with the lock)."""
+        instances = [i for i in pool.instances.values() if i.url in pool.service.urls]
+        return bool(instances) and all(
+            i.healthy is False and i.running == 0 for i in instances)
 
     def _free(self, pool: Pool) -> list[Instance]:
         limit = pool.service.definition.jobs.concurrency
@@ -325,8 +371,15 @@ class JobManager:
             follower = threading.Thread(target=self._follow, args=(service, job, following),
                                         daemon=True)
             follower.start()
+        def on_image(image: SavedImage) -> None:
+            job.add_image(image)
+            try:
+                self.events.image(job, image)
+            except Exception:
+                log.exception("recording an image of job %s failed", job.id)
+
         control = pipeline.Control(should_stop=lambda: job.stop_requested,
-                                 on_image=job.add_image,
+                                 on_image=on_image,
                                  on_saved=lambda: self._send_calls(job),
                                  on_remote=job.set_remote, variables=job.variables)
         status = "failed"
@@ -354,6 +407,8 @@ class JobManager:
                     instance.healthy = False
                     instance.message = exc.message
                     instance.retry_at = time.monotonic() + DOWN_RETRY_SECONDS
+        except StorageError as exc:
+            job.error = str(exc)
         except Exception:
             log.exception("job %s failed unexpectedly", job.id)
             job.error = "Something went wrong inside webui; the details are in the server log."
@@ -371,11 +426,12 @@ class JobManager:
         """Record a job that ended (outside the lock), then show it as ended: whoever sees
         its final status finds it in the history already."""
         job.finished = time.time()
-        if self.on_finish is not None:
-            try:
-                self.on_finish(job, status)
-            except Exception:
-                log.exception("recording job %s failed", job.id)
+        try:
+            self.events.ended(job, status)
+        except Exception as exc:
+            log.exception("recording job %s failed", job.id)
+            if job.error is None:
+                job.error = f"The job ended but could not be recorded in the history: {exc}"
         with self._cond:
             job.status = status
             self._drop_old()

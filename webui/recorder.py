@@ -1,47 +1,215 @@
-"""The history's side of a job: recorded (with thumbnails) when it ends; an image of the
-history used again as an input image."""
+"""The history's side of jobs: each job recorded from the moment it is queued (its input images
+kept on disk while it waits), marked as sent before it is sent, each image recorded as it lands,
+and the end with thumbnails. After a restart (even ``kill -9``): jobs cut short are marked so,
+waiting jobs queue again, and image files without a record are recovered.
+
+Also: an image of the history used again as an input image.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
+import time
 from pathlib import Path
+from typing import Any
 
-from .history import HistoryStore, ImageRecord, JobRecord
-from .images import ImageStore, ThumbnailError, make_thumbnail
-from .jobs import Job
+from .history import HistoryError, HistoryStore, ImageRecord, JobRecord
+from .images import (
+    ImageStore,
+    StorageError,
+    ThumbnailError,
+    UploadedImage,
+    make_thumbnail,
+    storage_problem,
+)
+from .infotext import parse_infotext, read_png_infotext
+from .jobs import Job, JobEvents, JobManager
+from .pipeline import prepare_values
 
 log = logging.getLogger(__name__)
 
+RECOVERED = "recovered"
 
-def record(
-    history: HistoryStore, store: ImageStore, thumbs: Path, job: Job, status: str
-) -> None:
-    """Write a job that ended with ``status`` to the history, with a thumbnail per image (made
-    once, here in the job's thread, never while a page is being served)."""
-    images = []
-    for position, image in enumerate(job.images):
-        thumb = f"{image.path}.webp"
-        try:
-            make_thumbnail(store.path(image.path), thumbs / thumb)
-        except ThumbnailError as exc:
-            log.warning("no thumbnail for %s: %s", image.path, exc)
-            thumb = None
-        images.append(ImageRecord(
+
+class Recorder(JobEvents):
+    """Keeps the history of every job, so that nothing is lost in a crash."""
+
+    def __init__(self, history: HistoryStore, store: ImageStore, thumbs: Path, uploads: Path):
+        self.history = history
+        self.store = store
+        self.thumbs = thumbs
+        self.uploads = uploads
+
+    # -- a job's life --------------------------------------------------------------------------
+
+    def queued(self, job: Job) -> None:
+        self._keep_uploads(job)
+        self._write(job, "queued")
+
+    def started(self, job: Job) -> None:
+        self._write(job, "running")
+
+    def image(self, job: Job, image: Any) -> None:
+        # Recorded as it lands, so a crash cannot leave a file the gallery does not know.
+        position = len(job.images) - 1
+        self._guard(lambda: self.history.add_image(ImageRecord(
             job_id=job.id, position=position, path=image.path, mime=image.mime,
             width=image.width, height=image.height, seed=image.seed, infotext=image.infotext,
-            thumb_path=thumb,
-            # Later positions a hair later, so the gallery (newest first) keeps batch order.
-            created=(job.finished or job.created) - position * 1e-6,
-        ))
-    negative = job.values.get("negative_prompt")
-    history.record_job(JobRecord(
-        id=job.id, service_id=job.service.id, service_name=job.service.name,
-        mode=job.mode.name, status=status, instance=job.instance, parameters=job.values,
-        prompt=job.prompt, negative_prompt=negative if isinstance(negative, str) else None,
-        seeds=[im.seed for im in job.images], info=job.info, error=job.error,
-        created=job.created, started=job.started, finished=job.finished,
-        seconds=job.seconds if job.started else None, images=images,
-    ))
+            created=time.time() - position * 1e-6)))
+
+    def ended(self, job: Job, status: str) -> None:
+        """With a thumbnail per image (made once, here in the job's thread, never while a page
+        is being served); the job's input images leave the uploads folder."""
+        images = []
+        for position, image in enumerate(job.images):
+            thumb: str | None = f"{image.path}.webp"
+            try:
+                make_thumbnail(self.store.path(image.path), self.thumbs / thumb)
+            except ThumbnailError as exc:
+                log.warning("no thumbnail for %s: %s", image.path, exc)
+                thumb = None
+            images.append(ImageRecord(
+                job_id=job.id, position=position, path=image.path, mime=image.mime,
+                width=image.width, height=image.height, seed=image.seed,
+                infotext=image.infotext, thumb_path=thumb,
+                # Later positions a hair later, so the gallery (newest first) keeps batch order.
+                created=(job.finished or job.created) - position * 1e-6,
+            ))
+        self._write(job, status, images)
+        self._drop_uploads(job.values)
+
+    # -- after a restart -----------------------------------------------------------------------
+
+    def restore(self, catalog: Any, jobs: JobManager) -> None:
+        """Pick up what a stopped webui left: jobs cut short are marked "interrupted" (their
+        request may have reached the service: never sent again), waiting ones are queued again
+        in their order, and image files without a record are recovered into the gallery."""
+        for record in self.history.unfinished():
+            service = catalog.get(record.service_id)
+            mode = service.definition.modes.get(record.mode) if service else None
+            if record.status == "running":
+                self._close(record, "interrupted", "webui was restarted while this job ran. Its "
+                            f"request may have reached {record.service_name}, so it was not "
+                            "sent again; the images it made before are kept.")
+                continue
+            values = self._values_of(record) if mode is not None else None
+            if mode is None:
+                self._close(record, "failed", f"webui was restarted while this job waited, "
+                            f"and {record.service_name} · {record.mode} is no longer loaded.")
+            elif values is None:
+                self._close(record, "failed", "webui was restarted while this job waited, and "
+                            "its input image is gone from the uploads folder.")
+            else:
+                jobs.submit(service, mode, values, prepare_values(mode, values),
+                            job_id=record.id, created=record.created)
+        self._recover_files()
+
+    def _close(self, record: JobRecord, status: str, error: str) -> None:
+        record.status, record.error = status, error
+        record.finished = record.finished or time.time()
+        self._guard(lambda: self.history.record_job(record))
+        self._drop_uploads(record.parameters)
+
+    def _values_of(self, record: JobRecord) -> dict[str, Any] | None:
+        """The job's values as it was asked, its input images read back from the uploads
+        folder (None if one is gone)."""
+        values = dict(record.parameters)
+        for key, value in values.items():
+            if isinstance(value, dict) and "upload" in value:
+                path = self.uploads / str(value.get("file", ""))
+                if not value.get("file") or not path.is_file():
+                    return None
+                values[key] = UploadedImage(b"", value.get("mime") or "image/png",
+                                            value["upload"], value.get("width") or 0,
+                                            value.get("height") or 0, path,
+                                            value.get("bytes"))
+        return values
+
+    def _recover_files(self) -> None:
+        """Image files the history has no row for (written, then webui died)."""
+        root = self.store.root
+        if not root.is_dir():
+            return
+        known = self.history.image_paths()
+        for path in sorted(root.rglob("*")):
+            relative = path.relative_to(root).as_posix()
+            if not path.is_file() or path.name.startswith(".") or relative in known:
+                continue
+            try:
+                data = path.read_bytes()
+                text = read_png_infotext(data) if path.suffix == ".png" else None
+            except OSError:
+                continue
+            prompt = parse_infotext(text)[0] if text else None
+            mode = next((m for m in ("txt2img", "img2img") if f"-{m}-" in path.name), "unknown")
+            job_id = f"{RECOVERED}-{hashlib.sha1(relative.encode()).hexdigest()[:16]}"
+            created = path.stat().st_mtime
+            record = JobRecord(
+                id=job_id, service_id=RECOVERED, service_name="Recovered after a restart",
+                mode=mode, status="done", prompt=prompt, created=created, finished=created,
+                error="Found in the images folder without a record (webui stopped while "
+                      "saving it); its parameters are what the file says.",
+                images=[ImageRecord(job_id=job_id, position=0, path=relative,
+                                    mime=_MIME.get(path.suffix.lower(), "image/png"),
+                                    infotext=text, created=created)])
+            thumb = f"{relative}.webp"
+            try:
+                make_thumbnail(path, self.thumbs / thumb)
+                record.images[0].thumb_path = thumb
+            except ThumbnailError:
+                pass
+            self._guard(lambda r=record: self.history.record_job(r))
+            log.warning("recovered %s into the history", relative)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _write(self, job: Job, status: str, images: list[ImageRecord] | None = None) -> None:
+        negative = job.values.get("negative_prompt")
+        record = JobRecord(
+            id=job.id, service_id=job.service.id, service_name=job.service.name,
+            mode=job.mode.name, status=status, instance=job.instance, parameters=job.values,
+            prompt=job.prompt, negative_prompt=negative if isinstance(negative, str) else None,
+            seeds=[im.seed for im in job.images], info=job.info, error=job.error,
+            created=job.created, started=job.started, finished=job.finished,
+            seconds=job.seconds if job.started else None, images=images or [],
+        )
+        self._guard(lambda: self.history.record_job(record))
+
+    def _guard(self, write: Any) -> None:
+        try:
+            write()
+        except HistoryError as exc:
+            raise StorageError(f"The history could not be written: {exc}") from None
+
+    def _keep_uploads(self, job: Job) -> None:
+        """Move the job's input images to the uploads folder: a waiting job holds paths, not
+        bytes, and survives a restart."""
+        for key, value in list(job.values.items()):
+            if isinstance(value, UploadedImage) and value.path is None:
+                ext = _EXT.get(value.mime, "bin")
+                path = self.uploads / f"{job.id}-{_SAFE.sub('-', key)}.{ext}"
+                try:
+                    kept = value.on_disk(path)
+                except OSError as exc:
+                    raise storage_problem(path, exc) from None
+                job.values[key] = kept
+                if job.sent.get(key) is value:
+                    job.sent[key] = kept
+
+    def _drop_uploads(self, values: dict[str, Any]) -> None:
+        for value in values.values():
+            name = (value.path.name if isinstance(value, UploadedImage) and value.path
+                    else value.get("file") if isinstance(value, dict) else None)
+            if name:
+                (self.uploads / name).unlink(missing_ok=True)
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9_-]+")
+_EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif",
+        "image/bmp": "bmp", "image/tiff": "tiff"}
+_MIME = {f".{ext}": mime for mime, ext in _EXT.items()}
 
 
 def stored_image(
@@ -49,7 +217,7 @@ def stored_image(
 ) -> tuple[bytes, str] | None:
     """(bytes, file name) of a history image sent on as an input image; None for no
     reference. ValueError says why it cannot be used."""
-    if not ref.isdigit():
+    if not re.fullmatch(r"[0-9]{1,18}", ref):
         return None
     image = history.get_image(int(ref))
     if image is None:

@@ -255,6 +255,8 @@ class Parameter(_Model):
     type: ParamType
     description: str = ""
     placeholder: str = ""
+    maxLength: int | None = Field(
+        None, ge=1, description="text/textarea: the most characters accepted (default 20000)")
     defaultValue: Any = None
     required: bool = False
     range: tuple[int | float, int | float] | None = Field(None, description="[min, max], inclusive")

@@ -19,6 +19,10 @@ TRUE = {"on", "true", "1", "yes"}
 FALSE = {"off", "false", "0", "no", ""}
 
 
+# A prompt of a few thousand characters is long already; 2 MB of one only fills memory and pages.
+MAX_TEXT = 20_000
+
+
 class FieldError(ValueError):
     """A value that does not fit its parameter; the message is shown beside the field."""
 
@@ -45,7 +49,11 @@ def coerce(
     if p.type in ("text", "textarea"):
         if not isinstance(raw, str | int | float) or isinstance(raw, bool):
             raise FieldError("must be text")
-        return str(raw)
+        text = str(raw)
+        limit = p.maxLength or MAX_TEXT
+        if len(text) > limit:
+            raise FieldError(f"is longer than {limit} characters ({len(text)})")
+        return text
     if p.type == "boolean":
         if isinstance(raw, bool):
             return raw

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..images import UploadedImage
 from ..redact import is_secret_key, redact_url
 from .migrations import migrate
 from .records import (
@@ -45,8 +46,8 @@ _INT = re.compile(r"-?\d+")
 def clean(value: Any) -> Any:
     """``value`` made fit for storing as JSON: uploads become a reference, secrets are blanked.
 
-    An uploaded image (anything with ``data`` bytes, like ``forms.UploadedImage``) becomes
-    ``{"upload": filename, "mime", "width", "height", "bytes"}``; raw bytes become
+    An uploaded image becomes ``{"upload": filename, "mime", "width", "height", "bytes"}``
+    (and ``"file"``, its name in the uploads folder, while it is kept there); raw bytes become
     ``{"bytes": n}``; the value of a key that names a secret (password, token, api_key, ...)
     becomes ``"[redacted]"``.
     """
@@ -57,11 +58,12 @@ def clean(value: Any) -> Any:
         return [clean(v) for v in value]
     if isinstance(value, (bytes, bytearray)):
         return {"bytes": len(value)}
-    data = getattr(value, "data", None)
-    if isinstance(data, (bytes, bytearray)):
-        return {"upload": getattr(value, "filename", None), "mime": getattr(value, "mime", None),
-                "width": getattr(value, "width", None), "height": getattr(value, "height", None),
-                "bytes": len(data)}
+    if isinstance(value, UploadedImage):
+        ref = {"upload": value.filename, "mime": value.mime, "width": value.width,
+               "height": value.height, "bytes": value.size}
+        if value.path is not None:
+            ref["file"] = value.path.name  # in the uploads folder, while its job waits
+        return ref
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
@@ -410,3 +412,14 @@ class HistoryStore:
     def count(self) -> int:
         """How many images the gallery holds."""
         return self._read(lambda db: db.execute("SELECT count(*) FROM images").fetchone()[0])
+
+    def unfinished(self) -> list[JobRecord]:
+        """Jobs recorded as queued or running, oldest first: after a restart, what was waiting
+        and what was cut short."""
+        ids = self._read(lambda db: [r[0] for r in db.execute(
+            "SELECT id FROM jobs WHERE status IN ('queued', 'running') ORDER BY created, id")])
+        return [job for job in (self.get_job(i) for i in ids) if job is not None]
+
+    def image_paths(self) -> set[str]:
+        """The paths of every recorded image (relative to the images folder)."""
+        return self._read(lambda db: {r[0] for r in db.execute("SELECT path FROM images")})

@@ -35,3 +35,11 @@ def find_mode(service: Service, mode_name: str) -> Mode:
 def backticks(text: str) -> Markup:
     """Escape text, then show `code` spans as <code> (setup help in definitions)."""
     return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
+
+
+_ID = re.compile(r"[0-9]{1,18}")
+
+
+def image_id(text: str | None) -> int | None:
+    """An image id from a URL (``?from=12``): ASCII digits that fit SQLite, else None."""
+    return int(text) if text and _ID.fullmatch(text) else None

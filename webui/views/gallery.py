@@ -70,7 +70,7 @@ def _image(image_id: int) -> tuple[ImageRecord, JobRecord | None]:
     return image, history.get_job(image.job_id)
 
 
-@bp.get("/gallery/<int:image_id>")
+@bp.get("/gallery/<int(max=9223372036854775807):image_id>")
 def image_page(image_id: int) -> str:
     image, job = _image(image_id)
     service = state().folders.catalog().get(job.service_id) if job else None
@@ -84,7 +84,7 @@ def image_page(image_id: int) -> str:
                            on_disk=on_disk, img2img=img2img)
 
 
-@bp.delete("/gallery/<int:image_id>")
+@bp.delete("/gallery/<int(max=9223372036854775807):image_id>")
 def delete_image(image_id: int) -> Response:
     history = _history()
     removed = history.delete_image(image_id)

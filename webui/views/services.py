@@ -11,7 +11,7 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 from ..backend import BackendError, check_health
 from ..choices import choices, current_value, match_current
 from ..format import Mode, Parameter, schema_text
-from .common import find_mode, find_service, state
+from .common import find_mode, find_service, image_id, state
 
 bp = Blueprint("services", __name__)
 
@@ -77,8 +77,8 @@ def service_page(service_id: str, mode_name: str) -> str:
     # ?init=<image id>: that image as the input image (send to img2img).
     values = prefill(mode.parameters, request.args.get("from"))
     init = request.args.get("init", "")
-    init_image = state().history.get_image(int(init)) if (
-        init.isdigit() and state().history) else None
+    init_image = state().history.get_image(image_id(init)) if (
+        image_id(init) is not None and state().history) else None
     # What the form starts with, for the fields shown only when others have certain values.
     form_values = {p.key: values.get(p.key, p.defaultValue) for p in mode.parameters}
     return render_template("service.html", service=service, mode=mode, groups=layout(mode),
@@ -125,11 +125,11 @@ def definition_schema() -> Response:
     return Response(schema_text(), mimetype="application/schema+json")
 
 
-def prefill(mode_params: list[Any], image_id: str | None) -> dict[str, Any]:
+def prefill(mode_params: list[Any], image_ref: str | None) -> dict[str, Any]:
     """Form values from a history image's job (reuse parameters): only keys the mode has."""
-    if not image_id or not image_id.isdigit() or state().history is None:
+    if image_id(image_ref) is None or state().history is None:
         return {}
-    image = state().history.get_image(int(image_id))
+    image = state().history.get_image(image_id(image_ref))
     job = state().history.get_job(image.job_id) if image else None
     if job is None:
         return {}
