@@ -198,7 +198,9 @@ def test_unconfigured_services_are_listed_compactly(make_settings, demo_server, 
 
 
 @responses.activate
-def test_the_status_checks_again_by_itself(client):
+def test_the_status_checks_again_by_itself(client, monkeypatch):
+    # A status is cached a few seconds; the page asks again after 10 s. Not cached here.
+    monkeypatch.setattr("webui.backend.STATUS_SECONDS", 0)
     responses.get(f"{API}/memory", status=503)
     html = client.get("/services/a1111/status").get_data(as_text=True)
     assert 'hx-trigger="every 10s" data-poll' in html

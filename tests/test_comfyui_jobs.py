@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import re
 
 import pytest
 import requests
@@ -144,7 +145,8 @@ def test_uploads_never_replace_another_clients_file(services_app, comfy):
     [upload] = sent({"comfyui": comfy}, "comfyui", "/upload/image")
     assert "overwrite" not in upload["form"]
     graph = sent({"comfyui": comfy}, "comfyui", "/prompt")[0]["json"]["prompt"]
-    assert graph["12"]["inputs"]["image"] == "image (1).png"
+    # Renamed as ComfyUI does ("image (1).png", or a higher number if taken too).
+    assert re.fullmatch(r"image \(\d+\)\.png", graph["12"]["inputs"]["image"])
 
 
 def test_lora_strength_sets_model_and_clip(services_app, comfy):

@@ -229,12 +229,12 @@ def test_options_errors(service):
 @pytest.mark.parametrize(
     "auth, env, header, expected",
     [
-        ({"type": "bearer", "tokenEnv": "T_TOKEN"}, {"T_TOKEN": "abc"}, "Authorization",
-         "Bearer abc"),
-        ({"type": "header", "tokenEnv": "T_TOKEN", "header": "x-api-key"}, {"T_TOKEN": "abc"},
-         "x-api-key", "abc"),
-        ({"type": "basic", "usernameEnv": "T_USER", "passwordEnv": "T_PASS"},
-         {"T_USER": "u", "T_PASS": "p"}, "Authorization", "Basic dTpw"),
+        ({"type": "bearer", "tokenEnv": "WEBUI_TINY_TOKEN"}, {"WEBUI_TINY_TOKEN": "abc"},
+         "Authorization", "Bearer abc"),
+        ({"type": "header", "tokenEnv": "WEBUI_TINY_TOKEN", "header": "x-api-key"},
+         {"WEBUI_TINY_TOKEN": "abc"}, "x-api-key", "abc"),
+        ({"type": "basic", "usernameEnv": "WEBUI_TINY_USER", "passwordEnv": "WEBUI_TINY_PASS"},
+         {"WEBUI_TINY_USER": "u", "WEBUI_TINY_PASS": "p"}, "Authorization", "Basic dTpw"),
     ],
 )
 def test_authentication_types(monkeypatch, auth, env, header, expected):
@@ -253,9 +253,10 @@ def test_authentication_types(monkeypatch, auth, env, header, expected):
 def test_required_secret_missing_is_a_setup_error(monkeypatch):
     from webui.format import load_data
 
-    monkeypatch.delenv("T_TOKEN", raising=False)
+    monkeypatch.delenv("WEBUI_TINY_TOKEN", raising=False)
     data = minimal()
-    data["authentication"] = {"type": "bearer", "tokenEnv": "T_TOKEN", "required": True}
+    data["authentication"] = {"type": "bearer", "tokenEnv": "WEBUI_TINY_TOKEN",
+                              "required": True}
     svc = Service(id="tiny", name="Tiny", definition=load_data(data, "x"), base_url="http://t")
     state, message = check_health(svc)
-    assert state == "setup" and "set the environment variable(s) T_TOKEN" in message
+    assert state == "setup" and "set the environment variable(s) WEBUI_TINY_TOKEN" in message

@@ -23,7 +23,7 @@ DEFINITION = {
     "id": "pixelforge",
     "name": "Pixel Forge Cloud",
     "url": "http://placeholder.invalid",
-    "authentication": {"type": "bearer", "tokenEnv": "PIXELFORGE_TOKEN", "required": True},
+    "authentication": {"type": "bearer", "tokenEnv": "WEBUI_PIXELFORGE_TOKEN", "required": True},
     "errorMessage": "problem.title",
     "capabilities": [
         {"capability": "health", "endpoints": {"ping": {"path": "/api/v3/ping"}}},
@@ -132,7 +132,7 @@ def invented(make_settings, monkeypatch):
     settings = make_settings(url_overrides={"pixelforge": backend.url})
     settings.user_definitions.mkdir(parents=True, exist_ok=True)
     (settings.user_definitions / "pixelforge.yaml").write_text(yaml.safe_dump(DEFINITION))
-    monkeypatch.setenv("PIXELFORGE_TOKEN", TOKEN)
+    monkeypatch.setenv("WEBUI_PIXELFORGE_TOKEN", TOKEN)
     yield create_app(settings), backend
     backend.stop()
 
@@ -176,7 +176,7 @@ def test_invented_service_failures(invented, monkeypatch):
     errors = r.get_data(as_text=True)
     assert "Style &#39;old&#39; is not one of the choices" in errors
     assert "Edge must be a multiple of 16 from 16" in errors
-    monkeypatch.setenv("PIXELFORGE_TOKEN", "wrong")
+    monkeypatch.setenv("WEBUI_PIXELFORGE_TOKEN", "wrong")
     r = submit(client, "/services/pixelforge/txt2img/generate", data={
         "description": "x", "style": "ink", "copies": "1", "edge": "32"})
     html = r.get_data(as_text=True)

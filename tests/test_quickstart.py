@@ -37,7 +37,8 @@ def test_readme_commands_need_no_system_pip_and_ci_runs_the_test_command():
     # A Python that refuses pip outside a venv (Debian's externally-managed-environment)
     # still runs these: each line makes and uses its own venv first.
     for line in (run, test):
-        assert line.startswith("python3 -m venv .venv && . .venv/bin/activate && pip install")
+        assert line.startswith("python3 -m venv .venv && . .venv/bin/activate && pip install "
+                               "-c constraints.txt -e ")
     assert run.endswith("&& webui")
     assert test.endswith("&& pytest")
     assert test in (ROOT / ".ci" / "run").read_text(encoding="utf-8")

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import requests
 from PIL import Image
 
 from webui import pipeline
@@ -97,7 +98,7 @@ def test_comfyui_validation_error_400_is_explained(services_app, tmp_path):
     assert "missing.safetensors" in message
 
 
-def test_comfyui_job_that_never_finishes_times_out(services_app, monkeypatch):
+def test_comfyui_job_that_never_finishes_times_out(services_app, fakes, monkeypatch):
     service = comfy_service(services_app)
     mode = service.definition.modes["txt2img"]
     wait = mode.endpoint.steps[1]
@@ -110,6 +111,8 @@ def test_comfyui_job_that_never_finishes_times_out(services_app, monkeypatch):
                           services_app.extensions["webui"].store)
     assert info.value.kind == "timeout"
     assert "did not finish the job within 1 s" in info.value.message
+    # The pipeline alone does not stop it (the job manager does): leave the shared fake free.
+    requests.post(fakes["comfyui"].url + "/interrupt", timeout=5)
 
 
 def test_comfyui_choices_come_from_object_info(services_app):

@@ -8,7 +8,7 @@ from pathlib import Path
 from flask import Flask, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import guard, recorder, views
+from . import backend, guard, recorder, views
 from .catalog import DefinitionFolders
 from .choices import OptionsCache
 from .config import Settings
@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Resolved once, here: Flask's send_from_directory resolves a relative folder against the
     # application's root, not the current directory, so a relative one would answer 404.
     settings.data_dir = settings.data_dir.expanduser().resolve()
+    backend.use_secrets_folder(settings.data_dir)  # webui-data/secrets.yaml, read when changed
     for folder in (settings.data_dir, settings.user_definitions, settings.images_dir,
                    settings.thumbs_dir, settings.uploads_dir):
         folder.mkdir(parents=True, exist_ok=True)

@@ -1,27 +1,56 @@
-"""One HTTP call to a backend: base URL, authentication, timeouts, and turning every failure into a
-:class:`BackendError` whose message a user can act on.
+"""One HTTP call to a backend: base URL, authentication, deadlines, size caps, and turning every
+failure into a :class:`BackendError` whose message a user can act on.
 
 Nothing here retries. A POST that timed out may still be running on the backend; sending it
 again would start a second (paid, slow) generation, so the user decides.
+
+A backend is not trusted to behave: each call has a wall-clock deadline (a server that trickles
+its answer one byte at a time is cut off when it passes, headers included), its answer is read
+up to a cap, redirects are followed only where the caller allows, and the secrets of a service
+are masked, in every form they travel in, in all text that comes back.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import hashlib
 import json
+import logging
 import os
 import re
+import socket
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus, unquote, urljoin, urlsplit
 
 import requests
+import yaml
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.poolmanager import pool_classes_by_scheme
 
 from . import expr
-from .format import Request
-from .redact import mask
-from .service import Service
+from .format import Request, Step
+from .redact import mask, redact_url
+from .service import Service, env_name
+
+log = logging.getLogger(__name__)
 
 MAX_MESSAGE = 600
+MB = 1024 * 1024
+# The largest answer read by default: generation endpoints (and their steps) carry images, a
+# batch of them in base64; every other endpoint answers a list, a setting or a status.
+GENERATION_MAX_MB = 200
+DEFAULT_MAX_MB = 20
+MAX_REDIRECTS = 5
+# A status check (health, then identify) takes at most this long in all.
+HEALTH_SECONDS = 5.0
 
 
 class BackendError(Exception):
@@ -47,47 +76,218 @@ class Auth:
     basic: tuple[str, str] | None = None
 
 
+class SecretsFile:
+    """The operator's secrets by service id, in the data folder: ``secrets.yaml`` (or
+    ``secrets.yml``, ``secrets.json``) holding ``{service_id: {token: …}}`` or
+    ``{service_id: {username: …, password: …}}``. Read again whenever it changes, so a token
+    added while webui runs is used at once. ``folder`` is set by the app factory."""
+
+    NAMES = ("secrets.yaml", "secrets.yml", "secrets.json")
+    KEYS = ("username", "password", "token")
+
+    def __init__(self, folder: Path | None = None):
+        self.folder = folder
+        self._lock = threading.Lock()
+        self._cache: tuple[Path, tuple[int, int], dict[str, Any] | str] | None = None
+
+    @property
+    def path(self) -> Path | None:
+        """The file in use (the first that exists), or where it would be."""
+        if self.folder is None:
+            return None
+        found = (self.folder / n for n in self.NAMES)
+        return next((p for p in found if p.is_file()), self.folder / self.NAMES[0])
+
+    def describe(self) -> str:
+        return str(self.path) if self.path else "secrets.yaml in the data folder"
+
+    def entry(self, service_id: str) -> dict[str, str]:
+        """The service's credentials in the file ({} if none). SetupError if the file cannot
+        be read: its problem is named, never its content."""
+        path = self.path
+        if path is None:
+            return {}
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise SetupError(f"{path} could not be read: {exc.strerror or exc}.") from None
+        stamp = (st.st_mtime_ns, st.st_size)
+        with self._lock:
+            cached = self._cache
+        if cached and cached[0] == path and cached[1] == stamp:
+            data = cached[2]
+        else:
+            data = _read_secrets(path)
+            with self._lock:
+                self._cache = (path, stamp, data)
+        if isinstance(data, str):
+            raise SetupError(f"{path.name} could not be read ({path}): {data}.")
+        entry = data.get(service_id)
+        if entry is None:
+            return {}
+        if not isinstance(entry, dict) or not all(
+                k in self.KEYS and isinstance(v, str | int | float) for k, v in entry.items()):
+            raise SetupError(f"{path}: the entry {service_id!r} must be a mapping of "
+                             f"{', '.join(self.KEYS)} to text, e.g. {service_id}: "
+                             "{token: …}.")
+        return {k: str(v) for k, v in entry.items()}
+
+
+def _read_secrets(path: Path) -> dict[str, Any] | str:
+    """The file's mapping, or what is wrong with it (a position, never a line of it)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return getattr(exc, "strerror", None) or type(exc).__name__
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON ({exc.msg}, line {exc.lineno}, column {exc.colno})"
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        return f"not valid YAML{where}"
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        return "it must be a mapping of service ids to their secrets"
+    return data
+
+
+SECRETS = SecretsFile()
+
+
+def use_secrets_folder(folder: Path | None) -> None:
+    """Where secrets.yaml is looked for (the data folder); the app factory calls this."""
+    SECRETS.folder = folder
+
+
+_ONE_WORD = re.compile(r"[A-Z0-9]+")
+
+
+def may_read(service: Service, name: str) -> bool:
+    """Whether the service's definition may read the environment variable NAME: a bundled one
+    any it names; any other only WEBUI_<ID>_<WORD> of its own id (one word, so that a service
+    "my" cannot read WEBUI_MY_SD_TOKEN, a variable of "my-sd")."""
+    if service.bundled:
+        return True
+    prefix = env_name(service.id, "")
+    return name.startswith(prefix) and bool(_ONE_WORD.fullmatch(name[len(prefix):]))
+
+
+def _credentials(service: Service) -> dict[str, str]:
+    """The service's credentials as its operator gave them: the environment variables its
+    definition names (if it may read them), else its entry in the secrets file; {} if none.
+    SetupError when the definition names variables it may not read (they are never read) and
+    the file has nothing for it, if the credentials are required or such a variable is set."""
+    spec = service.definition.model.authentication
+    if spec.type == "none":
+        return {}
+    basic = spec.type == "basic"
+    names = [n for n in ((spec.usernameEnv, spec.passwordEnv) if basic else (spec.tokenEnv,))
+             if n]
+    forbidden = [n for n in names if not may_read(service, n)]
+    if not forbidden:
+        if basic:
+            user, password = (os.environ.get(n) for n in names)
+            if user and password is not None:
+                return {"username": user, "password": password}
+        elif os.environ.get(names[0]):
+            return {"token": os.environ[names[0]]}
+    entry = SECRETS.entry(service.id)
+    if basic and entry.get("username") and "password" in entry:
+        return {"username": entry["username"], "password": entry["password"]}
+    if not basic and entry.get("token"):
+        return {"token": entry["token"]}
+    # Optional credentials under names it may not read (those a file that extends a1111
+    # inherits) mean "none", unless such a variable is set: then someone meant it for this
+    # service, and is told how to give it. Either way its value is not read.
+    if forbidden and (spec.required or any(n in os.environ for n in forbidden)):
+        own = env_name(service.id, "")
+        wanted = (f"{own}USERNAME and {own}PASSWORD" if basic else f"{own}TOKEN")
+        example = "{username: …, password: …}" if basic else "{token: …}"
+        raise SetupError(
+            f"{service.name}: its definition asks for the environment variable(s) "
+            f"{', '.join(forbidden)}, but a definition file may only read {own}* variables "
+            f"or its entry in secrets.yaml, so nothing was read. Set {wanted}, or add "
+            f"{service.id}: {example} to {SECRETS.describe()}.")
+    return {}
+
+
 def resolve_auth(service: Service) -> Auth:
-    """Read the service's secrets from the environment (at call time, never cached)."""
+    """The service's credentials, read at call time (never cached): from the environment
+    variables its definition may read, or its entry in the secrets file."""
     spec = service.definition.model.authentication
     if spec.type == "none":
         return Auth()
-    if spec.type == "basic":
-        assert spec.usernameEnv and spec.passwordEnv
-        user, password = os.environ.get(spec.usernameEnv), os.environ.get(spec.passwordEnv)
-        if user and password is not None:
-            return Auth(basic=(user, password))
-        missing = [spec.usernameEnv, spec.passwordEnv]
-    else:
-        assert spec.tokenEnv
-        token = os.environ.get(spec.tokenEnv)
-        if token:
-            name = "Authorization" if spec.type == "bearer" else (spec.header or "")
-            value = f"Bearer {token}" if spec.type == "bearer" else token
-            return Auth(headers={name: value})
-        missing = [spec.tokenEnv]
+    creds = _credentials(service)
+    if "username" in creds:
+        return Auth(basic=(creds["username"], creds["password"]))
+    if "token" in creds:
+        name = "Authorization" if spec.type == "bearer" else (spec.header or "")
+        value = f"Bearer {creds['token']}" if spec.type == "bearer" else creds["token"]
+        return Auth(headers={name: value})
     if spec.required:
+        names = [n for n in (spec.usernameEnv, spec.passwordEnv, spec.tokenEnv) if n]
+        example = "{username: …, password: …}" if spec.type == "basic" else "{token: …}"
         raise SetupError(f"{service.name} needs credentials: set the environment variable(s) "
-                         f"{', '.join(missing)} before starting webui.")
+                         f"{', '.join(names)} before starting webui, or add {service.id}: "
+                         f"{example} to {SECRETS.describe()}.")
     return Auth()
 
 
 def secret_values(service: Service) -> list[str]:
-    """The secrets this service's definition names, as set now (to keep them out of text),
-    with the form Basic authentication sends them in."""
-    spec = service.definition.model.authentication
-    names = [n for n in (spec.usernameEnv, spec.passwordEnv, spec.tokenEnv) if n]
-    values = [v for v in (os.environ.get(n) for n in names) if v]
-    if spec.type == "basic" and spec.usernameEnv and spec.passwordEnv:
-        user, password = os.environ.get(spec.usernameEnv), os.environ.get(spec.passwordEnv)
-        if user and password is not None:
-            values.append(base64.b64encode(f"{user}:{password}".encode()).decode())
-    return [v for v in values if len(v) >= 4]
+    """The secrets of this service as set now (to keep them out of text), in every form they
+    travel in: as they are, URL-encoded, JSON-escaped, and the user:password pairs (its
+    credentials, those written in its URLs) in Basic authentication's base64."""
+    try:
+        creds = _credentials(service)
+    except SetupError:
+        creds = {}
+    plain = list(creds.values())
+    pairs = [(creds["username"], creds["password"])] if "username" in creds else []
+    for url in service.urls:
+        parts = urlsplit(url)
+        if parts.username is not None or parts.password is not None:
+            user, password = unquote(parts.username or ""), unquote(parts.password or "")
+            plain += [user, password, parts.username or "", parts.password or ""]
+            pairs.append((user, password))
+    values = []
+    for value in plain:
+        values += [value, quote(value, safe=""), quote_plus(value),
+                   json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]]
+    for user, password in pairs:
+        pair = f"{user}:{password}"
+        for encoding in ("latin-1", "utf-8"):  # requests sends latin-1 where it can
+            with contextlib.suppress(UnicodeEncodeError):
+                values.append(base64.b64encode(pair.encode(encoding)).decode())
+    return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
 
 
 def scrub(service: Service, text: str) -> str:
     """Remove the service's secrets from text a backend wrote (some APIs echo a wrong key)."""
     return mask(text, secret_values(service))
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL, the port filled in for http and https."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port or default
+
+
+def response_cap(endpoint: Request) -> int:
+    """The largest answer of ENDPOINT read, in bytes."""
+    if endpoint.maxResponseMB is not None:
+        return int(endpoint.maxResponseMB * MB)
+    generation = isinstance(endpoint, Step) or getattr(endpoint, "result", None) is not None
+    return (GENERATION_MAX_MB if generation else DEFAULT_MAX_MB) * MB
 
 
 def call(
@@ -100,34 +300,60 @@ def call(
     headers: dict[str, str] | None = None,
     timeout: float | None = None,
 ) -> requests.Response:
-    """Make one request; return the 2xx response or raise BackendError. ``path``, ``query`` and
-    ``headers`` replace the endpoint's own (after placeholders were filled in)."""
+    """Make one request; return the 2xx response, its body read, or raise BackendError.
+    ``path``, ``query`` and ``headers`` replace the endpoint's own (after placeholders were
+    filled in). The timeout (the endpoint's unless given) is a total for the whole answer."""
     auth = resolve_auth(service)
     path = path if path is not None else endpoint.path
     assert path is not None
     url = service.url(path)
     limit = timeout if timeout is not None else endpoint.timeout
+    cap = response_cap(endpoint)
+    again = " It may still be working on it; the request was not sent again." if (
+        endpoint.method != "GET") else ""
+    home = origin(service.base_url)
+
+    def same_origin(target: str) -> Auth:
+        if origin(target) != home:
+            raise Refused(target)
+        return auth
+
     try:
-        response = requests.request(
-            endpoint.method,
-            url,
+        response = exchange(
+            endpoint.method, url, seconds=limit, max_bytes=cap, auth=auth,
+            # Only a GET follows redirects, and only within the service's own address: header
+            # authentication is not a header requests drops on the way elsewhere.
+            redirects=same_origin if endpoint.method == "GET" else None,
             params=(query if query is not None else endpoint.query) or None,
             headers={**(headers if headers is not None else endpoint.headers), **auth.headers},
-            auth=auth.basic,
-            # Connecting is quick or not at all; the answer may take the whole timeout.
-            timeout=(min(5.0, limit), limit),
-            allow_redirects=endpoint.method == "GET",
             **encode_body(endpoint.encoding, body if endpoint.method != "GET" else None),
         )
+    except TooSlow as exc:
+        if exc.answering:
+            raise BackendError(f"{service.name} answered too slowly: gave up after {limit:g} s."
+                               f"{again}", kind="timeout") from None
+        raise BackendError(f"{service.name} did not answer within {limit:g} s.{again}",
+                           kind="timeout") from None
+    except TooLarge:
+        raise BackendError(f"{service.name} answered more than {cap / MB:g} MB (the limit of "
+                           "this endpoint: maxResponseMB in its definition).",
+                           kind="too_large") from None
+    except Refused as exc:
+        raise BackendError(f"{service.name} redirected to another address "
+                           f"({redact_url(exc.url)}); webui follows redirects only within "
+                           f"{service.display_url}.", kind="redirect") from None
+    except TooManyRedirects:
+        raise BackendError(f"{service.name} redirected too many times (more than "
+                           f"{MAX_REDIRECTS}).") from None
     except requests.exceptions.ConnectTimeout:
         raise BackendError(f"Could not connect to {service.name} at {service.display_url} "
                            "(connection timed out). Is it running and reachable?",
                            kind="offline") from None
     except requests.exceptions.ConnectionError as exc:
         if _dropped(exc):
-            again = " The request was not sent again." if endpoint.method != "GET" else ""
+            not_again = " The request was not sent again." if again else ""
             raise BackendError(f"{service.name} at {service.display_url} closed the connection "
-                               f"before answering (did it stop or crash?).{again}",
+                               f"before answering (did it stop or crash?).{not_again}",
                                kind="dropped") from None
         raise BackendError(f"Could not connect to {service.name} at {service.display_url}: "
                            f"{_reason(exc)}. Is it running?", kind="offline") from None
@@ -135,8 +361,6 @@ def call(
         raise BackendError(f"{service.name} at {service.display_url} broke off its answer "
                            "(did it stop or crash?).", kind="dropped") from None
     except requests.exceptions.Timeout:
-        again = (" It may still be working on it; the request was not sent again."
-                 if endpoint.method != "GET" else "")
         raise BackendError(f"{service.name} did not answer within {limit:g} s.{again}",
                            kind="timeout") from None
     except requests.exceptions.RequestException as exc:
@@ -144,6 +368,203 @@ def call(
     if response.status_code >= 400:
         raise http_error(service, endpoint, response)
     return response
+
+
+# --- The transport: a deadline, a cap and checked redirects ----------------------------------
+
+
+class TooSlow(Exception):
+    """The deadline passed; ``answering``: the answer had begun (its headers had come)."""
+
+    def __init__(self, answering: bool):
+        super().__init__("too slow")
+        self.answering = answering
+
+
+class TooLarge(Exception):
+    """The answer is larger than the cap."""
+
+
+class Refused(Exception):
+    """A redirect to an address the caller does not allow."""
+
+    def __init__(self, url: str):
+        super().__init__(url)
+        self.url = url
+
+
+class TooManyRedirects(Exception):
+    pass
+
+
+class _Deadline:
+    """A wall-clock deadline for one exchange: when it passes, every socket the exchange
+    opened is shut down, which ends whatever read is waiting on it (a read timeout is per read,
+    and a server sending one byte a second never lets one expire)."""
+
+    def __init__(self, seconds: float):
+        self.at = time.monotonic() + seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def passed(self) -> bool:
+        return self.expired or time.monotonic() >= self.at
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            expired = self.expired
+        if expired:
+            _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+_current = threading.local()  # the deadline of the exchange this thread is making
+
+
+def _watch(sock: Any) -> None:
+    deadline = getattr(_current, "deadline", None)
+    if deadline is not None and sock is not None:
+        deadline.watch(sock)
+
+
+class _HTTPConnection(HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        _watch(self.sock)
+
+
+class _HTTPSConnection(HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        _watch(self.sock)
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+class _Adapter(HTTPAdapter):
+    """requests' adapter, with connections the deadline of their exchange can shut."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        if manager.pool_classes_by_scheme is pool_classes_by_scheme:
+            manager.pool_classes_by_scheme = _POOLS  # not for SOCKS, which has its own
+        return manager
+
+
+CHUNK = 64 * 1024
+
+
+def exchange(
+    method: str,
+    url: str,
+    *,
+    seconds: float,
+    max_bytes: int,
+    auth: Auth | None = None,
+    redirects: Callable[[str], Auth | None] | None = None,
+    **kwargs: Any,
+) -> requests.Response:
+    """One request and its whole answer, within SECONDS in all (TooSlow) and MAX_BYTES
+    (TooLarge). ``redirects`` decides each redirect: it raises Refused for a URL that may not
+    be followed, or returns the authentication to send there; without it, none is followed.
+    The response comes back with its body read; requests' exceptions pass through."""
+    deadline = _Deadline(seconds)
+    session = requests.Session()
+    session.mount("http://", _Adapter())
+    session.mount("https://", _Adapter())
+    _current.deadline = deadline
+    try:
+        hops = 0
+        while True:
+            try:
+                response = session.request(
+                    method, url, stream=True, allow_redirects=False,
+                    # Connecting is quick or not at all; then the deadline is what counts.
+                    timeout=(min(5.0, seconds), seconds),
+                    auth=auth.basic if auth else None, **kwargs)
+            except requests.exceptions.ConnectTimeout:
+                raise  # could not connect at all: said so, not "too slow"
+            except requests.exceptions.RequestException:
+                if deadline.passed():
+                    raise TooSlow(answering=False) from None
+                raise
+            if redirects is None or not response.is_redirect:
+                break
+            target = urljoin(response.url, response.headers["Location"])
+            response.close()
+            hops += 1
+            if hops > MAX_REDIRECTS:
+                raise TooManyRedirects()
+            hop_auth = redirects(target)
+            headers = dict(kwargs.get("headers") or {})
+            for name in (auth.headers if auth else {}):
+                headers.pop(name, None)
+            kwargs["headers"] = {**headers, **(hop_auth.headers if hop_auth else {})}
+            auth, url = hop_auth, target
+        _read_body(response, deadline, max_bytes)
+        return response
+    finally:
+        _current.deadline = None
+        deadline.cancel()
+        session.close()
+
+
+def _read_body(response: requests.Response, deadline: _Deadline, max_bytes: int) -> None:
+    """Read the whole body into the response, within the deadline and the cap."""
+    try:
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise TooLarge()
+        body = bytearray()
+        try:
+            for chunk in response.iter_content(CHUNK):
+                body += chunk
+                if len(body) > max_bytes:
+                    raise TooLarge()
+                if deadline.passed():
+                    raise TooSlow(answering=True)
+        except requests.exceptions.RequestException:
+            if deadline.passed():
+                raise TooSlow(answering=True) from None
+            raise
+        if deadline.expired:  # the body "ended" because the deadline shut the connection
+            raise TooSlow(answering=True)
+    finally:
+        response.close()
+    response._content = bytes(body)
+    response._content_consumed = True
 
 
 def encode_body(encoding: str, body: dict[str, Any] | None) -> dict[str, Any]:
@@ -178,14 +599,17 @@ def read_json(service: Service, response: requests.Response) -> Any:
         return response.json()
     except ValueError:
         kind = response.headers.get("Content-Type", "unknown type")
+        # Masked before it is cut short: a secret cut in two would no longer be recognised.
         raise BackendError(f"{service.name} answered HTTP {response.status_code} with something "
-                           f"that is not JSON ({kind}): {_snippet(response.text)}",
+                           f"that is not JSON ({kind}): "
+                           f"{_snippet(scrub(service, response.text))}",
                            status=response.status_code) from None
 
 
 def http_error(service: Service, endpoint: Request, response: requests.Response) -> BackendError:
     status = response.status_code
-    detail = scrub(service, describe_error_body(response, service.definition.model.errorMessage))
+    detail = describe_error_body(response, service.definition.model.errorMessage,
+                                 clean=lambda text: scrub(service, text))
     reason = f"HTTP {status}" + (f": {detail}" if detail else f" {response.reason or ''}".rstrip())
     if status in (401, 403) and not _credentials_failure(service, response):
         # e.g. a prompt refused by content moderation: the service's own words say why.
@@ -193,8 +617,11 @@ def http_error(service: Service, endpoint: Request, response: requests.Response)
                             kind="refused")
     if status in (401, 403):
         spec = service.definition.model.authentication
-        names = [n for n in (spec.usernameEnv, spec.passwordEnv, spec.tokenEnv) if n]
-        hint = f" (environment: {', '.join(names)})" if names else ""
+        names = [n for n in (spec.usernameEnv, spec.passwordEnv, spec.tokenEnv)
+                 if n and may_read(service, n)]
+        entry = f"its entry in {SECRETS.describe()}"
+        hint = (f" (environment: {', '.join(names)}, or {entry})" if names
+                else f" ({entry})" if spec.type != "none" else "")
         return BackendError(f"{service.name} refused the request ({reason}). Check the "
                             f"credentials of {service.name}{hint}.", status=status, kind="auth")
     if status == 404:
@@ -225,12 +652,15 @@ def _credentials_failure(service: Service, response: requests.Response) -> bool:
         return True
 
 
-def describe_error_body(response: requests.Response, text: str | None) -> str:
-    """A readable message from an error body: the definition's JMESPath, or common keys."""
+def describe_error_body(
+    response: requests.Response, text: str | None, clean: Callable[[str], str] = str
+) -> str:
+    """A readable message from an error body: the definition's JMESPath, or common keys.
+    ``clean`` (secrets masked) is applied before the text is cut short."""
     try:
         data = response.json()
     except ValueError:
-        return _snippet(response.text) if response.text.strip() else ""
+        return _snippet(clean(response.text)) if response.text.strip() else ""
     value: Any = None
     if text:
         try:
@@ -242,7 +672,7 @@ def describe_error_body(response: requests.Response, text: str | None) -> str:
         value = [data[k] for k in ("error", "detail", "message", "errors") if data.get(k)]
     if value in (None, "", []):
         value = data
-    return _clip(humanize(value))
+    return _clip(clean(humanize(value)))
 
 
 def humanize(value: Any) -> str:
@@ -277,26 +707,30 @@ def _distinct(parts: list[str]) -> list[str]:
     return messages or out
 
 
-def check_health(service: Service, *, identify: bool = False) -> tuple[str, str]:
-    """(state, message) from the definition's health endpoint, with a short timeout. The state
-    is "online", "offline", "setup" (the service cannot be called as configured) or "other"
-    (something answers, but the definition's identify probe, asked when ``identify``, says
-    it is another service)."""
+def check_health(
+    service: Service, *, identify: bool = False, limit: float = HEALTH_SECONDS
+) -> tuple[str, str]:
+    """(state, message) from the definition's health endpoint, within LIMIT s in all. The
+    state is "online", "offline", "setup" (the service cannot be called as configured) or
+    "other" (something answers, but the definition's identify probe, asked when ``identify``
+    and time is left, says it is another service)."""
+    deadline = time.monotonic() + limit
     endpoint = service.definition.health
     try:
         if endpoint is None:
             resolve_auth(service)
             state, message = "online", "no health endpoint defined; assumed online"
         else:
-            call(service, endpoint, timeout=min(endpoint.timeout, 5.0))
+            call(service, endpoint, timeout=min(endpoint.timeout, limit))
             state, message = "online", "online"
     except BackendError as exc:
         return ("setup" if exc.kind in ("setup", "auth") else "offline"), exc.message
-    other = not_this_service(service) if identify else None
+    left = deadline - time.monotonic()
+    other = not_this_service(service, timeout=left) if identify and left > 0.2 else None
     return ("other", other) if other else (state, message)
 
 
-def not_this_service(service: Service) -> str | None:
+def not_this_service(service: Service, *, timeout: float = HEALTH_SECONDS) -> str | None:
     """Why the server at the service's URL is not this service, or None (it is, or the
     definition has no way to tell). Best effort: a probe that fails otherwise says nothing."""
     spec = service.definition.model.identify
@@ -305,7 +739,8 @@ def not_this_service(service: Service) -> str | None:
     endpoint = service.definition.endpoints[spec.endpoint]
     name = service.definition.model.name
     try:
-        data = read_json(service, call(service, endpoint, timeout=min(endpoint.timeout, 5.0)))
+        data = read_json(service, call(service, endpoint,
+                                       timeout=min(endpoint.timeout, timeout)))
     except BackendError as exc:
         if exc.status == 404:
             return (f"Something answers at {service.display_url}, but it is not {name}: it has "
@@ -319,6 +754,77 @@ def not_this_service(service: Service) -> str | None:
         return (f"Something answers at {service.display_url}, but it is not {name} (its "
                 f"{endpoint.path} does not match {spec.when!r}).")
     return None
+
+
+STATUS_SECONDS = 4.0  # how long a status check's answer is shown again without asking
+STATUS_WAIT = 1.0  # how long a page's status request waits for a check to end
+
+
+@dataclass
+class _Check:
+    definition: Any  # kept, so that the id() in the key stays this definition's
+    result: tuple[str, str] | None = None
+    at: float = 0.0
+    running: threading.Event | None = None
+
+
+class StatusChecks:
+    """The status of services for pages: checks run on threads of their own, never on the
+    request's. Each instance is checked by one thread at a time (concurrent requests share its
+    answer), an answer is used again for ``ttl`` s, and a request waits at most ``wait`` s: a
+    check still running by then answers with the last result, or None ("still checking"). So
+    many open tabs, or many slow backends, cannot take all of webui's threads for long."""
+
+    def __init__(self, ttl: float | None = None, wait: float | None = None):
+        self.ttl = STATUS_SECONDS if ttl is None else ttl
+        self.wait = STATUS_WAIT if wait is None else wait
+        self._lock = threading.Lock()
+        self._checks: dict[tuple[Any, ...], _Check] = {}
+
+    def get(self, services: list[Service], *, identify: bool = True
+            ) -> list[tuple[str, str] | None]:
+        """The status of each service (an instance each), as check_health gives it."""
+        now = time.monotonic()
+        checks, waits = [], []
+        with self._lock:
+            for key in [k for k, c in self._checks.items()
+                        if c.running is None and now - c.at > 30 * self.ttl]:
+                del self._checks[key]  # forgotten: definitions and secrets change
+            for service in services:
+                key = self._key(service, identify)
+                check = self._checks.setdefault(key, _Check(service.definition))
+                checks.append(check)
+                if check.result is not None and now - check.at < self.ttl:
+                    continue
+                if check.running is None:
+                    check.running = threading.Event()
+                    threading.Thread(target=self._run, args=(check, service, identify),
+                                     name=f"status-{service.id}", daemon=True).start()
+                waits.append(check.running)
+        end = time.monotonic() + self.wait
+        for event in waits:
+            event.wait(max(0.0, end - time.monotonic()))
+        with self._lock:
+            return [c.result for c in checks]
+
+    def _run(self, check: _Check, service: Service, identify: bool) -> None:
+        try:
+            result = check_health(service, identify=identify)
+        except Exception:
+            log.exception("checking %s failed unexpectedly", service.id)
+            result = ("offline", "Something went wrong inside webui while checking this "
+                                 "service; the details are in the server log.")
+        with self._lock:
+            check.result, check.at = result, time.monotonic()
+            done, check.running = check.running, None
+        if done is not None:
+            done.set()
+
+    @staticmethod
+    def _key(service: Service, identify: bool) -> tuple[Any, ...]:
+        # Other secrets (one set, changed, added to secrets.yaml) deserve a check of their own.
+        secrets = hashlib.sha256("\0".join(secret_values(service)).encode()).hexdigest()
+        return (service.id, service.base_url, identify, id(service.definition), secrets)
 
 
 def _dropped(exc: Exception) -> bool:

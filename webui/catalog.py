@@ -1,12 +1,14 @@
 """The catalog: which services exist right now.
 
 Definition folders are scanned on every page load so a file dropped in shows up without a
-restart; a file is only parsed again when its modification time or size changed. Bundled
-definitions come first; a user file with the same id replaces the bundled one.
+restart; a file is only parsed again when its modification time or size changed, once however
+many page loads ask at the same time, and a file that fails keeps its failure until it changes.
+Bundled definitions come first; a user file with the same id replaces the bundled one.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from dataclasses import dataclass, field
@@ -14,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from .format import DefinitionError, ServiceDefinition, load_file, read_raw
-from .service import Service, env_name, split_urls
+from .service import BUNDLED_DIR, Service, env_name, split_urls
 
-BUNDLED_DIR = Path(__file__).parent / "services"
 SUFFIXES = {".yaml", ".yml", ".json"}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,9 +42,23 @@ class LoadFailure:
 
 
 @dataclass
+class Replaced:
+    """A definition file whose id an earlier folder's file (``replaced``) already had."""
+
+    id: str
+    path: Path
+    replaced: Path
+
+    @property
+    def bundled(self) -> bool:
+        return self.replaced.parent == BUNDLED_DIR
+
+
+@dataclass
 class Catalog:
     services: list[Service] = field(default_factory=list)
     failures: list[LoadFailure] = field(default_factory=list)
+    replaced: list[Replaced] = field(default_factory=list)
 
     def get(self, service_id: str) -> Service | None:
         return next((s for s in self.services if s.id == service_id), None)
@@ -58,6 +75,13 @@ def _stamp(path: Path) -> Stamp | None:
     return (st.st_mtime, st.st_size)
 
 
+def _unexpected(path: Path, exc: Exception) -> DefinitionError:
+    """A failure the format did not foresee, as a failure of this file alone."""
+    log.exception("loading %s", path)
+    return DefinitionError(str(path), [("", f"could not be loaded ({type(exc).__name__}: "
+                                            f"{str(exc)[:200]})")])
+
+
 class DefinitionFolders:
     """Loads every definition file in the given folders. A file is parsed again only when it,
     a definition it extends or a file it includes (a workflow) changed."""
@@ -72,8 +96,15 @@ class DefinitionFolders:
         self.url_overrides = dict(url_overrides or {})
         self.extras = list(extras or [])
         self._lock = threading.Lock()
+        # One lock per file: a file changed is parsed once, the page loads asking meanwhile
+        # wait for that parse.
+        self._file_locks: dict[Path, threading.RLock] = {}
         self._raw: dict[Path, tuple[Stamp | None, dict[str, Any] | DefinitionError]] = {}
         self._loaded: dict[Path, tuple[Any, ServiceDefinition | DefinitionError]] = {}
+
+    def _file_lock(self, path: Path) -> threading.RLock:
+        with self._lock:
+            return self._file_locks.setdefault(path, threading.RLock())
 
     def files(self) -> list[Path]:
         found = []
@@ -86,18 +117,21 @@ class DefinitionFolders:
         return found
 
     def _read(self, path: Path) -> dict[str, Any] | DefinitionError:
-        stamp = _stamp(path)
-        with self._lock:
-            hit = self._raw.get(path)
-        if hit and hit[0] == stamp:
-            return hit[1]
-        try:
-            raw: dict[str, Any] | DefinitionError = read_raw(path)
-        except DefinitionError as exc:
-            raw = exc
-        with self._lock:
-            self._raw[path] = (stamp, raw)
-        return raw
+        with self._file_lock(path):
+            stamp = _stamp(path)
+            with self._lock:
+                hit = self._raw.get(path)
+            if hit and hit[0] == stamp:
+                return hit[1]
+            try:
+                raw: dict[str, Any] | DefinitionError = read_raw(path)
+            except DefinitionError as exc:
+                raw = exc
+            except Exception as exc:  # one file never breaks the others
+                raw = _unexpected(path, exc)
+            with self._lock:
+                self._raw[path] = (stamp, raw)
+            return raw
 
     def raw_by_id(self) -> dict[str, tuple[dict[str, Any], Path]]:
         """Parsed files by their id; a later folder's file replaces an earlier one's."""
@@ -114,22 +148,29 @@ class DefinitionFolders:
         """One file, validated and resolved (its parents looked up among the folders)."""
         by_id = self.raw_by_id() if by_id is None else by_id
         providers = tuple(sorted((k, str(v[1])) for k, v in by_id.items()))
-        with self._lock:
-            hit = self._loaded.get(path)
-        if hit:
-            (stamps, seen_providers), loaded = hit
-            if seen_providers == providers and all(_stamp(p) == st for p, st in stamps):
-                return loaded
-        try:
+        with self._file_lock(path):
+            with self._lock:
+                hit = self._loaded.get(path)
+            if hit:
+                (stamps, seen_providers), loaded = hit
+                if seen_providers == providers and all(_stamp(p) == st for p, st in stamps):
+                    return loaded
             raw = self._read(path)
-            loaded = load_file(path, by_id.get, raw if isinstance(raw, dict) else None)
-            deps: tuple[Path, ...] = loaded.dependencies
-        except DefinitionError as exc:
-            loaded, deps = exc, exc.dependencies or (path,)
-        key = (tuple((p, _stamp(p)) for p in deps), providers)
-        with self._lock:
-            self._loaded[path] = (key, loaded)
-        return loaded
+            deps: tuple[Path, ...] = (path,)
+            if isinstance(raw, DefinitionError):
+                loaded = raw  # not parsed again before the file changes
+            else:
+                try:
+                    loaded = load_file(path, by_id.get, raw)
+                    deps = loaded.dependencies
+                except DefinitionError as exc:
+                    loaded, deps = exc, exc.dependencies or (path,)
+                except Exception as exc:  # one file never breaks the others
+                    loaded = _unexpected(path, exc)
+            key = (tuple((p, _stamp(p)) for p in deps), providers)
+            with self._lock:
+                self._loaded[path] = (key, loaded)
+            return loaded
 
     def catalog(self) -> Catalog:
         """The services and the failures as the folders are now."""
@@ -146,6 +187,8 @@ class DefinitionFolders:
                 result.failures.append(LoadFailure(path, [
                     f"{path}: id: {loaded.id!r} is already defined by {previous[1].name}"]))
                 continue
+            if previous:
+                result.replaced.append(Replaced(loaded.id, path, previous[1]))
             loaded_by_id[loaded.id] = (loaded, path)  # a later folder replaces an earlier one
         # Extras (the demo) first: they work before anything is set up.
         for extra in self.extras:

@@ -19,26 +19,54 @@ from .service import Service
 CACHE_SECONDS = 120.0
 
 
+class _Flight:
+    """One request for an endpoint's answer, which concurrent askers wait for."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.data: Any = None
+        self.error: BackendError | None = None
+
+
 class OptionsCache:
-    """Endpoint answers by (service id, base URL, endpoint name), for CACHE_SECONDS."""
+    """Endpoint answers by (service id, base URL, endpoint name), for CACHE_SECONDS. Asked
+    for one while it is being fetched (many tabs, many selects on one endpoint), the askers
+    share that one request."""
 
     def __init__(self, ttl: float = CACHE_SECONDS):
         self.ttl = ttl
         self._lock = threading.Lock()
         self._data: dict[tuple[str, str, str], tuple[float, Any]] = {}
+        self._flights: dict[tuple[str, str, str], _Flight] = {}
 
     def fetch(self, service: Service, endpoint: str, *, refresh: bool = False) -> Any:
         key = (service.id, service.base_url, endpoint)
         now = time.monotonic()
         with self._lock:
             hit = self._data.get(key)
-        if hit and not refresh and now - hit[0] < self.ttl:
-            return hit[1]
-        ep = service.definition.endpoints[endpoint]
-        data = read_json(service, call(service, ep))
-        with self._lock:
-            self._data[key] = (time.monotonic(), data)
-        return data
+            if hit and not refresh and now - hit[0] < self.ttl:
+                return hit[1]
+            flight = self._flights.get(key)
+            mine = flight is None
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+        if not mine:  # being fetched right now: that answer is as fresh as any
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            return flight.data
+        try:
+            flight.data = read_json(service, call(service, service.definition.endpoints[endpoint]))
+            with self._lock:
+                self._data[key] = (time.monotonic(), flight.data)
+        except BackendError as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._lock:
+                del self._flights[key]
+            flight.done.set()
+        return flight.data
 
 
 def choices(

@@ -85,9 +85,11 @@ def main(argv: list[str] | None = None) -> int:
 def check_files(files: list[Path]) -> int:
     """Print ``file: field.path: message`` for every problem; 0 if all files are valid."""
     failed = 0
+    by_folder: dict[Path, DefinitionFolders] = {}  # each folder's files parsed once
     for path in files:
         # A definition may extend a bundled one or one beside it.
-        loaded = DefinitionFolders([BUNDLED_DIR, path.parent]).load(path)
+        folders = by_folder.setdefault(path.parent, DefinitionFolders([BUNDLED_DIR, path.parent]))
+        loaded = folders.load(path)
         if isinstance(loaded, DefinitionError):
             failed += 1
             for line in loaded.lines():

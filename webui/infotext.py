@@ -19,6 +19,7 @@ import json
 import re
 import struct
 import zlib
+from collections.abc import Iterator
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
@@ -81,9 +82,29 @@ INFOTEXT_REQUIRES: dict[str, str] = {
 # the Hires fields (``infotext_to_fields`` turns it back on).
 _NOT_WRITTEN = {"prompt", "negative_prompt", "enable_hr"}
 
-# A1111's re_param_code, except that a label may be a single character (A1111 needs two); for
-# every label A1111 writes the two match the same text.
-_RE_PARAM = re.compile(r'\s*(\w[\w \-/]*):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+# The longest parameters text read from an image or parsed, in characters. A1111's own are a few
+# KB; the cap bounds what a dropped file costs (a compressed chunk is never inflated beyond it).
+MAX_INFOTEXT = 64 * 1024
+
+
+class InfotextError(ValueError):
+    """A parameters text webui does not read (longer than MAX_INFOTEXT); says why."""
+
+
+def _too_long() -> InfotextError:
+    return InfotextError(f"The generation parameters in this image are too long (more than "
+                         f"{MAX_INFOTEXT // 1024} KB): webui does not read them.")
+
+
+# parameter_pairs reads what A1111's re_param_code reads, with findall, except that a label may
+# be a single character (A1111 needs two); for every label A1111 writes the two match the same
+# text. That regex is  \s*(\w[\w \-/]*):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)  : applied by findall
+# at every position, it rescans a long run of label characters or spaces from each of its
+# positions (quadratic: 18.6 s for 32 KB). Its pieces, each matched once per position reached:
+_SPACES = re.compile(r"\s*")
+_NO_START = re.compile(r"[^\w\s]*")  # characters no pair can start at
+_LABEL = re.compile(r"\w[\w \-/]*")
+_QUOTED = re.compile(r'"(?:\\.|[^\\"])+"')
 _RE_SIZE = re.compile(r"^(-?\d+)x(-?\d+)$")
 _LABEL_JUNK = re.compile(r"[^\w \-/]+")
 _NEGATIVE = "Negative prompt:"
@@ -205,18 +226,49 @@ def build_infotext(prompt: str, negative_prompt: str | None, params: dict[str, A
     return f"{prompt or ''}{negative}\n{', '.join(written)}".strip()
 
 
+def parameter_pairs(line: str) -> list[tuple[str, str]]:
+    """The ``(label, value)`` pairs of a parameters line, exactly as A1111's regex finds them
+    (values still quoted), in time linear in the line's length."""
+    pairs: list[tuple[str, str]] = []
+    pos, n = 0, len(line)
+    while pos < n:
+        start = _SPACES.match(line, pos).end()  # type: ignore[union-attr]
+        label = _LABEL.match(line, start)
+        if label is None:  # `start` is the end, or a character no pair starts at
+            pos = _NO_START.match(line, start).end()  # type: ignore[union-attr]
+            continue
+        colon = label.end()
+        if colon == n or line[colon] != ":":
+            # Every position up to `colon` reads this same run of label characters, not
+            # followed by ':'; from `colon` on, a pair reads as it would have from before it.
+            pos = colon
+            continue
+        value = _SPACES.match(line, colon + 1).end()  # type: ignore[union-attr]
+        quoted = _QUOTED.match(line, value)
+        end = quoted.end() if quoted else -1
+        if not (quoted and (end == n or line[end] == "," or (end == n - 1 and line[end] == "\n"))):
+            comma = line.find(",", value)  # unquoted, or a quote not closing the value
+            end = n if comma < 0 else comma
+        pairs.append((label.group(), line[value:end]))
+        pos = end + 1 if end < n and line[end] == "," else end
+    return pairs
+
+
 def parse_infotext(text: str) -> tuple[str, str, dict[str, str]]:
     """Read an A1111 infotext into (prompt, negative prompt, {label: value}).
 
     As A1111 reads it: the last line holds the parameters when at least three ``Label: value``
     pairs are found on it; earlier lines are the prompt, then from a line starting with
     ``Negative prompt:`` the negative prompt. Quoted values are unquoted; Size stays "WxH"
-    (``infotext_to_fields`` splits it).
+    (``infotext_to_fields`` splits it). A text longer than MAX_INFOTEXT raises InfotextError.
     """
+    if len(text) > MAX_INFOTEXT:
+        raise _too_long()
     *lines, last = text.replace("\r\n", "\n").strip().split("\n")
-    if len(_RE_PARAM.findall(last)) < 3:
+    pairs = parameter_pairs(last.strip())
+    if len(pairs) < 3:
         lines.append(last)
-        last = ""
+        pairs = []
     prompt: list[str] = []
     negative: list[str] = []
     in_negative = False
@@ -227,7 +279,7 @@ def parse_infotext(text: str) -> tuple[str, str, dict[str, str]]:
             line = line[len(_NEGATIVE):].strip()
         (negative if in_negative else prompt).append(line)
     params: dict[str, str] = {}
-    for label, value in _RE_PARAM.findall(last.strip()):
+    for label, value in pairs:
         params[label.strip()] = unquote(value)
     return "\n".join(prompt), "\n".join(negative), params
 
@@ -274,24 +326,63 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
-def _text_of(kind: bytes, body: bytes) -> tuple[bytes, str] | None:
-    """(keyword, text) of a tEXt, zTXt or iTXt chunk; None if it cannot be decoded."""
-    keyword, sep, rest = body.partition(b"\0")
-    if not sep:
+_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+
+
+def _parameters_chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """(type, body) of a PNG's text chunks with the keyword "parameters", as far as the chunks
+    are well-formed; the keyword is checked before anything is copied or inflated."""
+    pos, head = len(_PNG_SIGNATURE), _KEYWORD + b"\0"
+    while pos + 12 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        body = pos + 8
+        if body + length + 4 > len(data) or kind == b"IEND":
+            return
+        if kind in _TEXT_CHUNKS and data.startswith(head, body, body + length):
+            yield kind, data[body + len(head):body + length]
+        pos = body + length + 4
+
+
+def _inflate(data: bytes, limit: int) -> bytes | None:
+    """zlib data inflated, but never beyond ``limit`` bytes (InfotextError if it goes on);
+    None if it is not valid zlib data."""
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(data, limit + 1)
+    except zlib.error:
         return None
+    if len(out) > limit:
+        raise _too_long()
+    return out if inflater.eof else None
+
+
+def _text_of(kind: bytes, rest: bytes) -> str | None:
+    """The text of a "parameters" tEXt, zTXt or iTXt chunk (``rest``: its body after the
+    keyword); None if it cannot be decoded, InfotextError if it is too long."""
+    # Latin-1 has one byte per character, UTF-8 up to four.
     try:
         if kind == b"tEXt":
-            return keyword, rest.decode("latin-1")
+            if len(rest) > MAX_INFOTEXT:
+                raise _too_long()
+            return rest.decode("latin-1")
         if kind == b"zTXt":
-            return keyword, zlib.decompress(rest[1:]).decode("latin-1")
-        if kind == b"iTXt":
-            compressed, rest = rest[0], rest[2:]  # flag, method
-            _language, _, rest = rest.partition(b"\0")
-            _translated, _, rest = rest.partition(b"\0")
-            return keyword, (zlib.decompress(rest) if compressed else rest).decode("utf-8")
-    except (zlib.error, UnicodeDecodeError, IndexError):
+            raw: bytes | None = _inflate(rest[1:], MAX_INFOTEXT) if rest[:1] == b"\0" else None
+            return raw.decode("latin-1") if raw is not None else None
+        compressed, method, rest = rest[0], rest[1], rest[2:]  # iTXt
+        _language, _, rest = rest.partition(b"\0")
+        _translated, _, rest = rest.partition(b"\0")
+        if compressed:
+            raw = _inflate(rest, 4 * MAX_INFOTEXT) if method == 0 else None
+        elif len(rest) > 4 * MAX_INFOTEXT:
+            raise _too_long()
+        else:
+            raw = rest
+        text = raw.decode("utf-8") if raw is not None else None
+    except (UnicodeDecodeError, IndexError):
         return None
-    return None
+    if text is not None and len(text) > MAX_INFOTEXT:
+        raise _too_long()
+    return text
 
 
 def write_png_infotext(data: bytes, text: str) -> bytes:
@@ -320,22 +411,40 @@ def write_png_infotext(data: bytes, text: str) -> bytes:
     return b"".join(out)
 
 
+# The formats A1111 writes its text into EXIF of; no other is opened (nor decoded).
+_EXIF_FORMATS = ["JPEG", "WEBP", "AVIF"]
+
+
 def read_png_infotext(data: bytes) -> str | None:
     """The infotext in an image: a PNG's ``parameters`` chunk, or a JPEG/WEBP EXIF UserComment
-    (where A1111 puts it in those formats); None if there is none.
+    (where A1111 puts it in those formats); None if there is none, or if it is too long.
     """
-    chunks = _chunks(data)
-    if chunks is not None:
-        for kind, body, _ in chunks:
-            if kind in (b"tEXt", b"zTXt", b"iTXt"):
-                found = _text_of(kind, body)
-                if found and found[0] == _KEYWORD:
-                    return found[1]
-        return None
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        return image_infotext(data)
+    except InfotextError:
+        return None
+
+
+def image_infotext(data: bytes) -> str | None:
+    """As read_png_infotext, but a text longer than MAX_INFOTEXT raises InfotextError.
+
+    Bounded cost whatever the file: a PNG's chunks are walked, not decoded, a compressed text
+    is inflated only for the keyword "parameters" and only up to the cap; other files are
+    opened with Pillow only as JPEG, WEBP or AVIF, whose EXIF is read without their pixels.
+    """
+    if data.startswith(_PNG_SIGNATURE):
+        for kind, rest in _parameters_chunks(data):
+            text = _text_of(kind, rest)
+            if text is not None:
+                return text
+        return None
+    Image.init()
+    try:
+        with Image.open(io.BytesIO(data),
+                        formats=[f for f in _EXIF_FORMATS if f in Image.OPEN]) as img:
             comment = img.getexif().get_ifd(_EXIF_IFD).get(_USER_COMMENT)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+            Image.DecompressionBombError):
         return None
     return _user_comment(comment)
 
@@ -343,9 +452,13 @@ def read_png_infotext(data: bytes) -> str | None:
 def _user_comment(value: Any) -> str | None:
     """Decode an EXIF UserComment: 8 bytes naming the charset, then the text."""
     if isinstance(value, str):
+        if len(value) > MAX_INFOTEXT:
+            raise _too_long()
         return value.strip("\0") or None
     if not isinstance(value, bytes) or len(value) < 8:
         return None
+    if len(value) > 8 + 4 * MAX_INFOTEXT:
+        raise _too_long()
     head, body = value[:8], value[8:]
     if head.startswith(b"UNICODE"):
         if body[:2] in (b"\xfe\xff", b"\xff\xfe"):
@@ -359,4 +472,6 @@ def _user_comment(value: Any) -> str | None:
         text = body.decode("ascii", errors="replace")
     else:
         text = body.decode("utf-8", errors="replace")
+    if len(text) > MAX_INFOTEXT:
+        raise _too_long()
     return text.strip("\0") or None

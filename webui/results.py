@@ -11,11 +11,12 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from . import expr, images
-from .backend import BackendError, read_json, resolve_auth
+from . import backend, expr, images
+from .backend import Auth, BackendError, origin, read_json, resolve_auth
 from .format import Mode, Result
-from .images import ImageDataError, ImageStore
+from .images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, ImageDataError, ImageStore
 from .infotext import build_infotext, read_png_infotext, write_png_infotext
+from .redact import redact_url
 from .service import Service
 
 FETCH_TIMEOUT = 60.0
@@ -78,7 +79,7 @@ def extract(
     saved_images = []
     for i, raw in enumerate(raw_images):
         try:
-            blob = _decode(service, raw, result.encoding)
+            blob = _decode(service, result, raw)
             meta = images.check(blob)
         except ImageDataError as exc:
             raise BackendError(f"{service.name} returned image {i + 1} of {len(raw_images)} "
@@ -170,30 +171,70 @@ def _per_image(value: Any, count: int) -> list[Any]:
     return [value] * count
 
 
-def _decode(service: Service, raw: Any, encoding: str) -> bytes:
-    if encoding == "bytes":
+def _decode(service: Service, result: Result, raw: Any) -> bytes:
+    if result.encoding == "bytes":
         return raw
     if not isinstance(raw, str):
         raise ImageDataError(f"is a {type(raw).__name__}, not text")
-    if images.text_kind(raw, encoding) == "url":
-        return _fetch(service, raw.strip())
-    return images.decode_text(raw, encoding)
+    if images.text_kind(raw, result.encoding) == "url":
+        return _fetch(service, result, raw.strip())
+    return images.decode_text(raw, result.encoding)
 
 
-def _fetch(service: Service, url: str) -> bytes:
-    """GET an image URL; credentials go only to the service's own origin."""
+def may_fetch(service: Service, result: Result, url: str) -> bool:
+    """Whether an image URL may be fetched: http(s), on the service's own address or a host
+    the definition lists in ``fetchFrom`` (a host name: https on port 443; an origin)."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return False
+    where = origin(url)
+    if where == origin(service.base_url):
+        return True
+    for entry in result.fetchFrom:
+        allowed = origin(entry) if "://" in entry else ("https", entry.lower(), 443)
+        if where == allowed:
+            return True
+    return False
+
+
+def _fetch(service: Service, result: Result, url: str) -> bytes:
+    """GET an image URL, only where it may be fetched from (each redirect checked too), within
+    FETCH_TIMEOUT s and the image size limit; credentials go only to the service's own
+    address. Errors name the address, never the size or content of what came."""
     absolute = urljoin(service.base_url.rstrip("/") + "/", url)
-    same_origin = urlsplit(absolute)[:2] == urlsplit(service.base_url)[:2]
-    auth = resolve_auth(service) if same_origin else None
+    home = origin(service.base_url)
+    auth = resolve_auth(service) if origin(absolute) == home else None
+
+    def hop(target: str) -> Auth | None:
+        if not may_fetch(service, result, target):
+            raise backend.Refused(target)
+        return auth if origin(target) == home else None
+
     try:
-        response = requests.get(
-            absolute,
-            headers=auth.headers if auth else None,
-            auth=auth.basic if auth else None,
-            timeout=(5.0, FETCH_TIMEOUT),
-        )
+        hop(absolute)
+        response = backend.exchange(
+            "GET", absolute, seconds=FETCH_TIMEOUT, max_bytes=MAX_IMAGE_BYTES, auth=auth,
+            redirects=hop, headers=auth.headers if auth else None)
+    except backend.Refused as exc:
+        raise ImageDataError(
+            f"points elsewhere: webui refused to fetch {redact_url(exc.url)} (not the "
+            "service's own address; a definition lists the other hosts it may fetch from in "
+            "result.fetchFrom)") from None
+    except backend.TooManyRedirects:
+        raise ImageDataError("could not be downloaded: redirected too many times") from None
+    except backend.TooLarge:
+        raise ImageDataError(f"is larger than {MAX_IMAGE_BYTES // backend.MB} MB") from None
+    except backend.TooSlow:
+        raise ImageDataError(f"could not be downloaded within {FETCH_TIMEOUT:g} s") from None
     except requests.exceptions.RequestException as exc:
         raise ImageDataError(f"could not be downloaded ({type(exc).__name__})") from None
     if response.status_code >= 400:
         raise ImageDataError(f"could not be downloaded (HTTP {response.status_code})")
+    try:
+        images.check(response.content)
+    except ImageDataError:
+        raise ImageDataError(
+            f"was downloaded from {redact_url(response.url)}, but what came is not an image "
+            f"webui accepts (a picture file of at most {MAX_IMAGE_BYTES // backend.MB} MB and "
+            f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels)") from None
     return response.content

@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from .format import ServiceDefinition
 from .redact import redact_url
+
+# The definitions that come with webui (the catalog reads them from here). Only these may name
+# the well-known variables of their service (OPENAI_API_KEY); any other file, which people
+# download and share, reads only WEBUI_<ID>_* variables and its own entry of secrets.yaml.
+BUNDLED_DIR = Path(__file__).parent / "services"
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,13 @@ class Service:
     # Set up by the operator (an address or a secret given, a definition of their own), or a
     # bundled one merely waiting at its default address: the home page lists those compactly.
     configured: bool = True
+
+    @property
+    def bundled(self) -> bool:
+        """Whether the definition is one of webui's own (not a file of the user's, nor one
+        that extends a bundled one)."""
+        source = self.definition.source
+        return source is not None and source.parent == BUNDLED_DIR
 
     @property
     def urls(self) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from .. import expr
 from .conditions import condition_order
+from .limits import MAX_INCLUDED_BYTES, TOO_DEEP, LimitError, read_regular_file, too_deep
 from .model import (
     GENERATION_CAPABILITY,
     HEALTH_CAPABILITY,
@@ -38,6 +39,9 @@ from .resolved import (
     placeholders,
 )
 from .values import FieldError, coerce
+
+# Where a {$file: …} went in a body, the file's name, and its content.
+Region = tuple[tuple[Token, ...], str, Any]
 
 
 def resolve(
@@ -150,8 +154,9 @@ def resolve(
         if params is None:
             continue
         eloc = endpoint_locs[set_name][0]
-        step_bodies = [_load_body_files(step.body, f"{eloc}.steps[{i}].body", files, problems)
-                       for i, step in enumerate(ep.step_list)]
+        step_bodies = [_load_body_files(
+            step.body, f"{eloc}.steps[{i}].body" if ep.steps is not None else f"{eloc}.body",
+            files, problems) for i, step in enumerate(ep.step_list)]
         regions = [r for _b, r in step_bodies]
         targets = _check_parameters(params, ep, endpoints, regions, loc, problems)
         try:
@@ -176,7 +181,9 @@ def resolve(
     if not modes and not problems:
         problems.append(("capabilities", "no image_generation endpoint with parameters"))
     if problems:
-        raise DefinitionError(source, problems)
+        error = DefinitionError(source, problems)
+        error.dependencies = tuple(files)  # a fixed workflow file loads it again
+        raise error
     deps = tuple(p for p in (path, *parents, *files) if p is not None)
     return ServiceDefinition(model, path, modes, endpoints, health, deps, jobs)
 
@@ -256,10 +263,10 @@ def _check_steps(
 
 def _load_body_files(
     body: dict[str, Any] | None, loc: str, files: list[Path], problems: list[tuple[str, str]]
-) -> tuple[dict[str, Any] | None, list[tuple[tuple[Token, ...], str]]]:
+) -> tuple[dict[str, Any] | None, list[Region]]:
     """Replace ``{$file: path}`` values by the file's JSON; return the body and the places the
     files went (targets there must already exist: they bind to workflow nodes)."""
-    regions: list[tuple[tuple[Token, ...], str]] = []
+    regions: list[Region] = []
 
     def walk(node: Any, at: tuple[Token, ...]) -> Any:
         if isinstance(node, dict):
@@ -267,12 +274,12 @@ def _load_body_files(
                 file = Path(node[FILE_KEY])
                 files.append(file)
                 try:
-                    content = json.loads(file.read_text(encoding="utf-8"))
-                except (OSError, ValueError) as exc:
+                    content = read_json_file(file)
+                except ValueError as exc:
                     problems.append((f"{loc}{'.' if at else ''}{format_path(at)}",
                                      f"cannot read JSON file {file.name}: {exc}"))
                     return {}
-                regions.append((at, file.name))
+                regions.append((at, file.name, content))
                 return content
             return {k: walk(v, (*at, k)) for k, v in node.items()}
         if isinstance(node, list):
@@ -280,6 +287,19 @@ def _load_body_files(
         return node
 
     return (walk(body, ()) if body is not None else None), regions
+
+
+def read_json_file(file: Path) -> Any:
+    """The JSON content of an included file: a regular file of at most MAX_INCLUDED_BYTES,
+    nested at most MAX_DEPTH levels deep; ValueError (with the reason) otherwise."""
+    text = read_regular_file(file, MAX_INCLUDED_BYTES, "an included file").decode("utf-8")
+    try:
+        content = json.loads(text)
+    except RecursionError:
+        raise LimitError(TOO_DEEP) from None
+    if too_deep(content):
+        raise LimitError(TOO_DEEP)
+    return content
 
 
 def _check_jmespath(text: str, loc: str, problems: list[tuple[str, str]]) -> None:
@@ -354,7 +374,7 @@ def _check_parameters(
     params: list[Parameter],
     ep: Endpoint,
     endpoints: dict[str, Endpoint],
-    regions: list[list[tuple[tuple[Token, ...], str]]],
+    regions: list[list[Region]],
     loc: str,
     problems: list[tuple[str, str]],
 ) -> dict[str, list[Target]]:
@@ -423,7 +443,7 @@ def _check_parameters(
 
 def _check_target(
     p: Parameter, target: Target, steps: list[Step],
-    regions: list[list[tuple[tuple[Token, ...], str]]], fixed: list[list[tuple[Token, ...]]],
+    regions: list[list[Region]], fixed: list[list[tuple[Token, ...]]],
     written: dict[str, list[Target]], ploc: str, problems: list[tuple[str, str]],
 ) -> None:
     step = steps[target.step]
@@ -485,20 +505,18 @@ def _parse_target(
         return None
 
 
-def _in_region(tokens: tuple[Token, ...], regions: list[tuple[tuple[Token, ...], str]]) -> bool:
-    return any(tokens[: len(at)] == at and len(tokens) > len(at) for at, _ in regions)
+def _in_region(tokens: tuple[Token, ...], regions: list[Region]) -> bool:
+    return any(tokens[: len(at)] == at and len(tokens) > len(at) for at, _, _ in regions)
 
 
 def _check_in_file(
-    target: Target, steps: list[Step], regions: list[list[tuple[tuple[Token, ...], str]]],
+    target: Target, steps: list[Step], regions: list[list[Region]],
     loc: str, problems: list[tuple[str, str]],
 ) -> None:
     """A target inside a file-loaded body (a workflow) must name something that exists."""
-    for at, name in regions[target.step]:
+    for at, name, content in regions[target.step]:
         if target.tokens[: len(at)] != at:
             continue
-        # The file content is what _load_body_files loaded; re-read it from the step's body.
-        content = json.loads(Path(_file_ref(steps[target.step].body, at)).read_text("utf-8"))
         inner = target.tokens[len(at):]
         try:
             parent = get_path(content, inner[:-1])
@@ -510,11 +528,6 @@ def _check_in_file(
         if not ok:
             problems.append((loc, f"{format_path(inner)!r} does not exist in {name}"))
         return
-
-
-def _file_ref(body: Any, at: tuple[Token, ...]) -> str:
-    node = get_path(body, at)
-    return node[FILE_KEY]
 
 
 def _check_append(

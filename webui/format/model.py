@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
@@ -93,12 +94,31 @@ class Result(_Model):
         {}, description="Read seeds / infotexts / info from these response headers instead "
         "(for APIs whose body is the image itself)"
     )
+    fetchFrom: list[str] = Field(
+        [], description="Where image URLs may be fetched from besides the service's own "
+        "address: host names (https on port 443) or origins (http(s)://host[:port]), e.g. "
+        "the CDN an API hands out links to. Any other URL is refused"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Result:
         if self.encoding != "bytes" and not self.images:
             raise ValueError("images (a JMESPath) is required unless encoding is bytes")
+        for entry in self.fetchFrom:
+            if "://" in entry:
+                parts = urlsplit(entry)
+                if (parts.scheme not in ("http", "https") or not parts.hostname
+                        or parts.path not in ("", "/") or parts.query or parts.fragment
+                        or "@" in parts.netloc):
+                    raise ValueError(f"fetchFrom: {entry!r} is not an origin "
+                                     "(http(s)://host[:port])")
+            elif not _HOST_NAME.fullmatch(entry):
+                raise ValueError(f"fetchFrom: {entry!r} is not a host name")
         return self
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*"
+                        r"[A-Za-z0-9])?)*")
 
 
 class BackendQueue(_Model):
@@ -140,7 +160,12 @@ class Request(_Model):
         "json", description="How the body is sent: JSON, multipart/form-data (images as file "
         "parts) or application/x-www-form-urlencoded"
     )
-    timeout: float = Field(30, gt=0, description="Seconds to wait for the answer")
+    timeout: float = Field(30, gt=0, description="Seconds to wait for the whole answer (a "
+                           "total: a backend that trickles it is given up on at that time)")
+    maxResponseMB: float | None = Field(
+        None, gt=0, description="The largest answer read, in MB; a larger one is an error. "
+        "Default: 200 for generation endpoints and their steps, 20 for the others"
+    )
 
 
 class Step(Request):

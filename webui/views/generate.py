@@ -11,7 +11,7 @@ from .. import forms, images, pipeline, recorder
 from ..backend import BackendError, resolve_auth
 from ..choices import choices
 from ..format import Choice, FieldError, Parameter
-from ..infotext import infotext_to_fields, parse_infotext, read_png_infotext
+from ..infotext import InfotextError, image_infotext, infotext_to_fields, parse_infotext
 from .common import find_mode, find_service, state
 
 bp = Blueprint("generate", __name__)
@@ -82,7 +82,10 @@ def read_image(service_id: str, mode_name: str) -> tuple[Response, int]:
         abort(404, "No such form.")
     upload = request.files.get("image")
     data = upload.read(images.MAX_IMAGE_BYTES) if upload else b""
-    text = read_png_infotext(data) if data else None
+    try:
+        text = image_infotext(data) if data else None
+    except InfotextError as exc:  # too long to read: say so
+        return jsonify({"error": str(exc)}), 200
     if not text:
         return jsonify({"error": "This image carries no generation parameters."}), 200
     prompt, negative, labelled = parse_infotext(text)

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
-from ..backend import BackendError, check_health
+from ..backend import BackendError, StatusChecks
 from ..choices import choices, current_value, match_current
 from ..format import Mode, Parameter, schema_text
+from ..redact import redact_url
 from .common import find_mode, find_service, image_id, state
 
 bp = Blueprint("services", __name__)
@@ -46,19 +55,31 @@ def index() -> str:
 @bp.get("/services/<service_id>/status")
 def status(service_id: str) -> str:
     service = find_service(service_id)
+    compact = bool(request.args.get("compact"))
     urls = service.urls
-    with ThreadPoolExecutor(max_workers=min(8, len(urls))) as pool:
-        checks = list(pool.map(lambda url: check_health(service.at(url), identify=True), urls))
+    # Checked on threads of their own, shared by every tab and briefly cached: this request
+    # waits a second at most, then says "checking…", which asks again.
+    found = status_checks().get([service.at(url) for url in urls])
+    checks = [c or ("checking", "still checking…") for c in found]
     # The service is usable when any of its instances is.
-    state_, message = next((c for c in checks if c[0] == "online"), None) or next(
-        (c for c in checks if c[0] == "other"), checks[0])
+    best = next((c for c in checks if c[0] == "online"), None) or next(
+        (c for c in checks if c[0] == "other"), None)
+    if best is None and any(c is None for c in found):
+        return render_template("_status_pending.html", service=service, compact=compact)
+    state_, message = best or checks[0]
     queued, load = state().jobs.load(service)
-    instances = [{"url": url, "state": st if st != "offline" else "down", "message": msg,
-                  "running": load.get(url, (0, 0))[0], "finished": load.get(url, (0, 0))[1]}
+    # Addresses are shown without the credentials a pool's URLs may carry.
+    instances = [{"url": redact_url(url), "state": st if st != "offline" else "down",
+                  "message": msg, "running": load.get(url, (0, 0))[0],
+                  "finished": load.get(url, (0, 0))[1]}
                  for url, (st, msg) in zip(urls, checks, strict=True)]
     return render_template("_status.html", service=service, state=state_, message=message,
-                           instances=instances, queued=queued,
-                           compact=bool(request.args.get("compact")))
+                           instances=instances, queued=queued, compact=compact)
+
+
+def status_checks() -> StatusChecks:
+    """The app's status checks (made on first use)."""
+    return current_app.extensions.setdefault("webui.status_checks", StatusChecks())
 
 
 @bp.get("/services/<service_id>/")
