@@ -61,8 +61,9 @@ function currentValues(form, name) {
 }
 
 function sameValue(value, wanted) {
-  if (wanted !== null && typeof wanted === "object") {
-    try { return new RegExp(wanted.pattern).test(String(value)); } catch { return false; }
+  // "/regex/": a family of values ("/^gpt-image/").
+  if (typeof wanted === "string" && wanted.length >= 2 && wanted.startsWith("/") && wanted.endsWith("/")) {
+    try { return new RegExp(wanted.slice(1, -1)).test(String(value)); } catch { return false; }
   }
   const w = String(wanted).toLowerCase();
   const v = String(value).toLowerCase();

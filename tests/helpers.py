@@ -127,11 +127,17 @@ API = f"{BASE}{SDAPI}"
 HX = {"HX-Request": "true"}  # what htmx sends with its requests
 
 
+def a1111_flags() -> Any:
+    """What a real A1111 1.10.1 answers at /sdapi/v1/cmd-flags (its health check)."""
+    return fixture_json("identify", "a1111-cmd-flags.json")
+
+
 def mock_lists() -> None:
-    """The choices lists of the a1111 form, as a real A1111 answers them."""
+    """The choices lists of the a1111 form, and its health check, as a real A1111 answers."""
     for name in ("samplers", "schedulers", "sd-models", "loras", "upscalers",
-                 "latent-upscale-modes", "memory"):
+                 "latent-upscale-modes"):
         responses.get(f"{API}/{name}", json=a1111_response(name))
+    responses.get(f"{API}/cmd-flags", json=a1111_flags())
 
 
 def form(**extra):

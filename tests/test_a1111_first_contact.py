@@ -15,7 +15,16 @@ import responses
 from webui import create_app
 from webui.jobs import _truthy
 
-from .helpers import API, a1111_response, demo_extra, fixture_json, form, mock_lists, submit
+from .helpers import (
+    API,
+    a1111_flags,
+    a1111_response,
+    demo_extra,
+    fixture_json,
+    form,
+    mock_lists,
+    submit,
+)
 
 TITLED = "random-sd15.safetensors [8c8cc196b3]"
 
@@ -147,7 +156,7 @@ def test_a_user_name_inside_a_word_is_left_alone(client, monkeypatch):
 
 def test_progress_left_over_from_the_previous_job_is_not_this_one(app):
     definition = app.extensions["webui"].folders.catalog().get("a1111").definition
-    rule = definition.jobs.progress.activeWhen
+    rule = definition.jobs.progress.when
     # Real bodies: idle after a job (sampling_steps of the last job still there), and during one.
     assert not _truthy(rule, a1111_response("progress-idle"))
     assert _truthy(rule, a1111_response("progress-during-job"))
@@ -164,7 +173,6 @@ def test_each_fork_is_told_apart(make_settings, server, a1111, forge, sdnext):
     app = create_app(make_settings(url_overrides={"a1111": url, "forge": url, "sdnext": url}))
     client = app.test_client()
     flags = fixture_json("identify", f"{server}-cmd-flags.json")
-    responses.get(f"{url}/sdapi/v1/memory", json=a1111_response("memory"))
     responses.get(f"{url}/sdapi/v1/cmd-flags", json=flags)
     # Forge has /sdapi/v1/sd-modules, SD.Next /sdapi/v1/version; the others answer 404.
     responses.get(f"{url}/sdapi/v1/sd-modules", **(
@@ -179,7 +187,7 @@ def test_each_fork_is_told_apart(make_settings, server, a1111, forge, sdnext):
         else:
             name = app.extensions["webui"].folders.catalog().get(service).name
             assert f"online, but not {name}" in html, (service, html)
-            assert "but it is not" in html
+            assert "Something answers at http://fork.test:7860, but" in html
         # The flags list the server's credentials: they never reach the page.
         assert "api_auth" not in html
 
@@ -201,11 +209,9 @@ def test_unconfigured_services_are_listed_compactly(make_settings, demo_server, 
 def test_the_status_checks_again_by_itself(client, monkeypatch):
     # A status is cached a few seconds; the page asks again after 10 s. Not cached here.
     monkeypatch.setattr("webui.backend.STATUS_SECONDS", 0)
-    responses.get(f"{API}/memory", status=503)
+    responses.get(f"{API}/cmd-flags", status=503)
     html = client.get("/services/a1111/status").get_data(as_text=True)
     assert 'hx-trigger="every 10s" data-poll' in html
-    responses.replace(responses.GET, f"{API}/memory", json=a1111_response("memory"))
-    responses.get(f"{API}/cmd-flags",
-                  json=fixture_json("identify", "a1111-cmd-flags.json"))
+    responses.replace(responses.GET, f"{API}/cmd-flags", json=a1111_flags())
     html = client.get("/services/a1111/status").get_data(as_text=True)
     assert 'class="status online"' in html and 'every 30s' in html

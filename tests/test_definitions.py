@@ -35,7 +35,7 @@ def problems(data: dict[str, Any]) -> list[str]:
 def test_bundled_a1111_loads_with_both_modes():
     d = load_file(A1111_FILE)
     assert list(d.modes) == ["txt2img", "img2img"]
-    assert d.health is not None and d.health.path == "/sdapi/v1/memory"
+    assert d.health is not None and d.health.path == "/sdapi/v1/cmd-flags"
     txt = d.modes["txt2img"]
     assert txt.parameter("sd_model_checkpoint").target == "override_settings.sd_model_checkpoint"
     img = d.modes["img2img"]
@@ -82,7 +82,7 @@ def test_composition_exclude_add_before():
         (lambda d: gen_cap(d)["parameters"]["txt2img"][1].update(defaultValue=99),
          "txt2img[steps].defaultValue: must be at most 50"),
         (lambda d: gen_cap(d)["parameters"]["txt2img"][1].update(step=0.5, type="text"),
-         "txt2img[steps].step: a text parameter has no step"),
+         "txt2img[1]: Value error, a text parameter has no step"),
         (lambda d: gen_cap(d)["endpoints"]["txt2img"]["result"].update(images="images[?"),
          "endpoints.txt2img.result.images: invalid JMESPath"),
         (lambda d: gen_cap(d)["parameters"]["txt2img"].append(
@@ -110,14 +110,26 @@ def test_composition_exclude_add_before():
             {"key": "lora", "type": "text", "appendTo": {"to": "prompt", "format": "<{}>"}}),
          "txt2img[lora].appendTo.format: placeholders need a name"),
         (lambda d: gen_cap(d)["parameters"]["txt2img"].append(
-            {"key": "w", "type": "number", "send": False, "target": "x"}),
-         "txt2img[w].target: a parameter with send: false has no target"),
+            {"key": "w", "type": "number", "as": "data_url", "placeholder": "x"}),
+         "txt2img[3]: Value error, a number parameter has no as, placeholder"),
+        (lambda d: gen_cap(d)["parameters"]["txt2img"].append(
+            {"key": "flag", "type": "boolean", "required": True}),
+         "txt2img[3]: Value error, a boolean parameter has no required"),
+        (lambda d: gen_cap(d)["parameters"]["txt2img"].append(
+            {"key": "q", "type": "text", "target": "query:q", "role": "colour"}),
+         "txt2img[q].role: unknown role 'colour'"),
+        (lambda d: gen_cap(d)["parameters"]["txt2img"].append(
+            {"key": "q", "type": "text", "target": "path:q"}),
+         "txt2img[q].target: the path of step 'request' has no {q}"),
+        (lambda d: gen_cap(d)["parameters"]["txt2img"].append(
+            {"key": "q", "type": "text", "together": ["nope"]}),
+         "txt2img[q].together: no other parameter 'nope'"),
         (lambda d: gen_cap(d)["parameters"]["txt2img"][1].update(before="prompt"),
          "txt2img[steps].before: 'before' is only used in 'add'"),
         (lambda d: d["capabilities"].append(copy.deepcopy(d["capabilities"][0])),
          "capabilities[2]: only one health capability is allowed"),
         (lambda d: gen_cap(d)["endpoints"]["txt2img"]["result"].pop("images"),
-         "images (a JMESPath) is required unless encoding is bytes"),
+         "images (a JMESPath) is required unless as is bytes"),
         (lambda d: d.update(colour="blue"), "colour: Extra inputs are not permitted"),
         (lambda d: d.update(url="localhost:7860"), "url: String should match pattern"),
         (lambda d: d.update(authentication={"type": "bearer"}),

@@ -16,6 +16,7 @@ from webui import pipeline
 from .helpers import (
     API,
     HX,
+    a1111_flags,
     a1111_response,
     field_errors,
     form,
@@ -55,7 +56,7 @@ def test_dropped_definition_appears_without_restart(client, app):
 
 @responses.activate
 def test_offline_status_shows_setup_help(client):
-    responses.get(f"{API}/memory", body=requests.exceptions.ConnectionError(
+    responses.get(f"{API}/cmd-flags", body=requests.exceptions.ConnectionError(
         "[Errno 111] Connection refused"))
     html = client.get("/services/a1111/status").get_data(as_text=True)
     assert "offline" in html
@@ -66,7 +67,7 @@ def test_offline_status_shows_setup_help(client):
 
 @responses.activate
 def test_online_status(client):
-    responses.get(f"{API}/memory", json=a1111_response("memory"))
+    responses.get(f"{API}/cmd-flags", json=a1111_flags())
     html = client.get("/services/a1111/status").get_data(as_text=True)
     assert 'class="status online"' in html and "setup" not in html
 
@@ -225,9 +226,9 @@ def test_unexpected_error_is_a_sentence_not_a_traceback(client, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("internal detail")
 
-    monkeypatch.setattr(pipeline, "build_body", explode)
+    monkeypatch.setattr(pipeline, "build_request", explode)
     monkeypatch.setattr("webui.views.services.choices", lambda *a, **k: [])
-    responses.get(f"{API}/memory", json=a1111_response("memory"))
+    responses.get(f"{API}/cmd-flags", json=a1111_flags())
     r = submit(client, "/services/a1111/txt2img/generate", data=form(sampler_name=None,
                     scheduler=None, hr_upscaler=None))
     html = r.get_data(as_text=True)
@@ -242,7 +243,7 @@ def test_unexpected_error_is_a_sentence_not_a_traceback(client, monkeypatch):
 def test_secrets_never_reach_the_browser(client, monkeypatch, path):
     monkeypatch.setenv("WEBUI_A1111_USERNAME", "alice-user")
     monkeypatch.setenv("WEBUI_A1111_PASSWORD", "hunter2-secret")
-    responses.get(f"{API}/memory", json=a1111_response("401-wrong-credentials"), status=401)
+    responses.get(f"{API}/cmd-flags", json=a1111_response("401-wrong-credentials"), status=401)
     html = client.get(path).get_data(as_text=True)
     assert "hunter2-secret" not in html and "alice-user" not in html
 

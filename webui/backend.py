@@ -286,7 +286,8 @@ def response_cap(endpoint: Request) -> int:
     """The largest answer of ENDPOINT read, in bytes."""
     if endpoint.maxResponseMB is not None:
         return int(endpoint.maxResponseMB * MB)
-    generation = isinstance(endpoint, Step) or getattr(endpoint, "result", None) is not None
+    # A step (it has a name) belongs to a generation endpoint, as does one with a result.
+    generation = endpoint.name is not None or endpoint.result is not None
     return (GENERATION_MAX_MB if generation else DEFAULT_MAX_MB) * MB
 
 
@@ -712,48 +713,34 @@ def check_health(
 ) -> tuple[str, str]:
     """(state, message) from the definition's health endpoint, within LIMIT s in all. The
     state is "online", "offline", "setup" (the service cannot be called as configured) or
-    "other" (something answers, but the definition's identify probe, asked when ``identify``
-    and time is left, says it is another service)."""
-    deadline = time.monotonic() + limit
+    "other": something answers, but not this service — the health endpoint is not there (404)
+    or, when ``identify``, its answer fails the endpoint's ``when``."""
     endpoint = service.definition.health
+    name = service.definition.model.name
     try:
         if endpoint is None:
             resolve_auth(service)
-            state, message = "online", "no health endpoint defined; assumed online"
-        else:
-            call(service, endpoint, timeout=min(endpoint.timeout, limit))
-            state, message = "online", "online"
+            return "online", "no health endpoint defined; assumed online"
+        response = call(service, endpoint, timeout=min(endpoint.timeout, limit))
     except BackendError as exc:
+        if exc.status == 404 and endpoint is not None and endpoint.when:
+            flags = [a.flag for a in service.definition.model.configuration.arguments
+                     if a.required]
+            started = f", or {name} started without {' '.join(flags)}" if flags else ""
+            return "other", (f"Something answers at {service.display_url}, but it has no "
+                             f"{endpoint.method} {endpoint.path}: it is another service"
+                             f"{started}.")
         return ("setup" if exc.kind in ("setup", "auth") else "offline"), exc.message
-    left = deadline - time.monotonic()
-    other = not_this_service(service, timeout=left) if identify and left > 0.2 else None
-    return ("other", other) if other else (state, message)
-
-
-def not_this_service(service: Service, *, timeout: float = HEALTH_SECONDS) -> str | None:
-    """Why the server at the service's URL is not this service, or None (it is, or the
-    definition has no way to tell). Best effort: a probe that fails otherwise says nothing."""
-    spec = service.definition.model.identify
-    if spec is None:
-        return None
-    endpoint = service.definition.endpoints[spec.endpoint]
-    name = service.definition.model.name
-    try:
-        data = read_json(service, call(service, endpoint,
-                                       timeout=min(endpoint.timeout, timeout)))
-    except BackendError as exc:
-        if exc.status == 404:
-            return (f"Something answers at {service.display_url}, but it is not {name}: it has "
-                    f"no {endpoint.method} {endpoint.path}.")
-        return None
-    try:
-        ok = expr.search(spec.when, data)
-    except expr.ExprError:
-        ok = False
-    if ok in (None, False, "", [], {}):
-        return (f"Something answers at {service.display_url}, but it is not {name} (its "
-                f"{endpoint.path} does not match {spec.when!r}).")
-    return None
+    if identify and endpoint.when:
+        try:
+            ok = expr.search(endpoint.when, read_json(service, response))
+        except (BackendError, expr.ExprError):
+            ok = None  # best effort: an answer that cannot be read says nothing
+        if ok in (False, "", [], {}) or (ok is None and response.content[:1] in (b"{", b"[")):
+            return "other", (f"Something answers at {service.display_url}, but it is not "
+                             f"{name} (its {endpoint.path} does not match "
+                             f"{endpoint.when!r}).")
+    return "online", "online"
 
 
 STATUS_SECONDS = 4.0  # how long a status check's answer is shown again without asking

@@ -56,13 +56,16 @@ def main(argv: list[str] | None = None) -> int:
 
     check = sub.add_parser("check", help="validate definition files")
     check.add_argument("files", nargs="+", type=Path)
+    check.add_argument("--upgrade", action="store_true",
+                       help="rewrite files that use old keywords in the current edition "
+                            "(the old file is kept as FILE.orig; comments are not kept)")
 
     schema = sub.add_parser("schema", help="print the JSON Schema of definition files")
     schema.add_argument("--output", type=Path, help="write to this file instead")
 
     args = parser.parse_args(argv)
     if args.command == "check":
-        return check_files(args.files)
+        return check_files(args.files, upgrade=args.upgrade)
     if args.command == "demo":
         from waitress import serve as waitress_serve
 
@@ -82,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     return serve_ui(args, parser)
 
 
-def check_files(files: list[Path]) -> int:
-    """Print ``file: field.path: message`` for every problem; 0 if all files are valid."""
+def check_files(files: list[Path], *, upgrade: bool = False) -> int:
+    """Print ``file: field.path: message`` for every problem, and a warning for every old
+    keyword (``upgrade``: rewrite such files); 0 if all files are valid."""
     failed = 0
     by_folder: dict[Path, DefinitionFolders] = {}  # each folder's files parsed once
     for path in files:
@@ -96,9 +100,33 @@ def check_files(files: list[Path]) -> int:
                 print(line)
             continue
         definition = loaded
+        for loc, message in definition.warnings:
+            print(f"{path}: {loc}: warning: {message}")
+        if upgrade and definition.warnings:
+            rewrite(path)
+            print(f"{path}: rewritten in the current edition (the old one is {path.name}.orig)")
         modes = ", ".join(definition.modes)
         print(f"{path}: ok ({definition.id}: {modes})")
     return 1 if failed else 0
+
+
+def rewrite(path: Path) -> None:
+    """Write a definition file anew with its old keywords replaced (YAML; JSON stays JSON)."""
+    import json
+
+    import yaml
+
+    from .format.legacy import upgrade
+    from .format.load import parse_text
+
+    text = path.read_text(encoding="utf-8")
+    data, _warnings = upgrade(parse_text(text, str(path)))
+    path.with_name(path.name + ".orig").write_text(text, encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    else:
+        path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=96),
+                        encoding="utf-8")
 
 
 def start_demo(port: int = 0, step_delay: float = 0.05) -> tuple[str, object]:

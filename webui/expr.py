@@ -7,11 +7,17 @@ Functions added to standard JMESPath:
   none was saved;
 - ``status()``: the HTTP status of the answer being read (in error rules);
 - ``header(name)``: a header of the answer being read, null if absent;
-- ``split(text, separator)``: a string cut into a list (``split(title, ' [')[0]``).
+- ``split(text, separator)``: a string cut into a list (``split(title, ' [')[0]``);
+- ``json(text)``: JSON text read as a value (``json(info).all_seeds``), null if it is not JSON;
+- ``bytes_after(base64, n)``: base64 of what follows the first n bytes (a binary message's
+  header skipped).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json as json_module
 from functools import lru_cache
 from typing import Any
 
@@ -60,6 +66,24 @@ class _Functions(functions.Functions):
         if not separator:
             raise jmespath.exceptions.JMESPathError("split() needs a non-empty separator")
         return text.split(separator)
+
+
+    @functions.signature({"types": ["string", "null"]})
+    def _func_json(self, text: str | None) -> Any:
+        if text is None:
+            return None
+        try:
+            return json_module.loads(text)
+        except ValueError:
+            return None
+
+    @functions.signature({"types": ["string"]}, {"types": ["number"]})
+    def _func_bytes_after(self, data: str, count: float) -> str | None:
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        return base64.b64encode(raw[int(count):]).decode("ascii")
 
 
 # The functions' names, for the load-time check (an unknown function is a compile-time

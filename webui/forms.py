@@ -56,6 +56,16 @@ def validate(
             values[p.key] = _value(p, form, files, allowed_for, stored, values)
         except FieldError as exc:
             errors[p.key] = f"{p.title} {exc}"
+    for p in mode.parameters:
+        # Given with the others of its group, or not at all (a {w, h} object).
+        group = [p.key, *p.together]
+        given = [k for k in group if values.get(k) not in (None, "", [])]
+        if given and len(given) < len(group):
+            for key in group:
+                q = mode.parameter(key)
+                if key not in given and q is not None and key not in errors:
+                    errors[key] = (f"{q.title} is needed together with "
+                                   f"{', '.join(mode.parameter(k).title for k in given)}")
     return {p.key: values[p.key] for p in mode.parameters}, errors
 
 

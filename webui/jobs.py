@@ -10,16 +10,19 @@ it runs fails with a clear message, and the jobs still queued go to the other in
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import threading
 import time
 import uuid
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import expr, images, pipeline
-from .backend import BackendError, call, check_health, read_json
+from .backend import BackendError, call, check_health, read_json, resolve_auth
 from .format import Mode, placeholders
 from .images import ImageDataError, ImageStore, StorageError
 from .results import SavedImage
@@ -82,7 +85,15 @@ class Job:
 
     @property
     def prompt(self) -> str | None:
-        value = self.values.get("prompt")
+        return self.text_of("prompt")
+
+    def value_of(self, role: str) -> Any:
+        """The value of the parameter with this role (prompt, width…), if any."""
+        return next((self.values.get(p.key) for p in self.mode.parameters if p.kind == role),
+                    None)
+
+    def text_of(self, role: str) -> str | None:
+        value = self.value_of(role)
         return value if isinstance(value, str) else None
 
     @property
@@ -439,41 +450,49 @@ class JobManager:
         job.done.set()
 
     def _follow(self, service: Service, job: Job, ended: threading.Event) -> None:
-        """Poll the progress endpoint while the job runs. Best effort: a failed poll is
-        skipped, it never fails the job."""
+        """Follow the job's progress while it runs: poll the progress endpoint (once the
+        values its path names exist), or listen to it when it is a websocket. Best effort: a
+        failed poll or a message that does not fit is skipped, it never fails the job."""
         spec = service.definition.jobs.progress
         assert spec is not None
         endpoint = service.definition.endpoints[spec.endpoint]
+
+        def read(data: Any) -> None:
+            context = expr.Context(job.variables)
+            if ended.is_set() or (spec.when and not _truthy(spec.when, data, context)):
+                return  # not about this job: what is left of the last one, another client's
+            job.progress = _progress(spec, data, job.progress, context)
+
+        if endpoint.method == "websocket":
+            self._listen(service, endpoint, job, ended, read)
+            return
         while not ended.wait(spec.every):
+            if not _fillable(endpoint, job.variables):
+                continue  # its path names the job ({job_id}): not known yet
+            scope = {"client_id": "", **job.variables}
             try:
-                data = read_json(service, call(service, endpoint))
+                data = read_json(service, call(
+                    service, endpoint,
+                    path=pipeline.substitute(endpoint.path, scope, quote_values=True),
+                    query=pipeline.substitute(endpoint.query, scope)))
             except BackendError:
                 continue
-            if ended.is_set():
-                break
-            if spec.activeWhen and not _truthy(spec.activeWhen, data):
-                continue  # what is left of an earlier job, not this one
-            progress = job.progress
-            new = Progress(
-                fraction=_number(spec.fraction, data),
-                eta=_number(spec.eta, data),
-                step=_int(spec.step, data),
-                steps=_int(spec.steps, data),
-                preview=progress.preview,
-                preview_mime=progress.preview_mime,
-                preview_version=progress.preview_version,
-            )
-            raw = _value(spec.preview, data)
-            if isinstance(raw, str) and raw:
-                try:
-                    blob = images.decode_text(raw, spec.previewEncoding)
-                    if blob != progress.preview:  # a new version only for a new picture
-                        new.preview_mime = images.check(blob).mime
-                        new.preview = blob
-                        new.preview_version += 1
-                except ImageDataError:
-                    pass
-            job.progress = new
+            read(data)
+
+    def _listen(self, service: Service, endpoint: Any, job: Job, ended: threading.Event,
+                read: Callable[[Any], None]) -> None:
+        """A websocket progress source: its messages are read until the job ends. A binary
+        message is given to the expressions as {binary: <base64>}."""
+        from . import ws  # a websocket only where a definition has one
+
+        while not _fillable(endpoint, job.variables):
+            if ended.wait(0.05):
+                return
+        scope = {"client_id": "", **job.variables}
+        url = service.url(pipeline.substitute(endpoint.path, scope, quote_values=True))
+        headers = resolve_auth(service).headers
+        ws.listen(url, headers, ended, on_text=lambda text: read(_json_or_none(text)),
+                  on_bytes=lambda blob: read({"binary": base64.b64encode(blob).decode()}))
 
     def _drop_old(self) -> None:
         # Called with the lock held: keep memory bounded; finished jobs go first.
@@ -484,29 +503,59 @@ class JobManager:
             del self._jobs[oldest.id]
 
 
-def _value(text: str | None, data: Any) -> Any:
+def _value(text: str | None, data: Any, context: expr.Context | None = None) -> Any:
     # Progress is best effort: an expression that does not fit this answer reads as nothing.
-    if not text:
+    if not text or data is None:
         return None
     try:
-        return expr.search(text, data)
+        return expr.search(text, data, context)
     except expr.ExprError:
         return None
 
 
-def _truthy(text: str, data: Any) -> bool:
+def _truthy(text: str, data: Any, context: expr.Context | None = None) -> bool:
     # JMESPath's truth: false, null and empty text, lists and objects are false; 0 is true.
-    return _value(text, data) not in (None, False, "", [], {})
+    return _value(text, data, context) not in (None, False, "", [], {})
 
 
-def _number(text: str | None, data: Any) -> float | None:
-    value = _value(text, data)
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+def _number(value: Any) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if ok else None
 
 
-def _int(expr: str | None, data: Any) -> int | None:
-    value = _number(expr, data)
-    return int(value) if value is not None else None
+def _progress(spec: Any, data: Any, before: Progress, context: expr.Context) -> Progress:
+    """The job's progress from one answer: ``value`` is 0..1 or [done, total]."""
+    value = _value(spec.value, data, context)
+    new = Progress(eta=_number(_value(spec.eta, data, context)), preview=before.preview,
+                   preview_mime=before.preview_mime, preview_version=before.preview_version)
+    if isinstance(value, list) and len(value) == 2:
+        done, total = _number(value[0]), _number(value[1])
+        if done is not None and total:
+            new.fraction = max(0.0, min(1.0, done / total))
+            new.step, new.steps = int(done), int(total)
+    elif _number(value) is not None:
+        new.fraction = max(0.0, min(1.0, _number(value) or 0.0))
+    else:
+        # A message without a value (a preview frame) leaves the progress as it was.
+        new.fraction, new.step, new.steps = before.fraction, before.step, before.steps
+    raw = _value(spec.preview, data, context)
+    if isinstance(raw, str) and raw:
+        try:
+            blob = images.decode_text(raw, spec.as_)
+            if blob != before.preview:  # a new version only for a new picture
+                new.preview_mime = images.check(blob).mime
+                new.preview = blob
+                new.preview_version += 1
+        except ImageDataError:
+            pass
+    return new
+
+
+def _json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def _fillable(endpoint: Any, variables: dict[str, Any]) -> bool:

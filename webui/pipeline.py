@@ -8,6 +8,7 @@ definition. A POST is never sent twice.
 from __future__ import annotations
 
 import copy
+import json
 import re
 import secrets
 import time
@@ -35,7 +36,7 @@ def prepare_values(mode: Mode, values: dict[str, Any]) -> dict[str, Any]:
     """Values as they will be sent: appended text joined in, random seeds picked."""
     values = dict(values)
     for p in mode.parameters:
-        if p.type == "seed" and p.pickRandom and values.get(p.key) in (None, -1):
+        if p.picks_seed and values.get(p.key) in (None, -1):
             low, high = p.bounds
             low = max(0, int(low or 0))
             high = int(high if high is not None else DEFAULT_SEED_RANGE[1])
@@ -54,6 +55,17 @@ def prepare_values(mode: Mode, values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+@dataclass
+class Request:
+    """One step's request as built from the values: its body, and what goes into its query,
+    the ``{name}``s of its path and its headers."""
+
+    body: dict[str, Any]
+    query: dict[str, Any] = field(default_factory=dict)
+    path: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
 def build_body(
     mode: Mode,
     values: dict[str, Any],
@@ -61,10 +73,20 @@ def build_body(
     variables: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The body of one step of ``mode`` from prepared values (None = not sent)."""
+    return build_request(mode, values, step, variables).body
+
+
+def build_request(
+    mode: Mode,
+    values: dict[str, Any],
+    step: int = 0,
+    variables: dict[str, Any] | None = None,
+) -> Request:
+    """One step of ``mode`` from prepared values (None = not sent)."""
     variables = {"client_id": "", **(variables or {})}
     spec = mode.endpoint.step_list[step]
-    body: dict[str, Any] = (_instantiate(spec.body, mode.bodies[step], variables)
-                            if spec.body is not None else {})
+    request = Request(_instantiate(spec.body, mode.bodies[step], variables)
+                      if spec.body is not None else {})
     for p in mode.parameters:
         value = values.get(p.key)
         if value is None:
@@ -72,16 +94,21 @@ def build_body(
         for target in mode.targets.get(p.key, ()):
             if target.step != step:
                 continue
+            if target.place != "body":
+                text = json.dumps(value) if isinstance(value, list | dict) else (
+                    str(value).lower() if isinstance(value, bool) else str(value))
+                getattr(request, target.place)[target.tokens[0]] = text
+                continue
             if isinstance(value, UploadedImage) and spec.encoding == "json":
                 value = to_base64(value.data, value.mime if p.encode == "data_url" else None)
-            _write(body, target.tokens, copy.copy(value), p.key)
+            _write(request.body, target.tokens, copy.copy(value), p.key)
     for tokens, raw in mode.sets[step]:
-        _write(body, tokens, substitute(raw, variables), format_path(tokens))
+        _write(request.body, tokens, substitute(raw, variables), format_path(tokens))
     # Last, so a removed node stays removed whatever else was written into it.
     for key, edits in mode.if_empty.items():
         if values.get(key) in (None, "", []):
-            _apply_if_empty(body, edits, step)
-    return body
+            _apply_if_empty(request.body, edits, step)
+    return request
 
 
 def _apply_if_empty(body: dict[str, Any], edits: Edits, step: int) -> None:
@@ -189,8 +216,8 @@ def generate(
             if control.should_stop() and responses:
                 break  # keep what was fetched; the job ends as interrupted
             scope = {**variables, "item": item} if step.forEach else variables
-            body = build_body(mode, values, index, scope)
-            responses.append(_send(service, step, body, scope, control))
+            request = build_request(mode, values, index, scope)
+            responses.append(_send(service, step, request, scope, control))
         if step.save and responses:
             data = read_json(service, responses[-1])
             for var, text in step.save.items():
@@ -200,19 +227,20 @@ def generate(
     assert result is not None  # guaranteed by the loader for generation endpoints
     generation = extract(service, mode, result, responses, store, values, control.on_image)
     generation.seconds = time.monotonic() - started
-    prompt = values.get("prompt")
+    prompt = next((values.get(p.key) for p in mode.parameters if p.kind == "prompt"), None)
     generation.prompt = prompt if isinstance(prompt, str) else None
     return generation
 
 
 def _send(
-    service: Service, step: Step, body: dict[str, Any], variables: dict[str, Any],
+    service: Service, step: Step, request: Request, variables: dict[str, Any],
     control: Control,
 ) -> requests.Response:
     """One step's request; a polled step is repeated (it is a GET) until done or failed."""
-    path = substitute(step.path, variables, quote_values=True)
-    query = substitute(step.query, variables)
-    headers = substitute(step.headers, variables)
+    path = substitute(step.path, {**variables, **request.path}, quote_values=True)
+    query = {**substitute(step.query, variables), **request.query}
+    headers = {**substitute(step.headers, variables), **request.headers}
+    body = request.body
     send_body = body if (step.body is not None or body) else None
     if step.poll is None:
         return call(service, step, body=send_body, path=path, query=query, headers=headers)
@@ -221,16 +249,19 @@ def _send(
     stop_by: float | None = None
 
     def ask() -> tuple[requests.Response, bool]:
-        """One poll: (the answer, done); raises when the service reports a failure."""
+        """One poll: (the answer, done); raises when the service reports a failure. An
+        answer that is not JSON (the image itself, once ready) is read as {}: header() and
+        status() tell it apart."""
         response = call(service, step, path=path, query=query, headers=headers)
-        data = read_json(service, response)
-        if poll.failWhen and search(service, poll.failWhen, data, "failWhen", variables):
-            detail = (search(service, poll.failMessage, data, "failMessage", variables)
-                      if poll.failMessage else None)
-            message = scrub(service, humanize(detail)) or "no reason given"
+        data = read_json(service, response) if _is_json(response) else {}
+        context = (variables, response)  # var(), header() and status() read these
+        failed = search(service, poll.failWhen, data, "failWhen", *context)
+        if failed:
+            reason = failed if isinstance(failed, str | list | dict) else None
+            message = scrub(service, humanize(reason)) or "no reason given"
             raise BackendError(f"{service.name} reports that the job failed: {message}",
                                kind="failed")
-        return response, bool(search(service, poll.until, data, "until", variables))
+        return response, bool(search(service, poll.until, data, "until", *context))
 
     while True:
         response, done = ask()
@@ -271,11 +302,19 @@ def _send(
 def _where(
     service: Service, spec: Any, variables: dict[str, Any]
 ) -> tuple[str | None, int | None]:
-    """("running" | "waiting" | None, jobs ahead) from the service's own queue."""
+    """("running" | "waiting" | None, jobs ahead) from the service's own queue: the
+    backendQueue path gives {running, waiting, ahead}."""
     data = read_json(service, call(service, service.definition.endpoints[spec.endpoint]))
-    if search(service, spec.running, data, "backendQueue.running", variables):
+    found = search(service, spec.path, data, "backendQueue", variables)
+    found = found if isinstance(found, dict) else {}
+    if found.get("running"):
         return "running", None
-    if search(service, spec.waiting, data, "backendQueue.waiting", variables):
-        ahead = search(service, spec.ahead, data, "backendQueue.ahead", variables)
+    if found.get("waiting"):
+        ahead = found.get("ahead")
         return "waiting", ahead if isinstance(ahead, int) and not isinstance(ahead, bool) else None
     return None, None
+
+
+def _is_json(response: requests.Response) -> bool:
+    kind = response.headers.get("Content-Type", "")
+    return "json" in kind or (not kind and response.content[:1] in (b"{", b"["))

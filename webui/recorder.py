@@ -166,7 +166,7 @@ class Recorder(JobEvents):
     # -- helpers -------------------------------------------------------------------------------
 
     def _write(self, job: Job, status: str, images: list[ImageRecord] | None = None) -> None:
-        negative = job.values.get("negative_prompt")
+        negative = job.text_of("negative")
         record = JobRecord(
             id=job.id, service_id=job.service.id, service_name=job.service.name,
             mode=job.mode.name, status=status, instance=job.instance, parameters=job.values,

@@ -3,7 +3,6 @@ seeds, infotexts and info; each image checked and saved before it is shown."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -57,14 +56,12 @@ def extract(
     infos: list[Any] = []
     info_values: list[Any] = []
     for response in responses:
-        if result.encoding == "bytes":
-            data: Any = None
+        if result.as_ == "bytes":
+            data: Any = {}  # the answer is the image; header() and status() still read it
             found: list[Any] = [response.content]
         else:
             data = read_json(service, response)
-            if isinstance(data, dict):
-                data = _parse_json_fields(service, data, result.parseJson)
-            hit = search(service, result.images, data, "images")
+            hit = search(service, result.images, data, "images", None, response)
             found = hit if isinstance(hit, list) else ([] if hit is None else [hit])
         raw_images.extend(found)
         seeds.extend(_per_image(_field(service, result, "seeds", data, response), len(found)))
@@ -105,14 +102,16 @@ def extract(
 
 def describe(mode: Mode, values: dict[str, Any], seed: Any) -> str:
     """An A1111-style infotext of what was asked for (for backends that write none)."""
-    prompt_key = "prompt" if mode.parameter("prompt") else next(
-        (p.key for p in mode.parameters if p.type == "textarea"), None)
+    prompt_p = next((p for p in mode.parameters if p.kind == "prompt"), None) or next(
+        (p for p in mode.parameters if p.type == "textarea"), None)
+    negative_p = next((p for p in mode.parameters if p.kind == "negative"), None)
+    skip = {p.key for p in (prompt_p, negative_p) if p is not None}
     fields = {p.key: values.get(p.key) for p in mode.parameters
-              if p.type != "image" and p.key not in (prompt_key, "negative_prompt")}
+              if p.type != "image" and p.key not in skip}
     if seed is not None:
         fields["seed"] = seed
-    prompt = values.get(prompt_key) if prompt_key else None
-    negative = values.get("negative_prompt")
+    prompt = values.get(prompt_p.key) if prompt_p else None
+    negative = values.get(negative_p.key) if negative_p else None
     return build_infotext(prompt if isinstance(prompt, str) else "",
                           negative if isinstance(negative, str) else None, fields)
 
@@ -120,13 +119,10 @@ def describe(mode: Mode, values: dict[str, Any], seed: Any) -> str:
 def _field(
     service: Service, result: Result, name: str, data: Any, response: requests.Response
 ) -> Any:
-    header = result.headers.get(name)  # type: ignore[call-overload]
-    if header:
-        value = response.headers.get(header)
-        if name == "seeds" and value is not None and value.lstrip("-").isdigit():
-            return int(value)
-        return value
-    return search(service, getattr(result, name), data, name)
+    value = search(service, getattr(result, name), data, name, None, response)
+    if name == "seeds" and isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)  # a seed read from a header is text
+    return value
 
 
 def _sent_seed(mode: Mode, values: dict[str, Any]) -> Any:
@@ -140,26 +136,17 @@ def _sent_seed(mode: Mode, values: dict[str, Any]) -> Any:
     return None
 
 
-def _parse_json_fields(service: Service, data: dict[str, Any], keys: list[str]) -> dict[str, Any]:
-    data = dict(data)
-    for key in keys:
-        if isinstance(data.get(key), str):
-            try:
-                data[key] = json.loads(data[key])
-            except ValueError:
-                raise BackendError(f"{service.name} returned a {key!r} field that should hold "
-                                   "JSON but does not.", kind="garbage") from None
-    return data
-
-
 def search(
     service: Service, text: str | None, data: Any, what: str,
-    variables: dict[str, Any] | None = None,
+    variables: dict[str, Any] | None = None, response: requests.Response | None = None,
 ) -> Any:
+    """A definition's expression on an answer; ``header()``/``status()`` read ``response``."""
     if not text or data is None:
         return None
+    context = expr.Context(variables, response.status_code if response is not None else None,
+                           response.headers if response is not None else None)
     try:
-        return expr.search(text, data, expr.Context(variables))
+        return expr.search(text, data, context)
     except expr.ExprError as exc:
         raise BackendError(f"{service.name}: cannot read {what} from the answer ({exc}).",
                            kind="garbage") from None
@@ -172,13 +159,13 @@ def _per_image(value: Any, count: int) -> list[Any]:
 
 
 def _decode(service: Service, result: Result, raw: Any) -> bytes:
-    if result.encoding == "bytes":
+    if result.as_ == "bytes":
         return raw
     if not isinstance(raw, str):
         raise ImageDataError(f"is a {type(raw).__name__}, not text")
-    if images.text_kind(raw, result.encoding) == "url":
+    if images.text_kind(raw, result.as_) == "url":
         return _fetch(service, result, raw.strip())
-    return images.decode_text(raw, result.encoding)
+    return images.decode_text(raw, result.as_)
 
 
 def may_fetch(service: Service, result: Result, url: str) -> bool:

@@ -5,7 +5,7 @@ Pure: nothing here talks HTTP or knows the web layer. ``load_file`` gives a
 lines); the rest of webui works from that.
 """
 
-from .conditions import condition_holds, condition_order, same_value, when_json
+from .conditions import condition_holds, condition_order, pattern_of, same_value, when_json
 from .load import Lookup, load_data, load_file, parse_text, read_raw
 from .model import (
     DEFAULT_SEED_RANGE,
@@ -17,9 +17,9 @@ from .model import (
     Option,
     OptionsSource,
     Parameter,
-    Pattern,
     Request,
     Result,
+    Source,
     Step,
     When,
 )
@@ -37,10 +37,11 @@ from .schema import json_schema, schema_text
 from .values import Choice, FieldError, coerce, find_choice
 
 __all__ = [
-    "DEFAULT_SEED_RANGE", "FILE_KEY", "GENERATION_CAPABILITY", "HEALTH_CAPABILITY", "PLACEHOLDER",
-    "Choice", "Definition", "DefinitionError", "Endpoint", "FieldError", "Jobs", "Lookup", "Mode",
-    "Option", "OptionsSource", "Parameter", "Pattern", "Request", "Result", "ServiceDefinition",
-    "Step", "Target", "When", "coerce", "condition_holds", "condition_order", "find_choice",
-    "json_schema", "load_data", "load_file", "parse_target", "parse_text", "placeholders",
-    "read_raw", "same_value", "schema_text", "when_json",
+    "Choice", "DEFAULT_SEED_RANGE", "Definition", "DefinitionError", "Endpoint", "FILE_KEY",
+    "FieldError", "GENERATION_CAPABILITY", "HEALTH_CAPABILITY", "Jobs", "Lookup", "Mode",
+    "Option", "OptionsSource", "PLACEHOLDER", "Parameter", "Request", "Result",
+    "ServiceDefinition", "Source", "Step", "Target", "When", "coerce", "condition_holds",
+    "condition_order", "find_choice", "json_schema", "load_data", "load_file", "parse_target",
+    "parse_text", "pattern_of", "placeholders", "read_raw", "same_value", "schema_text",
+    "when_json",
 ]

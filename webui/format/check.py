@@ -18,6 +18,7 @@ from .limits import MAX_INCLUDED_BYTES, TOO_DEEP, LimitError, read_regular_file,
 from .model import (
     GENERATION_CAPABILITY,
     HEALTH_CAPABILITY,
+    ROLES,
     Definition,
     Endpoint,
     Jobs,
@@ -58,6 +59,9 @@ def resolve(
         cloc = f"capabilities[{ci}]"
         for name, ep in cap.endpoints.items():
             eloc = f"{cloc}.endpoints.{name}"
+            if ep.steps is None and ep.step_fields:
+                problems.append((eloc, f"{', '.join(ep.step_fields)}: only steps have these "
+                                       "(write the endpoint as steps)"))
             if name in endpoints:
                 problems.append((eloc, f"endpoint {name!r} is defined twice"))
             endpoints[name] = ep
@@ -121,7 +125,8 @@ def resolve(
         named += [(f"skip{_index(jobs.skip, i)}", n) for i, n in enumerate(jobs.skip_calls)]
         if jobs.progress:
             named.append(("progress.endpoint", jobs.progress.endpoint))
-            for attr in ("fraction", "eta", "step", "steps", "preview", "activeWhen"):
+            job_endpoints.add(jobs.progress.endpoint)  # its path may name the job: {job_id}
+            for attr in ("value", "eta", "preview", "when"):
                 text = getattr(jobs.progress, attr)
                 if text:
                     _check_jmespath(text, f"{jloc}.progress.{attr}", problems)
@@ -129,17 +134,31 @@ def resolve(
             _check_plain_endpoint(name, endpoints, f"{jloc}.{attr}", problems)
         for name in [*jobs.interrupt_calls, *jobs.skip_calls]:
             job_endpoints.add(name)
+            if name in endpoints and endpoints[name].method == "websocket":
+                problems.append((f"{jloc}.interrupt", f"{name!r} is a websocket: it is "
+                                                      "listened to, not called"))
 
-    if model.identify:
-        _check_plain_endpoint(model.identify.endpoint, endpoints, "identify.endpoint", problems)
-        _check_jmespath(model.identify.when, "identify.when", problems)
+    for name, (eloc, ep) in endpoint_locs.items():
+        if ep.when is not None:
+            if ep is not health:
+                problems.append((f"{eloc}.when", "only the health endpoint tells its service "
+                                                 "apart (when)"))
+            else:
+                _check_jmespath(ep.when, f"{eloc}.when", problems)
+        if ep.method == "websocket" and (
+                jobs.progress is None or jobs.progress.endpoint != name):
+            problems.append((f"{eloc}.method", "a websocket endpoint is only a progress "
+                                               "source (jobs.progress.endpoint)"))
     if model.credentialsFailure:
         _check_jmespath(model.credentialsFailure, "credentialsFailure", problems)
     saved = {var for ep in endpoints.values() if ep.result for s in ep.step_list
              for var in s.save}
     for name, (eloc, ep) in endpoint_locs.items():
+        # {name}s of a step's path that a parameter fills (target path:NAME).
+        filled = {t.rsplit(":", 1)[1] for p in resolved.get(name, [])
+                  for t in p.targets if ":path:" in f":{t}"}
         _check_steps(ep, eloc, problems, endpoints,
-                     saved if name in job_endpoints else None)
+                     saved if name in job_endpoints else None, filled)
 
     modes: dict[str, Mode] = {}
     for set_name, (loc, _spec) in raw_sets.items():
@@ -185,7 +204,7 @@ def resolve(
         error.dependencies = tuple(files)  # a fixed workflow file loads it again
         raise error
     deps = tuple(p for p in (path, *parents, *files) if p is not None)
-    return ServiceDefinition(model, path, modes, endpoints, health, deps, jobs)
+    return ServiceDefinition(model, path, modes, endpoints, health, dependencies=deps, jobs=jobs)
 
 
 def _edits(p: Parameter, steps: list[Step]) -> Edits:
@@ -198,7 +217,7 @@ def _edits(p: Parameter, steps: list[Step]) -> Edits:
 
 def _check_steps(
     ep: Endpoint, eloc: str, problems: list[tuple[str, str]], endpoints: dict[str, Endpoint],
-    job_scope: set[str] | None = None,
+    job_scope: set[str] | None = None, filled: set[str] | None = None,
 ) -> None:
     """Step names, saved variables, placeholders, polls and loops of one endpoint.
     ``job_scope``: the variables a job's steps save, for an endpoint a job calls (interrupt)."""
@@ -225,7 +244,7 @@ def _check_steps(
         if step.encoding != "json" and step.body and any(
                 isinstance(v, dict | list) and FILE_KEY not in v for v in step.body.values()):
             problems.append((f"{sloc}.body", f"a {step.encoding} body holds flat fields only"))
-        scope = set(known)
+        scope = set(known) | (filled or set())
         if step.forEach is not None:
             if step.forEach not in known:
                 problems.append((f"{sloc}.forEach", f"no variable {step.forEach!r} is saved by "
@@ -238,7 +257,7 @@ def _check_steps(
         for var, text in step.save.items():
             _check_jmespath(text, f"{sloc}.save.{var}", problems)
         if step.poll:
-            for attr in ("until", "failWhen", "failMessage"):
+            for attr in ("until", "failWhen"):
                 text = getattr(step.poll, attr)
                 if text:
                     _check_jmespath(text, f"{sloc}.poll.{attr}", problems)
@@ -246,10 +265,7 @@ def _check_steps(
             if queue:
                 qloc = f"{sloc}.poll.backendQueue"
                 _check_plain_endpoint(queue.endpoint, endpoints, f"{qloc}.endpoint", problems)
-                for attr in ("running", "waiting", "ahead"):
-                    text = getattr(queue, attr)
-                    if text:
-                        _check_jmespath(text, f"{qloc}.{attr}", problems)
+                _check_jmespath(queue.path, f"{qloc}.path", problems)
             if step.method != "GET":
                 problems.append((f"{sloc}.poll", "only a GET is polled (a POST is never "
                                                  "repeated)"))
@@ -395,16 +411,18 @@ def _check_parameters(
         if p.before is not None:
             problems.append((f"{ploc}.before", "'before' is only used in 'add'"))
         for si, src in enumerate(p.sources):
-            head = si == 0 and bool(p.optionsEndpoint)
-            sloc = ploc + (".optionsEndpoint" if head else
-                           f".optionsFrom[{si - (1 if p.optionsEndpoint else 0)}]")
-            _check_helper_endpoint(src.endpoint, endpoints, sloc, problems)
-            if src.path:
-                _check_jmespath(src.path, ploc + ".optionsPath" if head else sloc + ".path",
-                                problems)
-            for ai, alias in enumerate(src.aliases):
-                _check_jmespath(alias, (f"{ploc}.optionsAliases[{ai}]" if head
-                                        else f"{sloc}.aliases[{ai}]"), problems)
+            _check_helper_endpoint(src.endpoint, endpoints, ploc + ".optionsEndpoint"
+                                   + _index(p.optionsEndpoint, si), problems)
+        if p.optionsPath:
+            _check_jmespath(p.optionsPath, ploc + ".optionsPath", problems)
+        for ai, alias in enumerate(p.optionsAliases):
+            _check_jmespath(alias, f"{ploc}.optionsAliases[{ai}]", problems)
+        for other in p.together:
+            if other not in by_key or other == p.key:
+                problems.append((f"{ploc}.together", f"no other parameter {other!r}"))
+        if p.role is not None and p.role not in ROLES:
+            problems.append((f"{ploc}.role", f"unknown role {p.role!r} (known: "
+                                             f"{', '.join(ROLES)})"))
         if p.optionsAliases and not p.optionsEndpoint:
             problems.append((f"{ploc}.optionsAliases", "optionsAliases go with optionsEndpoint"))
         if p.defaultFrom:
@@ -422,19 +440,13 @@ def _check_parameters(
         if p.appendTo:
             _check_append(p, by_key, ploc, problems)
             continue
-        if not p.send:
-            if p.target:
-                problems.append((f"{ploc}.target", "a parameter with send: false has no target"))
-            continue
-        if isinstance(p.target, list) and not p.target:
-            problems.append((f"{ploc}.target", "an empty list of targets"))
         found: list[Target] = []
         for text in p.targets:
             target = _parse_target(text, steps, f"{ploc}.target", problems)
             if target is None:
                 continue
             _check_target(p, target, steps, regions, fixed, written, ploc, problems)
-            if any(overlaps(target.tokens, t.tokens) and t.step == target.step for t in found):
+            if any(_same_place(target, t) for t in found):
                 problems.append((f"{ploc}.target", f"{text!r} is given twice"))
             found.append(target)
         written[p.key] = found
@@ -447,6 +459,19 @@ def _check_target(
     written: dict[str, list[Target]], ploc: str, problems: list[tuple[str, str]],
 ) -> None:
     step = steps[target.step]
+    if target.place != "body":
+        # A query parameter, a {name} of the path or a header: text, never an image.
+        name = target.tokens[0]
+        if p.type == "image":
+            problems.append((f"{ploc}.target", f"an image cannot go into the {target.place}"))
+        if target.place == "path" and name not in placeholders(step.path):
+            problems.append((f"{ploc}.target", f"the path of step {step.name!r} has no "
+                                               f"{{{name}}}"))
+        for other_key, others in written.items():
+            if any(_same_place(target, o) for o in others):
+                problems.append((f"{ploc}.target", f"{target.place}:{name} is also the target "
+                                                   f"of {other_key!r}"))
+        return
     if step.method == "GET":
         problems.append((f"{ploc}.target", f"step {step.name!r} is a GET: it has no body "
                                            "to write into"))
@@ -455,7 +480,7 @@ def _check_target(
                                            "(use json or multipart)"))
     shown = format_path(target.tokens)
     for other_key, others in written.items():
-        if any(o.step == target.step and overlaps(target.tokens, o.tokens) for o in others):
+        if any(_same_place(target, o) for o in others):
             problems.append((f"{ploc}.target", f"{shown!r} collides with the target of "
                                                f"{other_key!r}"))
     if _in_region(target.tokens, regions[target.step]):
@@ -463,6 +488,13 @@ def _check_target(
     elif any(overlaps(target.tokens, f) for f in fixed[target.step]):
         problems.append((f"{ploc}.target", f"{shown!r} is also set by the endpoint's fixed "
                                            "body"))
+
+
+def _same_place(a: Target, b: Target) -> bool:
+    """Whether two targets write to the same place (or inside each other) of one step."""
+    if a.step != b.step or a.place != b.place:
+        return False
+    return a.tokens == b.tokens if a.place != "body" else overlaps(a.tokens, b.tokens)
 
 
 def _check_helper_endpoint(
@@ -537,7 +569,7 @@ def _check_append(
     other = by_key.get(p.appendTo.to)
     if other is None:
         problems.append((f"{ploc}.appendTo.to", f"no parameter {p.appendTo.to!r}"))
-    elif other.type not in ("text", "textarea") or other.appendTo or not other.send:
+    elif other.type not in ("text", "textarea") or other.appendTo or not other.targets:
         problems.append((f"{ploc}.appendTo.to", "can only append to a text parameter that is "
                                                 "sent"))
     try:
@@ -557,24 +589,13 @@ def _check_append(
 
 
 def _check_parameter_value_spec(p: Parameter, ploc: str, problems: list[tuple[str, str]]) -> None:
-    numeric = p.type in ("integer", "number", "seed")
-    if p.range is not None and not numeric:
-        problems.append((f"{ploc}.range", f"a {p.type} parameter has no range"))
+    # Which fields a type takes is the model's check (Parameter._fits_its_type).
     if p.range is not None and p.range[0] > p.range[1]:
         problems.append((f"{ploc}.range", "min is greater than max"))
-    if p.step is not None and not numeric:
-        problems.append((f"{ploc}.step", f"a {p.type} parameter has no step"))
-    if p.type == "select":
-        if not p.options and not p.sources:
-            problems.append((ploc, "a select needs options or optionsEndpoint"))
-    elif p.options or p.sources:
-        problems.append((ploc, f"a {p.type} parameter has no options"))
-    if p.multiple and p.type != "select":
-        problems.append((f"{ploc}.multiple", "only a select can take several values"))
+    if p.type == "select" and not p.options and not p.sources:
+        problems.append((ploc, "a select needs options or optionsEndpoint"))
     if p.multiple and p.appendTo:
         problems.append((f"{ploc}.appendTo", "a select with several values cannot append"))
-    if p.pickRandom and p.type != "seed":
-        problems.append((f"{ploc}.pickRandom", "only a seed picks a random value"))
     if p.type == "image" and p.defaultValue is not None:
         problems.append((f"{ploc}.defaultValue", "an image parameter has no default"))
     if p.defaultValue is not None and p.type != "image":

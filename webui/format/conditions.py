@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from .model import Parameter, Pattern, When
+from .model import Parameter, When
 
 
 def condition_order(params: list[Parameter]) -> list[Parameter]:
@@ -36,9 +36,7 @@ def condition_order(params: list[Parameter]) -> list[Parameter]:
 
 def when_json(when: When | None) -> str:
     """A condition as the page's script reads it (data-when)."""
-    return json.dumps({k: [w.model_dump() if isinstance(w, Pattern) else w
-                           for w in (v if isinstance(v, list) else [v])]
-                       for k, v in (when or {}).items()})
+    return json.dumps({k: v if isinstance(v, list) else [v] for k, v in (when or {}).items()})
 
 
 def condition_holds(when: When | None, values: dict[str, Any]) -> bool:
@@ -50,13 +48,21 @@ def condition_holds(when: When | None, values: dict[str, Any]) -> bool:
     return True
 
 
+def pattern_of(wanted: Any) -> str | None:
+    """The regular expression a wanted value stands for ("/^gpt-image/"), or None."""
+    if isinstance(wanted, str) and len(wanted) >= 2 and wanted[0] == wanted[-1] == "/":
+        return wanted[1:-1]
+    return None
+
+
 def same_value(value: Any, wanted: Any) -> bool:
     """A form value equals a value written in a definition (true == on, 1 == 1.0 == "1"), or
-    matches its pattern."""
+    matches its "/regex/"."""
     if isinstance(value, list):
         return any(same_value(v, wanted) for v in value)
-    if isinstance(wanted, Pattern):
-        return value is not None and re.search(wanted.pattern, str(value)) is not None
+    pattern = pattern_of(wanted)
+    if pattern is not None:
+        return value is not None and re.search(pattern, str(value)) is not None
     if isinstance(wanted, bool) or isinstance(value, bool):
         return value is wanted or (isinstance(value, bool) and str(value).lower() == str(
             wanted).lower())

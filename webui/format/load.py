@@ -4,6 +4,7 @@ model and the checks."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from .check import resolve
+from .legacy import upgrade
 from .limits import (
     MAX_DEFINITION_BYTES,
     MAX_DEPTH,
@@ -24,6 +26,8 @@ from .merge import inherit
 from .model import Definition, error_loc
 from .resolved import FILE_KEY, DefinitionError, ServiceDefinition
 
+# Where read_raw keeps the rewrites of old keywords (see legacy.py) until the model is built.
+WARNINGS_KEY = "$warnings"
 # libyaml's loader where PyYAML has it: the bundled files parse in ~13 ms instead of ~180.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -109,10 +113,13 @@ def read_raw(path: Path) -> dict[str, Any]:
     data = parse_text(text, str(path))
     if not isinstance(data, dict):
         raise DefinitionError(str(path), [("", "a definition must be a mapping (YAML object)")])
+    data, warnings = upgrade(data)
     problems: list[tuple[str, str]] = []
     data = _absolutize(data, path.parent.resolve(), (), problems)
     if problems:
         raise DefinitionError(str(path), problems)
+    if warnings:
+        data[WARNINGS_KEY] = warnings
     return data
 
 
@@ -176,9 +183,15 @@ def load_data(
     """Validate and resolve already-parsed (and already inherited) definition data."""
     if not isinstance(data, dict):
         raise DefinitionError(source, [("", "a definition must be a mapping (YAML object)")])
+    data = dict(data)
+    warnings = tuple(data.pop(WARNINGS_KEY, ()))
+    if path is None:  # data given directly (tests, imports): upgraded here
+        data, more = upgrade(data)
+        warnings += tuple(more)
     try:
         model = Definition.model_validate(data)
     except ValidationError as exc:
         problems = [(error_loc(e["loc"]), e["msg"]) for e in exc.errors()]
         raise DefinitionError(source, problems) from None
-    return resolve(model, source, path, parents)
+    definition = resolve(model, source, path, parents)
+    return dataclasses.replace(definition, warnings=warnings) if warnings else definition

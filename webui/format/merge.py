@@ -11,7 +11,7 @@ def inherit(child: dict[str, Any], parent: dict[str, Any], parent_id: str) -> di
     """Merge a child definition over its parent (JSON merge patch: mappings merge, null
     deletes, other values replace). Capabilities merge by their ``capability``; the parent's
     parameter sets stay available as ``<parent_id>:<name>``."""
-    merged = _merge_patch({k: v for k, v in parent.items() if k != "$schema"},
+    merged = _merge_patch({k: v for k, v in parent.items() if k not in ("$schema", "$warnings")},
                           {k: v for k, v in child.items() if k not in ("capabilities", "extends")})
     caps = [dict(c) for c in parent.get("capabilities") or [] if isinstance(c, dict)]
     for cap in caps:

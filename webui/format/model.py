@@ -72,28 +72,25 @@ class Authentication(_Model):
         return self
 
 
+# How an image travels as text or bytes: one vocabulary for results, previews and inputs.
+ImageAs = Literal["base64", "data_url", "url", "bytes", "auto"]
+
+
 class Result(_Model):
-    """Where the images and their metadata are in a response (JMESPath expressions)."""
+    """Where the images and their metadata are in the answer(s) (JMESPath expressions; the
+    functions ``json(text)`` and ``header(name)`` read JSON text and response headers)."""
 
     images: str | None = Field(
         None, description="JMESPath to the image, or list of images (not used with bytes)"
     )
-    encoding: Literal["base64", "data_url", "url", "bytes", "auto"] = Field(
-        "base64",
+    as_: ImageAs = Field(
+        "base64", alias="as",
         description="How each image is given: base64 text, a data: URL, a URL to fetch, "
-        "the raw response body (bytes), or auto (detected per value)",
-    )
-    parseJson: list[str] = Field(
-        [], description="Top-level response fields that hold JSON *text*; parsed before the "
-        "paths below are applied (A1111's info is such a string)"
+        "the raw answer itself (bytes), or auto (decided per value)",
     )
     seeds: str | None = Field(None, description="JMESPath to the seed(s), one per image or one")
     infotexts: str | None = Field(None, description="JMESPath to per-image generation info text")
     info: str | None = Field(None, description="JMESPath to further info shown with the result")
-    headers: dict[Literal["seeds", "infotexts", "info"], str] = Field(
-        {}, description="Read seeds / infotexts / info from these response headers instead "
-        "(for APIs whose body is the image itself)"
-    )
     fetchFrom: list[str] = Field(
         [], description="Where image URLs may be fetched from besides the service's own "
         "address: host names (https on port 443) or origins (http(s)://host[:port]), e.g. "
@@ -102,8 +99,8 @@ class Result(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> Result:
-        if self.encoding != "bytes" and not self.images:
-            raise ValueError("images (a JMESPath) is required unless encoding is bytes")
+        if self.as_ != "bytes" and not self.images:
+            raise ValueError("images (a JMESPath) is required unless as is bytes")
         for entry in self.fetchFrom:
             if "://" in entry:
                 parts = urlsplit(entry)
@@ -121,34 +118,39 @@ _HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([
                         r"[A-Za-z0-9])?)*")
 
 
-class BackendQueue(_Model):
-    """A service's own queue, asked while a polled job is not done. The expressions read its
-    answer; ``var('name')`` gives values saved by earlier steps (the job's id)."""
+class Source(_Model):
+    """A value read from a helper endpoint's answer: ``path`` (JMESPath) applied to it."""
 
     endpoint: str
-    running: str = Field(description="JMESPath; truthy while the service runs this job")
-    waiting: str = Field(description="JMESPath; truthy while the job waits in its queue")
-    ahead: str | None = Field(None, description="JMESPath; how many jobs are before it")
+    path: str = Field(description="JMESPath into the endpoint's answer")
 
 
 class Poll(_Model):
-    """Repeat a GET until the job it watches is done (or failed, or too slow)."""
+    """Repeat a GET until the job it watches is done (or failed, or too slow). The answer may
+    be JSON, or not (an image once it is ready): ``header()`` and ``status()`` read it then."""
 
     until: str = Field(description="JMESPath; a truthy value means done")
     every: float = Field(1.0, gt=0, description="Seconds between polls")
     timeout: float = Field(600, gt=0, description="Seconds before giving up")
-    failWhen: str | None = Field(None, description="JMESPath; a truthy value means the job failed")
-    failMessage: str | None = Field(None, description="JMESPath to the failure's message")
-    backendQueue: BackendQueue | None = Field(
-        None, description="Where the job stands while it is not done: waiting in the "
-        "service's own queue, running, or gone (removed there)")
+    failWhen: str | None = Field(
+        None, description="JMESPath; a truthy value means the job failed, and a text value "
+        "is the reason shown")
+    backendQueue: Source | None = Field(
+        None, description="The service's own queue, asked while the job is not done: path "
+        "gives {running, waiting, ahead} (var('name') reads the job's saved values)")
 
 
-class Request(_Model):
-    """The fields of one HTTP request. Strings in path, query, headers and body may hold
-    ``{placeholders}``: ``{client_id}``, variables saved by earlier steps, ``{item}``."""
+Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "websocket"]
 
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+
+class Endpoint(_Model):
+    """A request to the service; a generation endpoint may instead list ``steps``, each of
+    them a request too (upload, submit, poll, fetch). Strings in path, query, headers and body
+    may hold ``{placeholders}``: ``{client_id}``, values saved by earlier steps, ``{item}``."""
+
+    name: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                             description="A step's name (steps only)")
+    method: Method = "GET"
     path: str | None = Field(None, pattern=r"^/")
     query: dict[str, Scalar] = {}
     headers: dict[str, str] = {}
@@ -156,9 +158,9 @@ class Request(_Model):
         None, description="Fixed part of the body; parameters are written into it. A value "
         "{$file: name.json} is replaced by that file's JSON (relative to the definition)"
     )
-    encoding: Literal["json", "multipart", "form"] = Field(
-        "json", description="How the body is sent: JSON, multipart/form-data (images as file "
-        "parts) or application/x-www-form-urlencoded"
+    as_: Literal["json", "multipart", "form"] = Field(
+        "json", alias="as", description="How the body is sent: JSON, multipart/form-data "
+        "(images as file parts) or application/x-www-form-urlencoded"
     )
     timeout: float = Field(30, gt=0, description="Seconds to wait for the whole answer (a "
                            "total: a backend that trickles it is given up on at that time)")
@@ -166,28 +168,20 @@ class Request(_Model):
         None, gt=0, description="The largest answer read, in MB; a larger one is an error. "
         "Default: 200 for generation endpoints and their steps, 20 for the others"
     )
-
-
-class Step(Request):
-    """One request of a multi-step endpoint."""
-
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    path: str = Field(pattern=r"^/")
-    save: dict[str, str] = Field({}, description="Variables for later steps: name -> JMESPath")
+    when: str | None = Field(
+        None, description="Health endpoint only: JMESPath, truthy only on this service (tells "
+        "it from others answering alike; a 404 means another service)")
+    save: dict[str, str] = Field({}, description="Steps: values for later steps and calls: "
+                                 "name -> JMESPath")
     set: dict[str, Any] = Field(
-        {}, description="Written into this step's body after the parameters: path -> value "
-        "(strings may hold placeholders)"
+        {}, description="Steps: written into this step's body after the parameters: path -> "
+        "value (strings may hold placeholders)"
     )
-    poll: Poll | None = None
+    poll: Poll | None = Field(None, description="Steps: repeat this GET until done")
     forEach: str | None = Field(
-        None, description="Repeat the step for each item of this saved list ({item} in strings)"
+        None, description="Steps: repeat the step for each item of this saved list ({item})"
     )
-
-
-class Endpoint(Request):
-    """A service endpoint: one request, or several ``steps`` (upload, submit, poll, fetch)."""
-
-    steps: list[Step] | None = None
+    steps: list[Endpoint] | None = None
     result: Result | None = Field(None, description="Present on generation endpoints; read "
                                   "from the (last step's) response(s)")
 
@@ -196,65 +190,68 @@ class Endpoint(Request):
         if self.steps is None and self.path is None:
             raise ValueError("an endpoint needs a path, or steps")
         if self.steps is not None:
-            own = self.model_fields_set & (set(Request.model_fields) - {"timeout"})
+            own = self.model_fields_set & (_REQUEST_FIELDS | _STEP_FIELDS)
             if own:
                 raise ValueError(f"an endpoint with steps has no {', '.join(sorted(own))} of "
                                  "its own (put them on its steps)")
             if not self.steps:
                 raise ValueError("steps is empty")
+            for i, step in enumerate(self.steps):
+                if step.name is None:
+                    raise ValueError(f"steps[{i}] needs a name")
+                inner = step.model_fields_set & {"steps", "result", "when"}
+                if inner:
+                    raise ValueError(f"steps[{i}] is a step: it has no "
+                                     f"{', '.join(sorted(inner))}")
         return self
 
     @property
-    def step_list(self) -> list[Step]:
+    def step_fields(self) -> list[str]:
+        """The fields only a step has that this request sets (an error on an endpoint)."""
+        return sorted(self.model_fields_set & _STEP_FIELDS)
+
+    @property
+    def step_list(self) -> list[Endpoint]:
         """The steps; a one-request endpoint is a single step named 'request'."""
         if self.steps is not None:
             return self.steps
-        fields = self.model_dump(include=set(Request.model_fields))
-        return [Step(name="request", **fields)]
+        return [self.model_copy(update={"name": "request", "result": None})]
+
+    @property
+    def encoding(self) -> str:
+        return self.as_
 
 
-class OptionsSource(_Model):
-    """One place a select's choices come from. Several are concatenated in order."""
-
-    endpoint: str
-    path: str = Field("", description="JMESPath to the list in the response; '' = the body")
-    valueKey: str | None = None
-    labelKey: str | None = None
-    aliases: list[str] = Field(
-        [], description="JMESPaths giving other keys each listed item is known by: a value "
-        "saved earlier (a remembered form, reused parameters) that equals one of them selects "
-        "the item, whose value may have changed since")
+_REQUEST_FIELDS = {"method", "path", "query", "headers", "body", "as_", "maxResponseMB"}
+_STEP_FIELDS = {"name", "save", "set", "poll", "forEach"}
+# Code that reads a step says Step; it is the same object.
+Step = Endpoint
+Request = Endpoint
 
 
-class Pattern(_Model):
-    """A value matching a regular expression (a family of models: ``^gpt-image``)."""
+class OptionsSource:
+    """One place a select's choices come from (from a parameter's options… fields)."""
 
-    pattern: str
+    __slots__ = ("aliases", "endpoint", "labelKey", "path", "valueKey")
 
-    @model_validator(mode="after")
-    def _compiles(self) -> Pattern:
-        try:
-            re.compile(self.pattern)
-        except re.error as exc:
-            raise ValueError(f"invalid regular expression {self.pattern!r}: {exc}") from None
-        return self
+    def __init__(self, endpoint: str, path: str = "", valueKey: str | None = None,
+                 labelKey: str | None = None, aliases: list[str] | None = None):
+        self.endpoint = endpoint
+        self.path = path
+        self.valueKey = valueKey
+        self.labelKey = labelKey
+        self.aliases = list(aliases or [])
 
 
-When = dict[str, Scalar | Pattern | list[Scalar | Pattern]]
+# A value a condition wants: a scalar, or "/regex/" (a family of models: "/^gpt-image/").
+When = dict[str, Scalar | list[Scalar]]
 
 
 class Option(_Model):
     value: Scalar
     label: str | None = None
     when: When | None = Field(None, description="Offered only while these parameters have "
-                              "these values (a list: any of them)")
-
-
-class DefaultFrom(_Model):
-    """Where a select's current value is read (the server's own setting), shown selected."""
-
-    endpoint: str
-    path: str = Field(description="JMESPath to the value in the endpoint's answer")
+                              "these values (a list: any of them; \"/regex/\": a match)")
 
 
 class Append(_Model):
@@ -272,6 +269,27 @@ class IfEmpty(_Model):
     remove: list[str] = []
 
 
+# Which fields each parameter type takes besides the common ones: any other is a load error
+# naming it (an 'as' on a text field, 'required' on a boolean, 'placeholder' on a number).
+_COMMON = {"key", "label", "type", "description", "defaultValue", "target", "when",
+           "together", "role", "group", "advanced", "before", "appendTo", "ifEmpty"}
+_BY_TYPE = {
+    "text": {"placeholder", "required", "range"},
+    "textarea": {"placeholder", "required", "range"},
+    "integer": {"required", "range", "step"},
+    "number": {"required", "range", "step"},
+    "seed": {"required", "range", "step"},
+    "boolean": set(),
+    "select": {"required", "options", "optionsEndpoint", "optionsPath", "optionsValueKey",
+               "optionsLabelKey", "optionsAliases", "defaultFrom", "multiple"},
+    "image": {"required", "as_"},
+}
+# The roles webui understands; a parameter without one gets it from its key or type.
+ROLES = ("prompt", "negative", "seed", "width", "height", "batch", "init_image", "mask")
+_ROLE_OF_KEY = {"prompt": "prompt", "negative_prompt": "negative", "width": "width",
+                "height": "height", "batch_size": "batch"}
+
+
 class Parameter(_Model):
     """One form field and where its value goes in the request."""
 
@@ -280,47 +298,45 @@ class Parameter(_Model):
     type: ParamType
     description: str = ""
     placeholder: str = ""
-    maxLength: int | None = Field(
-        None, ge=1, description="text/textarea: the most characters accepted (default 20000)")
     defaultValue: Any = None
     required: bool = False
-    range: tuple[int | float, int | float] | None = Field(None, description="[min, max], inclusive")
+    range: tuple[int | float, int | float] | None = Field(
+        None, description="[min, max], inclusive; for text, its length (default [0, 20000])")
     step: float | None = Field(None, gt=0)
     options: list[Option] | None = Field(None, description="Static choices of a select")
-    optionsEndpoint: str | None = None
+    optionsEndpoint: str | list[str] | None = Field(
+        None, description="Endpoint(s) listing the choices (several: concatenated)")
     optionsPath: str = ""
     optionsValueKey: str | None = None
     optionsLabelKey: str | None = None
-    optionsAliases: list[str] = Field([], description="aliases of the optionsEndpoint source")
-    defaultFrom: DefaultFrom | None = Field(
+    optionsAliases: list[str] = Field(
+        [], description="JMESPaths giving other keys each listed item is known by: a value "
+        "saved earlier that shares one selects the item, whose value may have changed since")
+    defaultFrom: Source | None = Field(
         None, description="select: take the selected value from the service (e.g. the model "
         "its settings load) instead of a fixed defaultValue")
     multiple: bool = Field(False, description="select only: several values, sent as a list")
-    optionsFrom: list[OptionsSource] = Field(
-        [], description="Several option sources, concatenated (the optionsEndpoint fields are "
-        "shorthand for a single one)"
-    )
     target: str | list[str] | None = Field(
-        None, description="Path in the request body (default: the key), e.g. "
-        "override_settings.sd_model_checkpoint or init_images[0]; a list writes the value to "
-        "each path"
+        None, description="Where the value goes (default: the key): a path in the body "
+        "(override_settings.sd_model_checkpoint, init_images[0]), query:NAME, path:NAME or "
+        "header:NAME, each after 'step:' in a multi-step endpoint; a list writes it to each, "
+        "[] nowhere (a value only used in other parameters' formats)"
     )
     when: When | None = Field(
         None, description="Shown, checked and sent only while these parameters have these "
-        "values (a list: any of them), e.g. {enable_hr: true}"
+        "values (a list: any of them; \"/regex/\": a match), e.g. {enable_hr: true}"
     )
-    send: bool = Field(True, description="false: only used in other parameters' formats")
+    together: list[str] = Field(
+        [], description="Parameters given with this one or not at all (a {w, h} object)")
+    role: str | None = Field(
+        None, description="What the value is to webui: prompt, negative, seed, width, height, "
+        "batch, init_image, mask (default: from the key or type)")
     appendTo: Append | None = None
-    encode: Literal["base64", "data_url"] = Field(
-        "base64", description="How an image upload is put into a JSON body"
-    )
+    as_: Literal["base64", "data_url"] = Field(
+        "base64", alias="as", description="image: how it is put into a JSON body")
     group: str | None = None
     advanced: bool = False
     before: str | None = Field(None, description="In 'add': insert before this key")
-    pickRandom: bool = Field(
-        False, description="seed only: for -1, webui picks the random seed (for services that "
-        "have no 'random' value of their own) and reports it"
-    )
     ifEmpty: IfEmpty | None = Field(
         None, description="Edits of the request body when the value is empty (e.g. take a "
         "LoRA node out of a workflow)"
@@ -337,27 +353,44 @@ class Parameter(_Model):
             ]
         return data
 
+    @model_validator(mode="after")
+    def _fits_its_type(self) -> Parameter:
+        wrong = sorted(self.model_fields_set - _COMMON - _BY_TYPE.get(self.type, set()))
+        if wrong:
+            names = ", ".join("as" if w == "as_" else w for w in wrong)
+            raise ValueError(f"a {self.type} parameter has no {names}")
+        return self
+
     @property
     def title(self) -> str:
         return self.label or self.key.replace("_", " ").capitalize()
 
     @property
+    def encode(self) -> str:
+        return self.as_
+
+    @property
+    def kind(self) -> str | None:
+        """The parameter's role: given, or from its key or type."""
+        if self.role:
+            return self.role
+        if self.type == "seed":
+            return "seed"
+        if self.type == "image":
+            return "init_image"
+        return _ROLE_OF_KEY.get(self.key)
+
+    @property
     def sources(self) -> list[OptionsSource]:
-        if self.optionsEndpoint:
-            head = OptionsSource(
-                endpoint=self.optionsEndpoint,
-                path=self.optionsPath,
-                valueKey=self.optionsValueKey,
-                labelKey=self.optionsLabelKey,
-                aliases=self.optionsAliases,
-            )
-            return [head, *self.optionsFrom]
-        return list(self.optionsFrom)
+        endpoints = ([self.optionsEndpoint] if isinstance(self.optionsEndpoint, str)
+                     else self.optionsEndpoint or [])
+        return [OptionsSource(e, self.optionsPath, self.optionsValueKey, self.optionsLabelKey,
+                              self.optionsAliases) for e in endpoints]
 
     @property
     def targets(self) -> list[str]:
-        """The paths the value is written to (none for a parameter that is not sent)."""
-        if not self.send or self.appendTo:
+        """The places the value is written to (none for one that only appends)."""
+        if self.appendTo:
             return []
         if isinstance(self.target, list):
             return self.target
@@ -370,6 +403,12 @@ class Parameter(_Model):
         if self.type == "seed":
             return DEFAULT_SEED_RANGE
         return (None, None)
+
+    @property
+    def picks_seed(self) -> bool:
+        """A seed whose range has no "random" value (it starts at 0 or more): for -1, webui
+        picks the seed itself and reports it."""
+        return self.type == "seed" and self.range is not None and self.range[0] >= 0
 
 
 class ParameterSet(_Model):
@@ -391,20 +430,24 @@ ParameterSetSpec = Annotated[
 
 
 class Progress(_Model):
-    """How to follow a running generation: an endpoint polled while it runs, and where its
+    """How to follow a running generation: an endpoint polled while it runs (its path may use
+    the job's saved values), or a websocket endpoint whose messages are read; and where each
     answer holds the progress (JMESPath expressions, all optional but the endpoint)."""
 
     endpoint: str
-    every: float = Field(1.0, gt=0, description="Seconds between progress requests")
-    fraction: str | None = Field(None, description="0..1 done")
+    every: float = Field(1.0, gt=0, description="Seconds between progress requests (polled)")
+    when: str | None = Field(
+        None, description="JMESPath; an answer (a message) where it is falsy is not about this "
+        "job (what is left of the previous one, another client's) and is ignored")
+    value: str | None = Field(
+        None, description="JMESPath: the part done, 0..1, or a pair [done, total] (steps "
+        "12 of 20; 30 of 100 for a percentage)")
     eta: str | None = Field(None, description="Seconds left")
-    step: str | None = None
-    steps: str | None = None
-    preview: str | None = Field(None, description="The in-progress image")
-    previewEncoding: Literal["base64", "data_url", "auto"] = "base64"
-    activeWhen: str | None = Field(
-        None, description="JMESPath; answers where it is falsy describe no running job (e.g. "
-        "what is left of the previous one) and are not shown")
+    preview: str | None = Field(
+        None, description="JMESPath to the in-progress image; a binary message is read as "
+        "{binary: base64}, and bytes_after(binary, n) skips a header")
+    as_: Literal["base64", "data_url", "auto"] = Field(
+        "base64", alias="as", description="How the preview is given")
 
 
 class Jobs(_Model):
@@ -440,14 +483,6 @@ class Capability(_Model):
     jobs: Jobs | None = Field(None, description="image_generation only")
 
 
-class Identify(_Model):
-    """A probe telling this service apart from others with the same API."""
-
-    endpoint: str
-    when: str = Field(description="JMESPath over the answer; truthy for this service only. "
-                      "A 404 answer means another service")
-
-
 class Definition(_Model):
     """One service definition file."""
 
@@ -470,9 +505,6 @@ class Definition(_Model):
         None, description="JMESPath over an error answer (status() is its HTTP status): true "
         "when it means the credentials are wrong. Default: status 401 or 403"
     )
-    identify: Identify | None = Field(
-        None, description="How to recognise this service among others answering alike (a "
-        "fork on the same port)")
     capabilities: Annotated[list[Capability], Field(min_length=1)]
 
 

@@ -14,10 +14,13 @@ from .paths import PathError, Token, parse_path
 
 @dataclass(frozen=True)
 class Target:
-    """Where a value is written: a path in the body of one step of an endpoint."""
+    """Where a value is written, in one step of an endpoint: a path in its body, or a query
+    parameter, a ``{name}`` of its path, or a header (``place``; ``tokens`` is then the
+    name alone)."""
 
     step: int
     tokens: tuple[Token, ...]
+    place: str = "body"
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ class ServiceDefinition:
     endpoints: dict[str, Endpoint]
     health: Endpoint | None
     dependencies: tuple[Path, ...] = ()
+    # Old keywords the file used, rewritten at load: (field path, what to write instead).
+    warnings: tuple[tuple[str, str], ...] = ()
     jobs: Jobs = field(default_factory=lambda: Jobs())
 
     @property
@@ -110,15 +115,30 @@ def placeholders(node: Any) -> set[str]:
     return set()
 
 
+PLACES = ("query", "path", "header")
+_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
 def parse_target(text: str, steps: list[Step]) -> Target:
-    """``path`` (one-step endpoints) or ``step:path``; PathError if it names nothing."""
-    step_name, sep, path = text.rpartition(":")
+    """``path``, ``query:NAME``, ``path:NAME`` or ``header:NAME`` (one-step endpoints), each
+    after ``step:`` in a multi-step one; PathError if it names nothing."""
+    parts = text.split(":")
+    place = "body"
+    if len(parts) >= 2 and parts[-2] in PLACES:
+        place, where, step_name = parts[-2], parts[-1], ":".join(parts[:-2])
+        if not _NAME.fullmatch(where):
+            raise PathError(f"{text!r}: {place}: needs a name (letters, digits, _ . -)")
+        sep = ":" if step_name else ""
+    else:
+        step_name, sep, where = text.rpartition(":")
     if sep:
         index = next((i for i, s in enumerate(steps) if s.name == step_name), None)
         if index is None:
             raise PathError(f"no step named {step_name!r}")
     elif len(steps) > 1:
-        raise PathError(f"{text!r}: name the step, e.g. {steps[-1].name}:{text}")
+        # Suggest a step that has a body to write into (a GET step has none).
+        sending = next((s for s in steps if s.method not in ("GET", "websocket")), steps[0])
+        raise PathError(f"{text!r}: name the step, e.g. {sending.name}:{text}")
     else:
         index = 0
-    return Target(index, parse_path(path))
+    return Target(index, (where,) if place != "body" else parse_path(where), place)

@@ -50,9 +50,11 @@ def coerce(
         if not isinstance(raw, str | int | float) or isinstance(raw, bool):
             raise FieldError("must be text")
         text = str(raw)
-        limit = p.maxLength or MAX_TEXT
-        if len(text) > limit:
-            raise FieldError(f"is longer than {limit} characters ({len(text)})")
+        low, high = p.range or (0, MAX_TEXT)
+        if len(text) > high:
+            raise FieldError(f"is longer than {_fmt(high)} characters ({len(text)})")
+        if text.strip() and len(text) < low:
+            raise FieldError(f"is shorter than {_fmt(low)} characters")
         return text
     if p.type == "boolean":
         if isinstance(raw, bool):
@@ -103,6 +105,8 @@ def _to_float(raw: Any) -> float:
 
 
 def _check_number(p: Parameter, value: int | float) -> int | float:
+    if value == -1 and p.picks_seed:
+        return value  # "random": webui picks the seed (the service has no value for it)
     low, high = p.bounds
     if low is not None and value < low:
         raise FieldError(f"must be at least {_fmt(low)}")

@@ -77,9 +77,9 @@ def image_page(image_id: int) -> str:
     on_disk = state().store.path(image.path).is_file()
     img2img = None
     if service is not None:
-        target = service.definition.modes.get("img2img")
-        if target is not None and any(p.type == "image" for p in target.parameters):
-            img2img = target.name
+        # The mode that takes an input image (the role init_image): "Send to img2img".
+        img2img = next((m.name for m in service.definition.modes.values()
+                        if any(p.kind == "init_image" for p in m.parameters)), None)
     return render_template("image.html", image=image, job=job, service=service,
                            on_disk=on_disk, img2img=img2img)
 

@@ -91,7 +91,14 @@ def read_image(service_id: str, mode_name: str) -> tuple[Response, int]:
     prompt, negative, labelled = parse_infotext(text)
     fields = {"prompt": prompt, "negative_prompt": negative, **infotext_to_fields(labelled)}
     values: dict[str, Any] = {}
+    # The texts go to the fields with those roles, whatever their keys.
+    for role, text in (("prompt", prompt), ("negative", negative)):
+        p = next((q for q in mode.parameters if q.kind == role), None)
+        if p is not None and text:
+            values[p.key] = text
     for p in mode.parameters:
+        if p.key in values:
+            continue
         name = (p.targets[0] if p.targets else p.key).rsplit(".", 1)[-1].rsplit(":", 1)[-1]
         for candidate in (p.key, name):
             if candidate in fields and fields[candidate] not in (None, "") and p.type != "image":
