@@ -39,6 +39,8 @@ class ExtraService:
 class LoadFailure:
     path: Path
     lines: list[str]
+    # The id of the service still served from the file's last good version, if any.
+    serving: str | None = None
 
 
 @dataclass
@@ -101,6 +103,8 @@ class DefinitionFolders:
         self._file_locks: dict[Path, threading.RLock] = {}
         self._raw: dict[Path, tuple[Stamp | None, dict[str, Any] | DefinitionError]] = {}
         self._loaded: dict[Path, tuple[Any, ServiceDefinition | DefinitionError]] = {}
+        # The last version of each file that loaded: served while a newer one has an error.
+        self._good: dict[Path, ServiceDefinition] = {}
 
     def _file_lock(self, path: Path) -> threading.RLock:
         with self._lock:
@@ -170,7 +174,14 @@ class DefinitionFolders:
             key = (tuple((p, _stamp(p)) for p in deps), providers)
             with self._lock:
                 self._loaded[path] = (key, loaded)
+                if isinstance(loaded, ServiceDefinition):
+                    self._good[path] = loaded
             return loaded
+
+    def last_good(self, path: Path) -> ServiceDefinition | None:
+        """The version of a file that loaded last, if the file has had one."""
+        with self._lock:
+            return self._good.get(path)
 
     def catalog(self) -> Catalog:
         """The services and the failures as the folders are now."""
@@ -180,8 +191,13 @@ class DefinitionFolders:
         for path in self.files():
             loaded = self.load(path, by_id)
             if isinstance(loaded, DefinitionError):
-                result.failures.append(LoadFailure(path, loaded.lines()))
-                continue
+                good = self.last_good(path)
+                result.failures.append(LoadFailure(path, loaded.lines(),
+                                                   good.id if good else None))
+                if good is None:
+                    continue
+                # A typo must not take the service away: the last good version goes on.
+                loaded = good
             previous = loaded_by_id.get(loaded.id)
             if previous and previous[1].parent == path.parent:
                 result.failures.append(LoadFailure(path, [

@@ -610,7 +610,8 @@ def _check_parameter_value_spec(p: Parameter, ploc: str, problems: list[tuple[st
 
 
 def _leaf_paths(doc: Any, prefix: tuple[Token, ...] = ()) -> list[tuple[Token, ...]]:
-    if isinstance(doc, dict) and doc:
+    # An empty object is a place for parameters to write into ({input: {}}), not a value.
+    if isinstance(doc, dict):
         return [t for k, v in doc.items() for t in _leaf_paths(v, (*prefix, k))]
     if isinstance(doc, list) and doc:
         return [t for i, v in enumerate(doc) for t in _leaf_paths(v, (*prefix, i))]

@@ -106,6 +106,8 @@ def service_page(service_id: str, mode_name: str) -> str:
                            form_values=form_values,
                            job=job, position=state().jobs.position(job) if job else None,
                            missing=state().jobs.missing(service, mode),
+                           broken=next((f for f in state().folders.catalog().failures
+                                        if f.serving == service.definition.id), None),
                            values=values, init_image=init_image,
                            prefilled=bool(values or init_image))
 
