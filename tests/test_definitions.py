@@ -205,3 +205,24 @@ def test_set_path_creates_containers():
     set_path(doc, parse_path("prompt.6.inputs.text"), "cat")
     assert doc == {"keep": 1, "override_settings": {"sd_model_checkpoint": "m"},
                    "init_images": ["b64"], "prompt": {"6": {"inputs": {"text": "cat"}}}}
+
+
+def test_committed_reference_is_current():
+    from webui.format.reference import reference_markdown
+
+    committed = (SCHEMA_FILE.parent / "definition-reference.md").read_text()
+    assert committed == reference_markdown(), (
+        "run: webui schema --output docs/definition.schema.json "
+        "--reference docs/definition-reference.md")
+
+
+def test_the_second_edition_has_fewer_concepts_than_the_first():
+    from webui.format.reference import concept_count
+
+    # The first edition (docs/definition.schema.json before the second): 16 object types
+    # besides the file itself, 86 field names, 30 enumerated values.
+    objects, names, enums = concept_count()
+    assert objects - 1 < 16 and names < 86 and enums < 30
+    # The README says so, with the numbers.
+    readme = (SCHEMA_FILE.parent.parent / "README.md").read_text()
+    assert f"{objects} object types, {names} field names and {enums} enumerated values" in readme

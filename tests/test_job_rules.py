@@ -249,3 +249,44 @@ def test_webui_help_names_the_commands():
                          capture_output=True, text=True, timeout=30).stdout
     for command in ("serve", "check", "schema", "demo"):
         assert command in out
+
+
+def test_a_typo_keeps_the_last_good_version_serving(make_settings):
+    settings = make_settings()
+    folder = settings.user_definitions
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "tiny.yaml"
+    from .helpers import minimal
+
+    path.write_text(yaml.safe_dump(minimal()))
+    client = create_app(settings).test_client()
+    assert client.get("/services/tiny/txt2img").status_code == 200
+    broken = minimal()
+    broken["capabilities"][1]["parameters"]["txt2img"][1]["rnage"] = [1, 2]  # a typo
+    path.write_text(yaml.safe_dump(broken))
+    stamp = time.time() + 2
+    os.utime(path, (stamp, stamp))
+    index = client.get("/").get_data(as_text=True)
+    assert "rnage: Extra inputs are not permitted" in index
+    assert "goes on with the last version that loaded" in index
+    page = client.get("/services/tiny/txt2img")
+    assert page.status_code == 200
+    assert "has an error since it was last changed" in page.get_data(as_text=True)
+
+
+def test_check_suggests_a_step_that_has_a_body(tmp_path):
+    from webui.cli import main as cli_main
+
+    text = (BUNDLED_DIR / "comfyui.yaml").read_text().replace(
+        '"submit:prompt.6.inputs.text"', '"prompt.6.inputs.text"', 1)
+    (tmp_path / "comfyui").mkdir()
+    for name in ("txt2img.json", "img2img.json"):
+        (tmp_path / "comfyui" / name).write_text((BUNDLED_DIR / "comfyui" / name).read_text())
+    (tmp_path / "c.yaml").write_text(text)
+    import contextlib
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        cli_main(["check", str(tmp_path / "c.yaml")])
+    # The suggestion names the submitting step (the last one, fetch, is a GET: no body).
+    assert "name the step, e.g. submit:prompt.6.inputs.text" in out.getvalue()

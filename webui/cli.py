@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
 
     schema = sub.add_parser("schema", help="print the JSON Schema of definition files")
     schema.add_argument("--output", type=Path, help="write to this file instead")
+    schema.add_argument("--reference", type=Path, metavar="FILE",
+                        help="also write the format's reference (markdown) to FILE")
 
     args = parser.parse_args(argv)
     if args.command == "check":
@@ -77,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
                        port=args.port, threads=4, ident="webui-demo")
         return 0
     if args.command == "schema":
+        if args.reference:
+            from .format.reference import reference_markdown
+
+            args.reference.write_text(reference_markdown(), encoding="utf-8")
         if args.output:
             args.output.write_text(schema_text(), encoding="utf-8")
         else:

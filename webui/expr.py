@@ -25,6 +25,17 @@ import jmespath
 import jmespath.exceptions
 from jmespath import functions
 
+# webui's functions, as the reference lists them.
+FUNCTION_HELP = {
+    "var": "var('name'): a value saved by an earlier step of the job, null if none",
+    "status": "status(): the HTTP status of the answer being read",
+    "header": "header('name'): a header of the answer being read, null if absent",
+    "split": "split(text, separator): the text cut into a list (split(title, ' [')[0])",
+    "json": "json(text): JSON text read as a value (json(info).all_seeds), null if not JSON",
+    "bytes_after": "bytes_after(base64, n): base64 of what follows the first n bytes (a "
+                   "binary message's header skipped)",
+}
+
 
 class ExprError(ValueError):
     """An expression that cannot be compiled, or that failed on the data it was given."""

@@ -516,3 +516,81 @@ def error_loc(parts: tuple[Any, ...] | list[Any]) -> str:
             continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
+
+
+# What the fields without a Field(description=…) above mean: for the reference and the JSON
+# Schema editors read (one table rather than a Field() around every short field).
+_MEANING = {
+    Definition: {
+        "schema_": "For editors (the JSON Schema); ignored by webui",
+        "id": "The service's id: in URLs and in WEBUI_<ID>_… variables",
+        "name": "Shown in the list of services and page titles",
+        "description": "Shown under the name in the list of services",
+        "docs": "Link to the service's API docs, shown on its page",
+        "authentication": "How requests authenticate",
+        "configuration": "How the service must be started (setup help while it is offline)",
+        "capabilities": "A health check, and image generation",
+    },
+    Authentication: {
+        "type": "none, HTTP Basic, a bearer token, or a token in a header of your choice",
+        "usernameEnv": "basic: the variable holding the user name (WEBUI_<ID>_…)",
+        "passwordEnv": "basic: the variable holding the password",
+        "tokenEnv": "bearer/header: the variable holding the token",
+    },
+    Configuration: {
+        "arguments": "Launch arguments the service needs",
+        "help": "Setup help (`code` in backticks)",
+    },
+    Argument: {
+        "flag": "The argument, e.g. --api",
+        "description": "What it does",
+        "required": "Without it webui cannot work with the service",
+    },
+    Capability: {
+        "capability": "health (one endpoint, the status check) or image_generation",
+        "endpoints": "The service's endpoints by name; a generation endpoint has a result "
+                     "and a parameter set of its name",
+        "parameters": "Parameter sets by generation endpoint: a list, or a set built on "
+                      "another (ParameterSet)",
+    },
+    Endpoint: {
+        "method": "HTTP method; websocket: a progress source that is listened to",
+        "path": "Appended to the service's URL",
+        "query": "Query parameters",
+        "headers": "Request headers",
+        "steps": "Several requests in order (upload, submit, poll, fetch), each an Endpoint",
+    },
+    Source: {"endpoint": "A helper endpoint (not a generation endpoint)"},
+    Parameter: {
+        "key": "The form field's name; also the default target",
+        "label": "Shown (default: from the key)",
+        "type": "text, textarea, integer, number, boolean, select, image or seed",
+        "description": "Help under the field",
+        "placeholder": "text/textarea: example text shown while empty",
+        "defaultValue": "The value the form starts with (checked like a submitted one)",
+        "required": "An empty value is refused",
+        "step": "numbers: the value is min + n × step",
+        "optionsPath": "JMESPath to the list in the endpoint's answer (default: the answer)",
+        "optionsValueKey": "For a list of objects: the field that is the value",
+        "optionsLabelKey": "The field shown (default: the value)",
+        "appendTo": "Appended to a text parameter instead of sent on its own",
+        "group": "The form section it is in",
+        "advanced": "Folded away under More",
+    },
+    Option: {"value": "What is sent", "label": "What is shown (default: the value)"},
+    Append: {"to": "The text parameter it is appended to"},
+    IfEmpty: {"set": "Target -> value, written", "remove": "Targets removed"},
+    ParameterSet: {
+        "extends": "The set it starts from (a parent's is '<parent id>:<set>')",
+        "exclude": "Keys left out",
+        "override": "Key -> fields changed",
+        "add": "Parameters added (at the end, or before another with 'before')",
+    },
+    Jobs: {"progress": "How to follow a running job"},
+    Progress: {"endpoint": "The endpoint polled (or, a websocket, listened to)"},
+}
+for _cls, _fields in _MEANING.items():
+    for _name, _text in _fields.items():
+        _cls.model_fields[_name].description = _text
+    _cls.model_rebuild(force=True)
+Definition.model_rebuild(force=True)
