@@ -36,7 +36,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import pool_classes_by_scheme
 
 from . import expr
-from .format import Request, Step
+from .format import Request
 from .redact import mask, redact_url
 from .service import Service, env_name
 
