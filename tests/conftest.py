@@ -55,7 +55,7 @@ def demo_server() -> Iterator[ServerThread]:
 
 # The test backend of every bundled service other than A1111 (which the demo stands in for).
 FAKES = {
-    "comfyui": lambda: create_comfyui_app(polls_before_done=1),
+    "comfyui": lambda: create_comfyui_app(polls_before_done=1, previews=True),
     "openai": create_openai_app,
     "stability": create_stability_app,
     "forge": create_forge_app,

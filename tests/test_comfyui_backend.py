@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import io
 import json
+import struct
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import jmespath
 import pytest
+import requests
+import websocket
 from flask.testing import FlaskClient
 from PIL import Image
 
 from .backends.comfyui import OOM_MESSAGE, OOM_TIPS, SAMPLERS, create_comfyui_app
-from .helpers import image_bytes
+from .helpers import ServerThread, image_bytes
 
 WORKFLOWS = Path(__file__).parent.parent / "webui" / "services" / "comfyui"
 
@@ -676,3 +680,299 @@ def test_a_link_under_a_name_the_node_does_not_have_fails_when_it_runs(client):
     assert (error[1]["node_id"], error[1]["exception_type"]) == ("10", "TypeError")
     assert error[1]["exception_message"] == (
         "LoraLoader.load_lora() got an unexpected keyword argument 'extra'\n")
+
+
+# The websocket (GET /ws?clientId=…), on a real server: v0.3.64 server.websocket_handler,
+# send_json/send_bytes/encode_bytes/send_image(_with_metadata), main.hijack_progress and
+# prompt_worker, execution.execute/PromptExecutor, comfy_execution/progress.py. --------------
+
+
+class WsClient:
+    """A websocket-client connection to the fake, read message by message: text as
+    ``(type, data)``, binary frames as ``("bytes", frame)``."""
+
+    def __init__(self, url: str, client_id: str | None, path: str = "/ws"):
+        query = f"?clientId={client_id}" if client_id is not None else ""
+        self.conn = websocket.create_connection(url.replace("http://", "ws://") + path + query,
+                                                timeout=5, suppress_origin=True)
+
+    def read(self) -> tuple[str, Any]:
+        message = self.conn.recv()
+        if isinstance(message, bytes):
+            return "bytes", message
+        decoded = json.loads(message)
+        return decoded["type"], decoded["data"]
+
+    def read_until(self, done: Callable[[str, Any], bool]) -> list[tuple[str, Any]]:
+        out = []
+        while not out or not done(*out[-1]):
+            out.append(self.read())
+        return out
+
+    def nothing_more(self, wait: float = 0.2) -> bool:
+        """No message within WAIT seconds (the fake sends within milliseconds)."""
+        self.conn.settimeout(wait)
+        try:
+            self.conn.recv()
+        except websocket.WebSocketTimeoutException:
+            return True
+        finally:
+            self.conn.settimeout(5)
+        return False
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def finished(kind: str, data: Any) -> bool:
+    """main.prompt_worker's last message of a prompt: executing with node None."""
+    return kind == "executing" and data["node"] is None
+
+
+def summary(messages: list[tuple[str, Any]]) -> list[str]:
+    """Each message in short: its type, and the node or step it is about."""
+    out = []
+    for kind, data in messages:
+        if kind == "bytes":
+            event, fmt = struct.unpack(">II", data[:8])
+            out.append(f"bytes {event} {fmt}")
+        elif kind in ("executing", "executed"):
+            out.append(f"{kind} {data['node']}")
+        elif kind == "progress":
+            out.append(f"progress {data['value']}/{data['max']}")
+        else:
+            out.append(kind)
+    return out
+
+
+def node_messages(node: str, steps: int = 0, preview: str = "") -> list[str]:
+    """execution.execute for one node: progress_state (start), executing, the sampler steps
+    (progress_state, progress, and the preview frame), progress_state (finish)."""
+    out = ["progress_state", f"executing {node}"]
+    for step in range(1, steps + 1):
+        out += ["progress_state", f"progress {step}/{steps}"] + ([preview] if preview else [])
+    return [*out, "progress_state"]
+
+
+# Depth first from SaveImage "9": the checkpoint, the LoRA, both prompts, the latent, then the
+# KSampler, VAEDecode and SaveImage.
+BEFORE_SAMPLER = ["4", "10", "6", "7", "5"]
+
+
+@pytest.fixture
+def comfy() -> Iterator[ServerThread]:
+    with ServerThread(create_comfyui_app(polls_before_done=2, previews=True,
+                                         preview_format="PNG")) as server:
+        yield server
+
+
+def test_the_websocket_sends_a_prompts_messages_in_order_to_its_client_only(comfy):
+    mine, other = WsClient(comfy.url, "webui"), WsClient(comfy.url, "someone-else")
+    # websocket_handler: status with the socket's sid, first.
+    assert mine.read() == ("status", {"status": {"exec_info": {"queue_remaining": 0}},
+                                      "sid": "webui"})
+    assert other.read()[1]["sid"] == "someone-else"
+
+    r = requests.post(f"{comfy.url}/prompt", json={
+        "prompt": workflow("txt2img", **{"3__steps": 4}), "client_id": "webui"}, timeout=5)
+    prompt_id = r.json()["prompt_id"]
+    # It starts at once: its nodes up to the KSampler run, the KSampler starts ...
+    started = mine.read_until(lambda kind, data: kind == "executing" and data["node"] == "3")
+    assert summary(started) == [
+        "status", "status", "execution_start", "execution_cached",
+        *[m for node in BEFORE_SAMPLER for m in node_messages(node)],
+        "progress_state", "executing 3"]
+    assert [data["status"]["exec_info"]["queue_remaining"] for _, data in started[:2]] == [1, 1]
+    assert mine.nothing_more()
+    # ... and every GET /history/{id} is a worker step: 2 of the 4 sampler steps each, then
+    # the rest of the prompt.
+    sampler = node_messages("3", 4, "bytes 1 2")  # preview frames: PREVIEW_IMAGE, PNG
+    answers, rest = [], []
+    for _ in range(2):
+        answers.append(requests.get(f"{comfy.url}/history/{prompt_id}", timeout=5).json())
+        rest += [mine.read() for _ in range(6)]
+        assert mine.nothing_more()
+    assert summary(rest) == sampler[2:14]
+    answers.append(requests.get(f"{comfy.url}/history/{prompt_id}", timeout=5).json())
+    assert answers[:2] == [{}, {}] and list(answers[2]) == [prompt_id]
+    rest += mine.read_until(finished)
+    assert summary(rest) == [
+        *sampler[2:], *node_messages("8"),
+        "progress_state", "executing 9", "executed 9", "progress_state",
+        "execution_success", "status", "executing None"]
+
+    messages = started + rest
+    by_type: dict[str, list[Any]] = {}
+    for kind, data in messages:
+        by_type.setdefault(kind, []).append(data)
+    assert all(data.get("prompt_id") == prompt_id for kind, data in messages
+               if kind not in ("bytes", "status"))
+    assert by_type["executing"][0] == {"node": "4", "display_node": "4", "prompt_id": prompt_id}
+    assert by_type["progress"][0] == {"value": 1, "max": 4, "prompt_id": prompt_id, "node": "3"}
+    assert by_type["executed"] == [{
+        "node": "9", "display_node": "9", "prompt_id": prompt_id,
+        "output": {"images": [{"filename": "webui_00001_.png", "subfolder": "",
+                               "type": "output"}]}}]
+    # The execution messages are the history entry's status messages, timestamps and all.
+    entry = answers[2][prompt_id]
+    assert [[kind, data] for kind, data in messages
+            if kind.startswith("execution_")] == entry["status"]["messages"]
+    assert by_type["status"][-1] == {"status": {"exec_info": {"queue_remaining": 0}}}
+    # progress_state: every node started so far, the KSampler's at its step.
+    last = by_type["progress_state"][-1]
+    assert list(last["nodes"]) == [*BEFORE_SAMPLER, "3", "8", "9"]
+    assert last["nodes"]["3"] == {
+        "value": 4, "max": 4, "state": "finished", "node_id": "3", "prompt_id": prompt_id,
+        "display_node_id": "3", "parent_node_id": None, "real_node_id": "3"}
+    during = by_type["progress_state"][len(BEFORE_SAMPLER) * 2 + 1]
+    assert during["nodes"]["3"]["state"] == "running" and during["nodes"]["3"]["value"] == 1
+
+    # A preview: event 1, format 2, then a PNG of the picture so far; the last one is the
+    # final image at an eighth of its size.
+    frames = [data for kind, data in messages if kind == "bytes"]
+    assert len(frames) == 4
+    pictures = [Image.open(io.BytesIO(frame[8:])) for frame in frames]
+    assert {p.format for p in pictures} == {"PNG"} and {p.size for p in pictures} == {(64, 64)}
+    final = view(comfy.server.app.test_client(), entry["outputs"]["9"]["images"][0])
+    small = final.convert("RGB").resize((64, 64), Image.Resampling.BILINEAR)
+    assert pictures[-1].convert("RGB").getpixel((8, 8)) == pytest.approx(
+        small.getpixel((8, 8)), abs=40)
+    assert pictures[0].tobytes() != pictures[-1].tobytes()
+
+    # The other client's socket got the broadcast queue statuses (put, get, task_done), and
+    # nothing else before the last of them: none of this prompt's messages.
+    theirs = other.read_until(lambda kind, data: kind == "status"
+                              and data["status"]["exec_info"]["queue_remaining"] == 0)
+    assert summary(theirs) == ["status"] * 3
+    assert other.nothing_more()
+    mine.close()
+    other.close()
+
+
+def test_previews_are_off_by_default_and_jpeg_when_on():
+    """--preview-method defaults to none: progress without frames; latent_preview.
+    prepare_callback makes JPEG previews (format 1)."""
+    for previews, frame in ((False, None), (True, "bytes 1 1")):
+        with ServerThread(create_comfyui_app(polls_before_done=0, previews=previews)) as srv:
+            sock = WsClient(srv.url, "webui", "/api/ws")  # also under /api
+            sock.read()
+            prompt_id = queue_on(srv, workflow("txt2img", **{"3__steps": 2}), "webui")
+            requests.get(f"{srv.url}/history/{prompt_id}", timeout=5)
+            sampled = [m for m in summary(sock.read_until(finished))
+                       if m.startswith(("progress ", "bytes"))]
+            expected = ["progress 1/2", "progress 2/2"]
+            if frame:
+                expected = ["progress 1/2", frame, "progress 2/2", frame]
+            assert sampled == expected
+            sock.close()
+
+
+def queue_on(server: ServerThread, prompt: dict[str, Any], client_id: str | None) -> str:
+    body: dict[str, Any] = {"prompt": prompt}
+    if client_id is not None:
+        body["client_id"] = client_id
+    r = requests.post(f"{server.url}/prompt", json=body, timeout=5)
+    assert r.status_code == 200, r.text
+    return r.json()["prompt_id"]
+
+
+def test_a_prompt_without_client_id_broadcasts_only_progress(comfy):
+    """send_json/send_bytes with sid None go to every socket; add_message(broadcast=False)
+    and the ``if server.client_id is not None`` guards of executing/executed send nothing."""
+    a, b = WsClient(comfy.url, "a"), WsClient(comfy.url, None)
+    assert len(b.read()[1]["sid"]) == 32  # uuid4().hex
+    a.read()
+    prompt_id = queue_on(comfy, workflow("txt2img", **{"3__steps": 2}), None)
+    for _ in range(3):
+        requests.get(f"{comfy.url}/history/{prompt_id}", timeout=5)
+    for sock in (a, b):
+        got = sock.read_until(lambda kind, data: kind == "status"
+                              and data["status"]["exec_info"]["queue_remaining"] == 0)
+        kinds = set(summary(got))
+        assert kinds == {"status", "progress_state", "progress 1/2", "progress 2/2", "bytes 1 2"}
+        assert sock.nothing_more()
+        sock.close()
+
+
+def test_an_interrupt_ends_the_run_with_execution_interrupted(comfy):
+    """A NEVER_FINISH prompt stays in the sampler; a reconnecting socket of its client gets
+    ``executing`` with the last node (websocket_handler); POST /interrupt ends it with
+    execution_interrupted (broadcast=True: also without a client_id), task_done's status and
+    executing None."""
+    sock = WsClient(comfy.url, "webui")
+    sock.read()
+    prompt_id = queue_on(comfy, workflow("txt2img", **{"6__text": "NEVER_FINISH"}), "webui")
+    sock.read_until(lambda kind, data: kind == "executing" and data["node"] == "3")
+    for _ in range(3):
+        requests.get(f"{comfy.url}/history/{prompt_id}", timeout=5)
+    assert sock.nothing_more()  # the clock does not move a NEVER_FINISH prompt
+
+    again = WsClient(comfy.url, "webui")  # replaces the first socket for this clientId
+    assert summary([again.read(), again.read()]) == ["status", "executing 3"]
+    requests.post(f"{comfy.url}/interrupt", json={"prompt_id": prompt_id}, timeout=5)
+    end = again.read_until(finished)
+    assert summary(end) == ["execution_interrupted", "status", "executing None"]
+    assert end[0][1]["node_id"] == "3" and end[0][1]["executed"] == BEFORE_SAMPLER
+    assert sock.nothing_more()
+    sock.close()
+    again.close()
+
+    # Without a client_id, the execution_interrupted message still goes to every socket.
+    watcher = WsClient(comfy.url, "watcher")
+    watcher.read()
+    other = queue_on(comfy, workflow("txt2img", **{"6__text": "NEVER_FINISH"}), None)
+    requests.post(f"{comfy.url}/interrupt", timeout=5)
+    got = watcher.read_until(lambda kind, data: kind == "execution_interrupted")
+    assert got[-1][1]["prompt_id"] == other
+    watcher.close()
+
+
+def test_fail_execution_ends_with_execution_error_and_no_progress(comfy):
+    sock = WsClient(comfy.url, "webui")
+    sock.read()
+    prompt_id = queue_on(comfy, workflow("txt2img", **{"6__text": "FAIL_EXECUTION"}), "webui")
+    for _ in range(3):
+        requests.get(f"{comfy.url}/history/{prompt_id}", timeout=5)
+    got = sock.read_until(finished)
+    # execution.execute: the KSampler started and raised; no finish, no step.
+    assert summary(got)[-5:] == ["progress_state", "executing 3", "execution_error", "status",
+                                 "executing None"]
+    assert not [m for m in summary(got) if m.startswith(("progress ", "bytes"))]
+    error = got[-3][1]
+    assert error["node_id"] == "3" and error["exception_type"] == "torch.OutOfMemoryError"
+    assert error["exception_message"] == f"{OOM_MESSAGE}\n{OOM_TIPS}"
+    sock.close()
+
+
+def test_feature_flags_switch_previews_to_frames_with_metadata(comfy):
+    """A first message {"type": "feature_flags"} is answered with the server's flags;
+    supports_preview_metadata makes WebUIProgressHandler send type 4 frames (length, JSON with
+    the prompt_id and node, image) before each progress message, and hijack_progress no type 1
+    frame."""
+    sock = WsClient(comfy.url, "webui")
+    sock.read()
+    sock.conn.send(json.dumps({"type": "feature_flags",
+                               "data": {"supports_preview_metadata": True}}))
+    assert sock.read() == ("feature_flags", {"supports_preview_metadata": True,
+                                             "max_upload_size": 104857600.0})
+    prompt_id = queue_on(comfy, workflow("txt2img", **{"3__steps": 2}), "webui")
+    for _ in range(3):
+        requests.get(f"{comfy.url}/history/{prompt_id}", timeout=5)
+    got = sock.read_until(finished)
+    sampled = [m.split()[:2] for m in summary(got) if m.startswith(("progress ", "bytes"))]
+    assert sampled == [["bytes", "4"], ["progress", "1/2"], ["bytes", "4"], ["progress", "2/2"]]
+    frame = next(data for kind, data in got if kind == "bytes")
+    (length,) = struct.unpack(">I", frame[4:8])
+    meta = json.loads(frame[8:8 + length])
+    assert meta == {"node_id": "3", "prompt_id": prompt_id, "display_node_id": "3",
+                    "parent_node_id": None, "real_node_id": "3", "image_type": "image/png"}
+    assert Image.open(io.BytesIO(frame[8 + length:])).format == "PNG"
+    # A later feature_flags message is not the first: ignored.
+    sock.conn.send(json.dumps({"type": "feature_flags", "data": {}}))
+    assert sock.nothing_more()
+    sock.close()
+
+
+def test_a_plain_get_of_the_websocket_is_a_400(comfy):
+    """aiohttp's WebSocketResponse.prepare refuses a request without the upgrade headers."""
+    assert requests.get(f"{comfy.url}/ws?clientId=x", timeout=5).status_code == 400

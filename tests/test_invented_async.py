@@ -10,8 +10,8 @@ The backend (``artjobs_app``) is invented: nothing here is a real service."""
 from __future__ import annotations
 
 import io
-import re
 import itertools
+import re
 import threading
 
 import pytest

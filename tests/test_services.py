@@ -12,9 +12,22 @@ import pytest
 import requests
 from PIL import Image
 
-from webui import pipeline
+from webui import create_app, pipeline
 
-from .helpers import defaults, field_errors, generate, image_bytes, images_in, sent, submit
+from .backends.comfyui import create_comfyui_app
+from .helpers import (
+    HX,
+    ServerThread,
+    defaults,
+    field_errors,
+    generate,
+    image_bytes,
+    images_in,
+    job_in,
+    sent,
+    submit,
+    wait_for,
+)
 
 # ComfyUI ------------------------------------------------------------------------------------
 
@@ -301,3 +314,32 @@ def test_stability_wrong_key_and_openai_timeout(services_app, fakes, monkeypatch
     assert "did not answer within 0.5 s" in info.value.message
     assert "was not sent again" in info.value.message
     assert len(sent(fakes, "openai", "/v1/images/generations")) == 1
+
+
+def test_comfyui_jobs_show_step_progress_and_a_live_preview(make_settings):
+    """ComfyUI tells progress only over its websocket, to the socket named by the prompt's
+    client_id (server.py websocket_handler; main.py hijack_progress): the job listens on it from
+    before the prompt is queued and shows the steps and the preview frames as they come."""
+    with ServerThread(create_comfyui_app(polls_before_done=4, previews=True)) as fake:
+        app = create_app(make_settings(url_overrides={"comfyui": fake.url}))
+        client = app.test_client()
+        data = {**defaults(app, "comfyui", "txt2img"), "prompt": "a fox", "steps": "20",
+                "ckpt_name": "sd15-demo.safetensors", "width": "128", "height": "128"}
+        r = client.post("/services/comfyui/txt2img/generate", headers=HX, data=data)
+        assert r.status_code == 202, r.get_data(as_text=True)
+        job = job_in(client, r.get_data(as_text=True))
+        wait_for(lambda: job.progress.preview, what="a live preview")
+        steps = wait_for(lambda: job.progress.step, what="a step")
+        panel = client.get(f"/jobs/{job.id}/panel").get_data(as_text=True)
+        # The fake samples only as webui polls its history: three polls are still to come.
+        assert job.status == "running"
+        assert re.search(r"step \d+/20", panel) and "<progress" in panel
+        assert f"/jobs/{job.id}/preview?v=" in panel
+        preview = client.get(f"/jobs/{job.id}/preview")
+        assert preview.status_code == 200
+        assert preview.data.startswith(b"\xff\xd8")  # the JPEG frame, without its 8-byte header
+        assert job.done.wait(20) and job.status == "done", job.error
+        assert 0 < steps <= 20
+        [queued] = sent({"comfyui": fake}, "comfyui", "/prompt")
+        sockets = [q for q in fake.server.app.config["REQUESTS"] if q["path"] == "/ws"]
+        assert sockets and sockets[0]["args"]["clientId"] == queued["json"]["client_id"]

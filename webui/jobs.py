@@ -378,6 +378,8 @@ class JobManager:
         service = job.service.at(instance.url)
         follower = None
         following = threading.Event()  # set when the generation has ended
+        # Known before anything is sent, so a progress websocket can listen from the start.
+        job.variables.setdefault("client_id", uuid.uuid4().hex)
         if service.definition.jobs.progress is not None:
             follower = threading.Thread(target=self._follow, args=(service, job, following),
                                         daemon=True)
@@ -528,15 +530,16 @@ def _progress(spec: Any, data: Any, before: Progress, context: expr.Context) -> 
     value = _value(spec.value, data, context)
     new = Progress(eta=_number(_value(spec.eta, data, context)), preview=before.preview,
                    preview_mime=before.preview_mime, preview_version=before.preview_version)
-    if isinstance(value, list) and len(value) == 2:
-        done, total = _number(value[0]), _number(value[1])
-        if done is not None and total:
-            new.fraction = max(0.0, min(1.0, done / total))
-            new.step, new.steps = int(done), int(total)
+    pair = value if isinstance(value, list) and len(value) == 2 else [None, None]
+    done, total = _number(pair[0]), _number(pair[1])
+    if done is not None and total:
+        new.fraction = max(0.0, min(1.0, done / total))
+        new.step, new.steps = int(done), int(total)
     elif _number(value) is not None:
         new.fraction = max(0.0, min(1.0, _number(value) or 0.0))
     else:
-        # A message without a value (a preview frame) leaves the progress as it was.
+        # A message without a value (a preview frame: [null, null]) leaves the progress as
+        # it was.
         new.fraction, new.step, new.steps = before.fraction, before.step, before.steps
     raw = _value(spec.preview, data, context)
     if isinstance(raw, str) and raw:

@@ -203,7 +203,8 @@ def generate(
     control = control or Control()
     started = time.monotonic()
     variables = control.variables
-    variables["client_id"] = uuid.uuid4().hex
+    # Given before the job started when a websocket listens for this client's messages.
+    variables.setdefault("client_id", uuid.uuid4().hex)
     steps = mode.endpoint.step_list
     responses: list[requests.Response] = []
     for index, step in enumerate(steps):

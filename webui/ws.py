@@ -10,7 +10,10 @@ The protocol is websocket-client's (synchronous, no threads of its own). Two thi
 here: a frame longer than the cap is refused as soon as its header is read, before any of its
 payload (websocket-client would read it whole), and a watchdog bounds the whole handshake by
 ``connect_timeout`` and ``stop`` (websocket-client's timeout is per read, and it reads the
-response headers without a size limit). Redirects are not followed and no Origin is sent.
+response headers without a size limit). Redirects are not followed and no Origin is sent (a
+non-browser client has none, and some servers refuse one that differs from Host). As with
+requests, the ``http_proxy``/``https_proxy``/``no_proxy`` environment variables apply
+(websocket-client reads them).
 """
 
 from __future__ import annotations
@@ -36,9 +39,12 @@ _SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
 
 def websocket_url(url: str) -> str | None:
     """URL with http(s) turned into ws(s) (ws and wss kept); None for anything else."""
-    parts = urlsplit(url)
-    scheme = _SCHEMES.get(parts.scheme.lower())
-    if scheme is None or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        scheme = _SCHEMES.get(parts.scheme.lower())
+        if scheme is None or not parts.hostname or parts.port == 0:
+            return None
+    except ValueError:  # a bad IPv6 literal or port
         return None
     return urlunsplit((scheme, parts.netloc, parts.path or "/", parts.query, ""))
 
@@ -57,9 +63,10 @@ def listen(
     """Connect to URL (http, https, ws or wss; the path and query are the caller's) with
     HEADERS, then call ``on_text`` for each text message and ``on_bytes`` for each binary one,
     in the order they arrive, on this thread, until STOP is set (checked every
-    ``POLL_INTERVAL`` seconds, also while connecting) or the connection ends. Pings are
-    answered. ``hello``: a text message sent once, right after connecting. A message (all its
-    fragments) over ``max_message`` bytes closes the connection (status 1009)."""
+    ``POLL_INTERVAL`` seconds, also during the handshake; a TCP connect under way is bounded by
+    ``connect_timeout`` alone) or the connection ends. Pings are answered. ``hello``: a text
+    message sent once, right after connecting. A message (all its fragments) over
+    ``max_message`` bytes closes the connection (status 1009)."""
     target = websocket_url(url)
     if target is None or stop.is_set():
         return

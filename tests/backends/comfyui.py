@@ -5,9 +5,11 @@ commit 637221995f7424a561bd825de3e61ea117dfe1e3, "ComfyUI version 0.3.64" (2025-
 ``server.py`` (the routes), ``execution.py`` (``validate_prompt``/``validate_inputs``,
 ``PromptExecutor``, ``PromptQueue``), ``main.py`` (``prompt_worker``), ``nodes.py``
 (``INPUT_TYPES`` of the core nodes, ``interrupt_processing``) and ``comfy/model_management.py``
-(``interrupt_current_processing``). Two shapes come from later versions and say so where they
-are made: ``missing_node_type`` validation errors and ``extra_data["create_time"]``. Every route
-also answers under ``/api``, as the real one does (``PromptServer.add_routes``).
+(``interrupt_current_processing``); for the websocket also ``main.hijack_progress``,
+``comfy_execution/progress.py`` (``WebUIProgressHandler``), ``comfy_api/feature_flags.py``,
+``latent_preview.py`` and ``protocol.py``. Two shapes come from later versions and say so where
+they are made: ``missing_node_type`` validation errors and ``extra_data["create_time"]``. Every
+route also answers under ``/api``, as the real one does (``PromptServer.add_routes``).
 
 Routes
     GET  /system_stats, /prompt (queue info), /queue, /embeddings, /models, /models/<folder>
@@ -17,6 +19,7 @@ Routes
     GET  /view?filename=&subfolder=&type=    (type defaults to "output"; 404 if unknown)
     POST /upload/image     (multipart: ``image`` file, ``overwrite``, ``subfolder``, ``type``)
     POST /interrupt        (optional JSON ``{"prompt_id"}``), POST /queue (``clear``/``delete``)
+    GET  /ws?clientId=     a websocket (see "The websocket" below); a plain GET is a 400
 
 The queue, as the real one runs it (v0.3.64 ``PromptQueue`` + ``main.prompt_worker``): one
 worker, one prompt running at a time. ``POST /prompt`` pushes ``(number, prompt_id, prompt,
@@ -34,6 +37,12 @@ poll, whatever its id, is one step of the running prompt; it finishes on the ste
 then its history entry), and the next queued prompt starts at once. ``GET /history``,
 ``GET /queue`` and ``GET /prompt`` only look. A prompt queued behind another client's waits,
 however often its own history is polled, until that one has finished or been interrupted.
+Within a run the nodes execute as the clock goes: when the prompt starts, every node up to the
+KSampler runs and the KSampler starts; each of the ``polls_before_done`` steps then samples an
+equal share of the KSampler's ``steps`` (all of them on the finishing step when
+``polls_before_done`` is 0); the finishing step runs the rest (VAEDecode, SaveImage) and ends
+the run. Each node runs after the nodes it links to, depth first (the real ``ExecutionList``
+may order independent nodes otherwise).
 
 ``POST /interrupt`` (v0.3.64 ``server.post_interrupt``): no body, a body that is not JSON, or
 a JSON object without a truthy ``prompt_id`` interrupts whatever prompt is running, whoever
@@ -68,9 +77,54 @@ Deliberate differences from the real server:
 - A ``prompt`` that is not an object is a 400 ``invalid_prompt``; the real server fails (500).
 - ``POST /prompt`` with an explicit ``number`` equal to a queued one and the same prompt_id
   would make the real heap compare dicts (a 500); the fake orders by (number, prompt_id) only.
-- No websocket (``/ws``), no previews, no ``/view`` ``preview``/``channel`` conversions.
+- No ``/view`` ``preview``/``channel`` conversions.
 - The interrupt takes effect at once; the real worker notices it at its next check (the next
   node, or the next sampler step), usually well under a second later.
+- The websocket message that ends a run (``execution_success``, ``execution_error``,
+  ``execution_interrupted``) is sent on the step the run finishes, with its history entry; the
+  real server sends an ``execution_error`` as the node fails and finishes the task right after.
+- A prompt never comes out of the output cache: ``execution_cached`` always lists no nodes.
+- Previews are the sampler's picture so far, of the latent's size (an eighth of the image's)
+  scaled to fit ``preview_size``: 64 px here, the real ``--preview-size`` default is 512.
+
+The websocket (v0.3.64 ``server.websocket_handler``, ``send_json``, ``send_bytes``,
+``encode_bytes``, ``send_image``, ``send_image_with_metadata``): ``GET /ws?clientId=<id>``
+(and ``/api/ws``) upgrades; without ``clientId`` the server names the socket
+``uuid4().hex``. It first sends ``{"type": "status", "data": {"status": {"exec_info":
+{"queue_remaining": N}}, "sid": "<id>"}}`` and, if the running prompt is this socket's, an
+``executing`` ``{"node": <last node>}``. A first client message ``{"type": "feature_flags",
+"data": {...}}`` is answered with the server's flags; ``supports_preview_metadata: true`` there
+switches that socket's previews to type 4 frames. Text messages are ``{"type", "data"}`` JSON;
+binary frames are a big-endian uint32 event type and its payload:
+
+- type 1 PREVIEW_IMAGE: a big-endian uint32 image format (1 JPEG, 2 PNG), then the image;
+- type 4 PREVIEW_IMAGE_WITH_METADATA: a big-endian uint32 length, that many bytes of JSON
+  ``{"node_id", "prompt_id", "display_node_id", "parent_node_id", "real_node_id",
+  "image_type"}``, then the image.
+
+A message of a prompt goes to the socket whose clientId is the prompt's ``client_id`` (the
+POST /prompt field) and to no other; a newer socket with the same clientId replaces the older
+one, and when either closes the id is forgotten (``self.sockets.pop(sid)``), as there. For a
+prompt without ``client_id``: ``progress``, ``progress_state``, previews and
+``execution_interrupted`` go to every socket, and ``execution_start``, ``execution_cached``,
+``executing``, ``executed``, ``execution_success`` and ``execution_error`` are not sent at all.
+``status`` (without ``sid``) goes to every socket on every queue change (``queue_updated``:
+put, get, task_done, wipe, delete). One prompt, with a socket of its client_id, sends:
+
+    status (put); status (get: the prompt starts); execution_start; execution_cached;
+    for each node, in execution order:
+        progress_state (the node running); executing {node, display_node, prompt_id};
+        the KSampler, per sampler step: progress_state; progress {value, max, prompt_id,
+            node}; with previews on, a type 1 frame (a socket that declared
+            supports_preview_metadata gets a type 4 frame, before progress, instead);
+        SaveImage: executed {node, display_node, output: {images: [...]}, prompt_id};
+        progress_state (the node finished);
+    execution_success (or execution_error / execution_interrupted, after the failing node's
+    executing); status (task_done); executing {node: null, prompt_id}.
+
+Previews are off by default, as the real server's (``--preview-method`` defaults to ``none``):
+``create_comfyui_app(previews=True)`` turns them on, as JPEG (the only format v0.3.64's
+``latent_preview.prepare_callback`` makes) unless ``preview_format="PNG"``.
 
 Every request is recorded in ``app.config["REQUESTS"]`` (dicts with ``method``, ``path``,
 ``args``, and ``json`` or ``form``/``files``); ``app.config["COMFYUI"]`` is the server state.
@@ -78,6 +132,7 @@ Every request is recorded in ``app.config["REQUESTS"]`` (dicts with ``method``, 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import heapq
 import io
@@ -85,14 +140,18 @@ import json
 import mimetypes
 import posixpath
 import random
+import struct
 import threading
 import time
 import traceback
+import types
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
+from queue import Empty, SimpleQueue
 from typing import Any
 
+import simple_websocket
 from flask import Flask, Response, request
 from PIL import Image, ImageDraw, ImageOps, PngImagePlugin
 
@@ -104,6 +163,14 @@ OOM_TYPE = "torch.OutOfMemoryError"
 # anything but an OOM, so every real exception_message ends with a newline at least.
 OOM_TIPS = ("This error means you ran out of memory on your GPU.\n\nTIPS: If the workflow worked "
             "before you might have accidentally set the batch_size to a large number.")
+
+# protocol.py BinaryEventTypes: the first 4 bytes (big-endian) of a binary websocket frame.
+PREVIEW_IMAGE = 1
+PREVIEW_IMAGE_WITH_METADATA = 4
+# server.send_image: the next 4 bytes of a PREVIEW_IMAGE frame.
+IMAGE_FORMATS = {"JPEG": 1, "PNG": 2}
+# comfy_api/feature_flags.SERVER_FEATURE_FLAGS with the default --max-upload-size (a float, MB).
+SERVER_FEATURE_FLAGS = {"supports_preview_metadata": True, "max_upload_size": 100.0 * 1024 * 1024}
 
 MAX_RESOLUTION = 16384
 # A realistic subset of comfy.samplers.KSampler.SAMPLERS / SCHEDULERS, in the real order. More
@@ -398,9 +465,28 @@ class NodeInterrupted(Exception):
     """POST /interrupt reached the node that was running."""
 
 
+@dataclass
+class Run:
+    """State of one execution: what ran, what each node returned, what the UI got, the
+    progress registry (comfy_execution/progress.ProgressRegistry.nodes, in start order) and the
+    status messages of its history entry."""
+
+    job: Job
+    interrupted: bool = False
+    results: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    executed: list[str] = field(default_factory=list)
+    ui: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failed_node: str = ""
+    progress: dict[str, dict[str, Any]] = field(default_factory=dict)
+    messages: list[list[Any]] = field(default_factory=list)
+    # The message that ends the run unless it succeeds: (event, data, broadcast).
+    outcome: tuple[str, dict[str, Any], bool] | None = None
+
+
 @dataclass(eq=False)
 class Job:
-    """One queued prompt: the queue item of the real PromptQueue, plus the fake's step count."""
+    """One queued prompt: the queue item of the real PromptQueue, plus the fake's step count
+    and, once it runs, its execution (a generator that runs the nodes up to its next pause)."""
 
     number: int | float
     prompt_id: str
@@ -409,6 +495,8 @@ class Job:
     outputs_to_execute: list[str]
     never_finish: bool = False
     steps: int = 0  # worker steps (history polls) since it started running
+    run: Run | None = None
+    execution: Generator[None, None, None] | None = None
 
     def queue_item(self) -> list[Any]:
         """v0.3.64 server.post_prompt queues ``(number, prompt_id, prompt, extra_data,
@@ -421,16 +509,14 @@ class Job:
         return (self.number, self.prompt_id) < (other.number, other.prompt_id)
 
 
-@dataclass
-class Run:
-    """State of one execution: what ran, what each node returned, what the UI got."""
+@dataclass(eq=False)
+class Socket:
+    """One websocket connection: the messages waiting to go out on it, in order (its handler
+    thread sends them), and the feature flags its client declared."""
 
-    job: Job
-    interrupted: bool = False
-    results: dict[str, tuple[Any, ...]] = field(default_factory=dict)
-    executed: list[str] = field(default_factory=list)
-    ui: dict[str, dict[str, Any]] = field(default_factory=dict)
-    failed_node: str = ""
+    sid: str
+    outbox: SimpleQueue[str | bytes] = field(default_factory=SimpleQueue)
+    feature_flags: dict[str, Any] = field(default_factory=dict)
 
 
 def _is_link(value: Any) -> bool:
@@ -457,11 +543,23 @@ def _render(seed: int, width: int, height: int) -> Image.Image:
 class FakeComfyUI:
     """Everything the fake server remembers; every public method takes the lock."""
 
-    def __init__(self, checkpoints: Iterable[str], loras: Iterable[str], polls_before_done: int):
+    def __init__(self, checkpoints: Iterable[str], loras: Iterable[str], polls_before_done: int,
+                 previews: bool = False, preview_format: str = "JPEG", preview_size: int = 64):
         self.checkpoints = list(checkpoints)
         self.loras = list(loras)
         self.polls_before_done = polls_before_done
+        self.previews = previews
+        if preview_format not in IMAGE_FORMATS:
+            raise ValueError(f"preview_format must be one of {sorted(IMAGE_FORMATS)}")
+        self.preview_format = preview_format
+        self.preview_size = preview_size
         self.lock = threading.RLock()
+        # PromptServer.sockets (clientId -> connection), .client_id (the running prompt's, kept
+        # after it ends) and .last_node_id (the node last reported "executing", None between
+        # runs).
+        self.sockets: dict[str, Socket] = {}
+        self.client_id: Any = None
+        self.last_node_id: str | None = None
         self.number = 0  # PromptServer.number
         # PromptQueue.queue (a heapq list), .currently_running (one worker: one slot), .history
         self.pending: list[Job] = []
@@ -490,6 +588,124 @@ class FakeComfyUI:
         self.custom_validators: dict[str, dict[str, Callable[[Any], bool | str]]] = {
             "LoadImage": {"image": self._validate_image},
         }
+
+    # -- the websocket --
+
+    def connect(self, sid: str) -> Socket:
+        """v0.3.64 server.websocket_handler, once upgraded: the socket replaces any older one of
+        the same clientId, gets ``status`` with its sid and, if the running prompt is its own and
+        a node of it has started, ``executing`` with that node only."""
+        with self.lock:
+            sock = Socket(sid)
+            self.sockets[sid] = sock
+            self.send_json("status", {"status": self.queue_status(), "sid": sid}, sid)
+            if self.client_id == sid and self.last_node_id is not None:
+                self.send_json("executing", {"node": self.last_node_id}, sid)
+            return sock
+
+    def disconnect(self, sid: str) -> None:
+        """websocket_handler's ``finally: self.sockets.pop(sid, None)``: by id, so an older
+        socket closing after a newer one took its clientId cuts the newer one off too."""
+        with self.lock:
+            self.sockets.pop(sid, None)
+
+    def client_message(self, sock: Socket, flags: dict[str, Any]) -> None:
+        """A first client message ``{"type": "feature_flags", "data": flags}``: stored, and
+        answered with the server's (websocket_handler, feature_flags.get_server_features)."""
+        with self.lock:
+            sock.feature_flags = flags
+            self.send_json("feature_flags", dict(SERVER_FEATURE_FLAGS), sock.sid)
+
+    def _targets(self, sid: Any) -> list[Socket]:
+        """send_json/send_bytes: sid None -> every socket; a connected sid -> that one;
+        another -> none."""
+        if sid is None:
+            return list(self.sockets.values())
+        try:
+            sock = self.sockets.get(sid)
+        except TypeError:  # a client_id that is no string (a list, say) names no socket
+            sock = None
+        return [sock] if sock is not None else []
+
+    def send_json(self, event: str, data: dict[str, Any], sid: Any) -> None:
+        """server.send_json: ``{"type": event, "data": data}`` as text (aiohttp's
+        ws.send_json is json.dumps)."""
+        message = json.dumps({"type": event, "data": data})
+        for sock in self._targets(sid):
+            sock.outbox.put(message)
+
+    def send_bytes(self, event: int, payload: bytes, sid: Any) -> None:
+        """server.send_bytes + encode_bytes: the event type as a big-endian uint32, then the
+        payload, as one binary frame."""
+        message = struct.pack(">I", event) + payload
+        for sock in self._targets(sid):
+            sock.outbox.put(message)
+
+    def queue_status(self) -> dict[str, Any]:
+        """server.get_queue_info."""
+        return {"exec_info": {"queue_remaining": self.tasks_remaining()}}
+
+    def _queue_updated(self) -> None:
+        """server.queue_updated, called by PromptQueue.put, get, task_done, wipe_queue and
+        delete_queue_item: ``status`` without sid, to every socket."""
+        self.send_json("status", {"status": self.queue_status()}, None)
+
+    def _message(self, run: Run, event: str, data: dict[str, Any], broadcast: bool) -> None:
+        """PromptExecutor.add_message: a status message of the history entry (with its
+        timestamp), also sent to the prompt's socket, or to every socket when it has no
+        client_id and ``broadcast`` (only execution_interrupted is)."""
+        data = {**data, "timestamp": _now_ms()}
+        run.messages.append([event, data])
+        if self.client_id is not None or broadcast:
+            self.send_json(event, data, self.client_id)
+
+    def _progress_state(self, run: Run, node_id: str, state: str, value: float,
+                        total: float) -> None:
+        """ProgressRegistry.start_progress/update_progress/finish_progress ->
+        WebUIProgressHandler._send_progress_state: every node not pending, to the prompt's
+        socket (to every socket without a client_id)."""
+        run.progress[node_id] = {"value": value, "max": total, "state": state}
+        prompt_id = run.job.prompt_id
+        nodes = {nid: {**entry, "node_id": nid, "prompt_id": prompt_id, "display_node_id": nid,
+                       "parent_node_id": None, "real_node_id": nid}
+                 for nid, entry in run.progress.items()}
+        self.send_json("progress_state", {"prompt_id": prompt_id, "nodes": nodes}, self.client_id)
+
+    def _sampler_step(self, run: Run, node_id: str, value: int, total: int,
+                      preview: Image.Image | None) -> None:
+        """One sampler step: main.hijack_progress's hook (comfy.utils.ProgressBar
+        .update_absolute, called by latent_preview.prepare_callback's callback with step + 1).
+        An interrupt is noticed here, before anything is sent. Then the registry's update
+        (progress_state, and a type 4 preview for a socket that declared
+        supports_preview_metadata), ``progress``, and a type 1 preview for the others."""
+        if run.interrupted:
+            raise NodeInterrupted()
+        prompt_id = run.job.prompt_id
+        sock = self._targets(self.client_id) if self.client_id is not None else []
+        metadata = bool(sock) and sock[0].feature_flags.get("supports_preview_metadata") is True
+        self._progress_state(run, node_id, "running", value, total)
+        image = b""
+        if preview is not None:
+            # server.send_image / send_image_with_metadata: ImageOps.contain to the preview
+            # size, saved with quality=95, compress_level=1.
+            picture = ImageOps.contain(preview, (self.preview_size, self.preview_size),
+                                       Image.Resampling.BILINEAR)
+            buf = io.BytesIO()
+            picture.save(buf, format=self.preview_format, quality=95, compress_level=1)
+            image = buf.getvalue()
+        if image and metadata:
+            meta = json.dumps({"node_id": node_id, "prompt_id": prompt_id,
+                               "display_node_id": node_id, "parent_node_id": None,
+                               "real_node_id": node_id,
+                               "image_type": f"image/{self.preview_format.lower()}"}).encode()
+            self.send_bytes(PREVIEW_IMAGE_WITH_METADATA,
+                            struct.pack(">I", len(meta)) + meta + image, self.client_id)
+        self.send_json("progress", {"value": value, "max": total, "prompt_id": prompt_id,
+                                    "node": node_id}, self.client_id)
+        if image and not metadata:
+            self.send_bytes(PREVIEW_IMAGE,
+                            struct.pack(">I", IMAGE_FORMATS[self.preview_format]) + image,
+                            self.client_id)
 
     # -- files --
 
@@ -584,9 +800,10 @@ class FakeComfyUI:
             # Not in v0.3.64; later versions add it (server.py at Comfy-Org/ComfyUI 5e14d797).
             extra_data["create_time"] = _now_ms()
             never = any(NEVER_FINISH in text for text in _positive_texts(prompt))
-            # PromptQueue.put: heapq.heappush; the idle worker takes it at once.
+            # PromptQueue.put: heapq.heappush, queue_updated; the idle worker takes it at once.
             heapq.heappush(self.pending,
                            Job(number, prompt_id, prompt, extra_data, outputs, never))
+            self._queue_updated()
             self._start_next()
             return 200, {"prompt_id": prompt_id, "number": number, "node_errors": node_errors}
 
@@ -752,17 +969,55 @@ class FakeComfyUI:
     # -- running --
 
     def _start_next(self) -> None:
-        """main.prompt_worker + PromptQueue.get: an idle worker pops the lowest queue item."""
+        """main.prompt_worker + PromptQueue.get: an idle worker pops the lowest queue item
+        (queue_updated) and starts it: its nodes run up to the KSampler's start."""
         if self.running is None and self.pending:
-            self.running = heapq.heappop(self.pending)
-            self.running.steps = 0
+            job = self.running = heapq.heappop(self.pending)
+            job.steps = 0
+            self._queue_updated()
+            job.run = Run(job)
+            job.execution = self._execute(job.run)
+            self._advance(job)
+
+    def _advance(self, job: Job) -> None:
+        """Run JOB's execution up to its next pause (or its end)."""
+        if job.execution is not None:
+            try:
+                next(job.execution)
+            except StopIteration:
+                job.execution = None
 
     def _finish(self, interrupted: bool = False) -> None:
-        """PromptQueue.task_done: the running prompt's history entry; then the next prompt."""
+        """The running prompt's last step: the rest of its nodes at once (an interrupt stops
+        them at the next check), the message that ends it (PromptExecutor.execute_async), then
+        PromptQueue.task_done (its history entry, queue_updated), main.prompt_worker's
+        ``executing`` ``{"node": None}``, and the next prompt."""
         job = self.running
-        assert job is not None
-        self.history[job.prompt_id] = self._execute(job, interrupted)
+        assert job is not None and job.run is not None
+        run = job.run
+        run.interrupted = run.interrupted or interrupted
+        while job.execution is not None:
+            self._advance(job)
+        if run.outcome is None:
+            self._message(run, "execution_success", {"prompt_id": job.prompt_id}, False)
+        else:
+            self._message(run, *run.outcome)
+        self.last_node_id = None
+        meta = {nid: {"node_id": nid, "display_node": nid, "parent_node": None,
+                      "real_node_id": nid} for nid in run.ui}
+        success = run.outcome is None
+        self.history[job.prompt_id] = {
+            "prompt": job.queue_item(),
+            "outputs": run.ui,
+            "status": {"status_str": "success" if success else "error",
+                       "completed": success, "messages": run.messages},
+            "meta": meta,
+        }
         self.running = None
+        self._queue_updated()
+        if self.client_id is not None:
+            self.send_json("executing", {"node": None, "prompt_id": job.prompt_id},
+                           self.client_id)
         self._start_next()
 
     def poll(self, prompt_id: str) -> dict[str, Any]:
@@ -774,6 +1029,8 @@ class FakeComfyUI:
                 job.steps += 1
                 if job.steps > self.polls_before_done:
                     self._finish()
+                else:
+                    self._advance(job)
             if prompt_id in self.history:
                 return {prompt_id: copy.deepcopy(self.history[prompt_id])}
             return {}
@@ -798,11 +1055,17 @@ class FakeComfyUI:
         with self.lock:
             if clear:
                 self.pending = []
+                self._queue_updated()
             for prompt_id in delete:
                 for x, job in enumerate(self.pending):
                     if job.prompt_id == prompt_id:
-                        self.pending.pop(x)
-                        heapq.heapify(self.pending)
+                        if len(self.pending) == 1:  # wipe_queue, with its own queue_updated
+                            self.pending = []
+                            self._queue_updated()
+                        else:
+                            self.pending.pop(x)
+                            heapq.heapify(self.pending)
+                        self._queue_updated()
                         break
 
     def queue_info(self) -> dict[str, list[list[Any]]]:
@@ -818,55 +1081,48 @@ class FakeComfyUI:
         with self.lock:
             return len(self.pending) + (1 if self.running else 0)
 
-    def _execute(self, job: Job, interrupted: bool = False) -> dict[str, Any]:
-        """PromptExecutor.execute + PromptQueue.task_done: the history entry of one run."""
-        run = Run(job, interrupted)
-        messages: list[list[Any]] = []
-
-        def add(event: str, data: dict[str, Any]) -> None:
-            messages.append([event, {**data, "timestamp": _now_ms()}])
-
-        add("execution_start", {"prompt_id": job.prompt_id})
-        add("execution_cached", {"nodes": [], "prompt_id": job.prompt_id})
-        success = True
+    def _execute(self, run: Run) -> Generator[None, None, None]:
+        """PromptExecutor.execute_async, paused where the fake's clock says (see _ksampler): the
+        server's client_id becomes the prompt's, ``execution_start`` and ``execution_cached``
+        go out, then the outputs' nodes run. A failure or an interrupt is kept in
+        ``run.outcome`` for _finish to report."""
+        job = run.job
+        self.client_id = job.extra_data.get("client_id")
+        self._message(run, "execution_start", {"prompt_id": job.prompt_id}, False)
+        self._message(run, "execution_cached", {"nodes": [], "prompt_id": job.prompt_id}, False)
         try:
             for output in job.outputs_to_execute:
-                self._evaluate(run, output)
+                yield from self._evaluate(run, output)
         except NodeInterrupted:
-            success = False
+            # handle_execution_error: add_message(..., broadcast=True)
             node_id = run.failed_node
-            add("execution_interrupted", {
+            run.outcome = ("execution_interrupted", {
                 "prompt_id": job.prompt_id, "node_id": node_id,
-                "node_type": job.prompt[node_id]["class_type"], "executed": run.executed})
+                "node_type": job.prompt[node_id]["class_type"],
+                "executed": list(run.executed)}, True)
         except NodeFailure as ex:
-            success = False
             node_id = run.failed_node
-            add("execution_error", {
+            run.outcome = ("execution_error", {
                 "prompt_id": job.prompt_id, "node_id": node_id,
-                "node_type": job.prompt[node_id]["class_type"], "executed": run.executed,
+                "node_type": job.prompt[node_id]["class_type"], "executed": list(run.executed),
                 "exception_message": f"{ex}\n{ex.tips}", "exception_type": ex.exception_type,
                 "traceback": ex.frames,
                 "current_inputs": _formatted_inputs(job.prompt[node_id]["inputs"]),
-                "current_outputs": []})
-        else:
-            add("execution_success", {"prompt_id": job.prompt_id})
-        meta = {nid: {"node_id": nid, "display_node": nid, "parent_node": None,
-                      "real_node_id": nid} for nid in run.ui}
-        return {
-            "prompt": job.queue_item(),
-            "outputs": run.ui,
-            "status": {"status_str": "success" if success else "error",
-                       "completed": success, "messages": messages},
-            "meta": meta,
-        }
+                "current_outputs": []}, False)
 
-    def _evaluate(self, run: Run, node_id: str) -> tuple[Any, ...]:
-        """Run a node after the nodes it links to, once per run.
+    def _evaluate(self, run: Run, node_id: str) -> Generator[None, None, tuple[Any, ...]]:
+        """Run a node after the nodes it links to, once per run (a generator: the KSampler
+        pauses in it).
 
         Inputs are passed as v0.3.64 execution.get_input_data passes them: a literal under a
         name the node does not declare is dropped (validate_inputs never looked at it), but a
         LINK under such a name is still resolved (ExecutionList.add_node links every linked
-        input) and handed to the node's function, which then fails with a TypeError."""
+        input) and handed to the node's function, which then fails with a TypeError.
+
+        The node's messages are execution.execute's: progress_state (start_progress), then
+        ``executing`` (with a client_id; it becomes server.last_node_id), then the interrupt
+        check of nodes.before_node_execution; after it ran, ``executed`` if it has UI output,
+        and progress_state (finish_progress)."""
         if node_id in run.results:
             return run.results[node_id]
         node = run.job.prompt[node_id]
@@ -876,19 +1132,35 @@ class FakeComfyUI:
         args = {}
         for name, value in node["inputs"].items():
             if _is_link(value):
-                args[name] = self._evaluate(run, str(value[0]))[value[1]]
+                args[name] = (yield from self._evaluate(run, str(value[0])))[value[1]]
             elif name in declared:
                 args[name] = value
+        prompt_id = run.job.prompt_id
+        self._progress_state(run, node_id, "running", 0.0, 1.0)
+        if self.client_id is not None:
+            self.last_node_id = node_id
+            self.send_json("executing", {"node": node_id, "display_node": node_id,
+                                         "prompt_id": prompt_id}, self.client_id)
         try:
+            if run.interrupted:
+                raise NodeInterrupted()
             unexpected = sorted(set(args) - declared)
             if unexpected:
                 raise NodeFailure(f"{class_type}.{FUNCTIONS[class_type]}() got an unexpected "
                                   f"keyword argument '{unexpected[0]}'", "TypeError")
             result = self.runners[class_type](run, node_id, args)
+            if isinstance(result, types.GeneratorType):
+                result = yield from result
         except (NodeFailure, NodeInterrupted):
             run.failed_node = node_id
             raise
+        if node_id in run.ui and self.client_id is not None:
+            self.send_json("executed", {"node": node_id, "display_node": node_id,
+                                        "output": run.ui[node_id], "prompt_id": prompt_id},
+                           self.client_id)
         run.results[node_id] = result
+        total = run.progress[node_id]["max"]
+        self._progress_state(run, node_id, "finished", total, total)
         run.executed.append(node_id)
         return result
 
@@ -918,12 +1190,37 @@ class FakeComfyUI:
         return ({"width": w, "height": h, "batch": 1,
                  "pixels": pixels.crop((left, top, left + w, top + h))},)
 
-    def _ksampler(self, run: Run, node_id: str, a: dict[str, Any]) -> tuple[Any, ...]:
-        if run.interrupted:
-            raise NodeInterrupted()
+    def _ksampler(self, run: Run, node_id: str,
+                  a: dict[str, Any]) -> Generator[None, None, tuple[Any, ...]]:
+        """The sampler, paced by the fake's clock: it pauses once when it has started, then
+        samples ``steps`` in ``max(polls_before_done, 1)`` equal shares, pausing after each
+        (the worker steps; _finish runs whatever is left at once). Each sampler step sends what
+        main.hijack_progress sends (see _sampler_step), with a preview when previews are on:
+        latent_preview's picture of the first image of the batch, here the gray (or, for
+        img2img, the input) blended towards the final picture as the steps go."""
         if FAIL_EXECUTION in a["positive"]["text"]:
             raise NodeFailure(OOM_MESSAGE, OOM_TYPE, OOM_TIPS, OOM_TRACEBACK)
-        return ({**a["latent_image"], "seed": a["seed"], "denoise": a["denoise"]},)
+        latent = {**a["latent_image"], "seed": a["seed"], "denoise": a["denoise"]}
+        steps = a["steps"]
+        start = end = None
+        if self.previews:
+            # A Latent2RGB preview has the latent's size: an eighth of the image's.
+            size = (max(1, latent["width"] // 8), max(1, latent["height"] // 8))
+            start = Image.new("RGB", size, (128, 128, 128))
+            end = _render(latent["seed"], *size)
+            if latent["pixels"] is not None:
+                start = latent["pixels"].resize(size, Image.Resampling.BILINEAR)
+                end = Image.blend(start, end, max(0.0, min(1.0, latent["denoise"])))
+        yield
+        shares = max(self.polls_before_done, 1)
+        for share in range(shares):
+            for step in range(share * steps // shares + 1, (share + 1) * steps // shares + 1):
+                preview = None
+                if start is not None and end is not None:
+                    preview = Image.blend(start, end, step / steps)
+                self._sampler_step(run, node_id, step, steps, preview)
+            yield
+        return (latent,)
 
     def _vae_decode(self, run: Run, node_id: str, a: dict[str, Any]) -> tuple[Any, ...]:
         latent = a["samples"]
@@ -1015,19 +1312,28 @@ def create_comfyui_app(
     checkpoints: Iterable[str] = ("sd15-demo.safetensors", "sdxl-demo.safetensors"),
     loras: Iterable[str] = ("detail.safetensors",),
     polls_before_done: int = 2,
+    previews: bool = False,
+    preview_format: str = "JPEG",
+    preview_size: int = 64,
 ) -> Flask:
     """A fake ComfyUI: the model files it lists, and how many worker steps (GET /history/<id>
-    polls, of any id) a running prompt answers ``{}`` to before it finishes."""
-    state = FakeComfyUI(checkpoints, loras, polls_before_done)
+    polls, of any id) a running prompt answers ``{}`` to before it finishes. ``previews``: send
+    a preview frame with each sampler step (the real server does with ``--preview-method``),
+    as ``preview_format`` ("JPEG", as v0.3.64 makes them, or "PNG") of at most
+    ``preview_size`` pixels a side."""
+    state = FakeComfyUI(checkpoints, loras, polls_before_done, previews, preview_format,
+                        preview_size)
     app = Flask("fake_comfyui")
     app.config["REQUESTS"] = []
     app.config["COMFYUI"] = state
 
-    def route(rule: str, methods: tuple[str, ...] = ("GET",)) -> Callable[[Callable], Callable]:
+    def route(rule: str, methods: tuple[str, ...] = ("GET",),
+              websocket: bool = False) -> Callable[[Callable], Callable]:
         """Register a view at RULE and at /api + RULE, as server.add_routes does."""
         def register(view: Callable) -> Callable:
-            app.add_url_rule(rule, view.__name__, view, methods=list(methods))
-            app.add_url_rule("/api" + rule, "api_" + view.__name__, view, methods=list(methods))
+            for prefix, name in (("", view.__name__), ("/api", "api_" + view.__name__)):
+                app.add_url_rule(prefix + rule, name, view, methods=list(methods),
+                                 websocket=websocket)
             return view
         return register
 
@@ -1188,4 +1494,54 @@ def create_comfyui_app(
             return Response(status=400)
         return json_response({"name": name, "subfolder": subfolder, "type": kind})
 
+    @route("/ws", websocket=True)
+    def ws() -> Response:
+        """v0.3.64 server.websocket_handler. Werkzeug matches a websocket rule only for an
+        upgrade request (a plain GET is a 400, as aiohttp's ws.prepare answers one);
+        simple_websocket completes the handshake on the dev server's socket. This thread then
+        sends the socket's messages in order and reads the client's: a first
+        ``feature_flags`` message is answered; the rest is ignored, as there."""
+        conn = simple_websocket.Server(request.environ)
+        sid = request.args.get("clientId", "") or uuid.uuid4().hex
+        sock = state.connect(sid)
+        first = True
+        try:
+            while True:
+                try:
+                    message = sock.outbox.get(timeout=0.01)
+                    while True:
+                        conn.send(message)
+                        message = sock.outbox.get_nowait()
+                except Empty:
+                    pass
+                incoming = conn.receive(timeout=0)
+                if not isinstance(incoming, str):
+                    continue  # nothing, or a binary message (ignored)
+                try:
+                    data = json.loads(incoming)
+                    # A message that is no JSON object leaves the next one "first", as there
+                    # (the handler's json.loads / data.get raise before first_message=False).
+                    if first and data.get("type") == "feature_flags":
+                        flags = data.get("data", {})
+                        state.client_message(sock, flags if isinstance(flags, dict) else {})
+                    first = False
+                except (ValueError, AttributeError):
+                    pass
+        except (simple_websocket.ConnectionClosed, OSError):
+            pass
+        finally:
+            state.disconnect(sid)
+            with contextlib.suppress(simple_websocket.ConnectionClosed, OSError):
+                conn.close()
+        return _UpgradedResponse()
+
     return app
+
+
+class _UpgradedResponse(Response):
+    """What a websocket view returns once the connection is over: nothing more may be written
+    on that socket, so this tells Werkzeug's dev server the connection is gone (a
+    ConnectionError, which it drops quietly), as flask-sock does."""
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        raise ConnectionError("websocket closed")
