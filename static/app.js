@@ -16,7 +16,10 @@ document.addEventListener("click", (event) => {
   const button = event.target.closest("[data-set-value]");
   if (!button) return;
   const input = document.getElementById(button.dataset.for);
-  if (input) input.value = button.dataset.setValue;
+  if (input) {
+    input.value = button.dataset.setValue;
+    input.dispatchEvent(new Event("input", { bubbles: true }));  // remembered with the form
+  }
 });
 
 // Polling elements (a job's panel, a status badge) rest while the tab is hidden; a panel asks
@@ -35,18 +38,6 @@ document.addEventListener("htmx:sendError", (event) => {
   note.setAttribute("role", "alert");
   note.textContent = "webui did not answer: is the server still running? Nothing was sent to the backend.";
   target.replaceChildren(note);
-});
-
-// Show the chosen image next to its file input (nothing is uploaded until Generate).
-document.addEventListener("change", (event) => {
-  const input = event.target;
-  if (!input.matches?.("input[type=file][data-preview]")) return;
-  const preview = document.getElementById(input.dataset.preview);
-  if (!preview) return;
-  if (preview.src) URL.revokeObjectURL(preview.src);
-  const file = input.files && input.files[0];
-  preview.hidden = !file;
-  if (file) preview.src = URL.createObjectURL(file);
 });
 
 // Fields that apply only while others have certain values (`when` in the definition): shown
@@ -116,7 +107,10 @@ function formValues(form) {
   const values = {};
   for (const el of form.elements) {
     // Fields switched off by a condition are remembered too (they come back when it holds).
-    if (!el.name || el.type === "file" || el.type === "hidden" || el.tagName === "FIELDSET") continue;
+    // Hidden fields are not the user's, but for those marked data-remember (an input image's
+    // draft name: a reload keeps the image).
+    if (!el.name || el.type === "file" || el.tagName === "FIELDSET") continue;
+    if (el.type === "hidden" && !("remember" in el.dataset)) continue;
     if (el.type === "checkbox") values[el.name] = el.checked;
     else if (el.multiple) values[el.name] = [...el.selectedOptions].map((o) => o.value);
     else values[el.name] = el.value;
@@ -151,14 +145,13 @@ for (const form of document.querySelectorAll("form[data-remember]")) {
     try { fillForm(form, JSON.parse(localStorage.getItem(key) || "{}")); } catch { /* ignore */ }
     applyConditions(form);
   }
+  formFilled(form);
   const save = () => localStorage.setItem(key, JSON.stringify(formValues(form)));
   form.addEventListener("input", save);
   form.addEventListener("change", save);
   form.querySelector("[data-reset-form]")?.addEventListener("click", () => {
     localStorage.removeItem(key);
-    form.reset();
-    applyConditions(form);
-    for (const p of form.querySelectorAll(".field-error")) p.textContent = "";
+    resetForm(form);
   });
 }
 
@@ -168,7 +161,8 @@ for (const form of document.querySelectorAll("form[data-read-image]")) {
   form.addEventListener("dragover", (event) => { event.preventDefault(); form.classList.add("drop-target"); });
   form.addEventListener("dragleave", () => form.classList.remove("drop-target"));
   form.addEventListener("drop", async (event) => {
-    if (event.target.closest?.("input[type=file]")) return;  // a drop on a file input is an upload
+    // A drop on an image field is that field's input image.
+    if (event.target.closest?.("input[type=file], [data-drop-zone]")) return;
     event.preventDefault();
     form.classList.remove("drop-target");
     const file = event.dataTransfer?.files?.[0];
@@ -180,7 +174,399 @@ for (const form of document.querySelectorAll("form[data-read-image]")) {
     if (answer.error) { if (note) note.textContent = answer.error; return; }
     fillForm(form, answer.values);
     applyConditions(form);
+    formFilled(form);
     form.dispatchEvent(new Event("change"));
     if (note) note.textContent = `Filled ${Object.keys(answer.values).length} fields from ${file.name}.`;
   });
 }
+
+// --- Issue 12: the form -------------------------------------------------------------------
+// (Function declarations only at the top level of this section: the remembered-form code
+// above calls formFilled while the script is still being read.)
+
+// After the form was filled by script (remembered values, an image's parameters, a reset):
+// what follows the fields' values.
+function formFilled(form) {
+  syncSliders(form);
+  for (const tools of form.querySelectorAll("[data-size-pair]")) markAspect(tools);
+  for (const zone of form.querySelectorAll("[data-drop-zone]")) showChosenImage(zone);
+}
+
+// Enter in a field does not generate (typing 30 into Steps and pressing Enter is not a request
+// for a picture): only Ctrl/Cmd+Enter and the Generate button do.
+function submitsOnEnter(el) {
+  return el.tagName === "INPUT" && !["submit", "button", "reset", "file", "image"].includes(el.type);
+}
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Enter" || event.ctrlKey || event.metaKey) return;
+  const el = event.target;
+  if (submitsOnEnter(el) && el.form?.classList.contains("gen-form")) event.preventDefault();
+});
+
+// "Reset to defaults": the definition's defaults (data-defaults), not the values the page was
+// opened with: form.reset() alone brings back reused parameters, a fixed seed included,
+// because they are the inputs' own initial values.
+function resetForm(form) {
+  form.reset();
+  let defaults = {};
+  try { defaults = JSON.parse(form.dataset.defaults || "{}"); } catch { /* none */ }
+  for (const [name, value] of Object.entries(defaults)) {
+    const el = form.elements.namedItem(name);
+    if (!el || el instanceof RadioNodeList || el.type === "file") continue;
+    if (el.tagName === "SELECT" && (value === null || value === "")) {
+      // No fixed default: the service's current value where it has one, else "—".
+      const current = el.querySelector("option[data-current]") || el.querySelector("option[value='']");
+      for (const o of el.options) o.selected = o === current;
+      if (!current && el.options.length && !el.multiple) el.selectedIndex = 0;
+    } else {
+      setValue(el, value === null ? "" : value);
+    }
+  }
+  for (const zone of form.querySelectorAll("[data-drop-zone]")) clearImage(zone, false);
+  applyConditions(form);
+  clearErrors(form);
+  formFilled(form);
+  // The address no longer says "filled from this image": a reload shows the defaults too.
+  delete form.dataset.prefilled;
+  const url = new URL(location.href);
+  if (url.searchParams.has("from") || url.searchParams.has("init")) {
+    url.searchParams.delete("from");
+    url.searchParams.delete("init");
+    history.replaceState(history.state, "", url);
+  }
+  const note = document.getElementById("form-note");
+  if (note) note.textContent = "The form is back to its defaults.";
+  form.dispatchEvent(new Event("change"));
+}
+
+// Field errors (from Generate, _form_errors.html): each field with a message is marked
+// invalid, the groups that hold one open, and the first is focused.
+function markErrors(form) {
+  let first = null;
+  for (const slot of form.querySelectorAll(".field-error")) {
+    const control = document.getElementById(slot.id.replace(/^err-/, "f-"));
+    if (!control) continue;
+    if (slot.textContent.trim()) {
+      control.setAttribute("aria-invalid", "true");
+      openAround(control);
+      first = first || control;
+    } else {
+      control.removeAttribute("aria-invalid");
+    }
+  }
+  return first;
+}
+
+function clearErrors(form) {
+  for (const slot of form.querySelectorAll(".field-error")) slot.textContent = "";
+  const summary = form.querySelector(".form-errors");
+  if (summary) summary.replaceChildren();
+  markErrors(form);
+}
+
+function openAround(el) {
+  for (let d = el.closest("details"); d; d = d.parentElement?.closest("details")) d.open = true;
+}
+
+function focusField(control) {
+  openAround(control);
+  // A visually hidden control (an image field's file input) shows through its drop zone.
+  (control.closest("[data-drop-zone]") || control).scrollIntoView({ block: "center" });
+  control.focus({ preventScroll: true });
+}
+
+document.addEventListener("htmx:afterSwap", (event) => {
+  const form = document.querySelector("form.gen-form");
+  if (!form) return;
+  if (event.target.classList?.contains("form-errors")) {
+    // The answer was the form's errors: the result area was left as it was.
+    const first = markErrors(form);
+    if (first) focusField(first);
+  } else if (event.detail.target?.id === "result") {
+    markErrors(form);  // a job started: the errors were cleared
+  }
+});
+
+document.addEventListener("click", (event) => {
+  const link = event.target.closest?.("a[data-field]");
+  const control = link && document.getElementById(link.dataset.field);
+  if (!control) return;
+  event.preventDefault();
+  focusField(control);
+});
+
+// Sliders: a range is also a slider beside its number; each follows the other.
+function syncSliders(root) {
+  for (const slider of root.querySelectorAll("input[data-slider-for]")) {
+    const number = document.getElementById(slider.dataset.sliderFor);
+    if (!number) continue;
+    const empty = number.value === "" || Number.isNaN(Number(number.value));
+    slider.value = empty ? slider.min : number.value;
+    slider.classList.toggle("unset", empty);
+  }
+}
+
+for (const type of ["input", "change"]) {
+  document.addEventListener(type, (event) => {
+    const el = event.target;
+    if (el.matches?.("input[data-slider-for]")) {
+      const number = document.getElementById(el.dataset.sliderFor);
+      if (!number) return;
+      number.value = el.value;
+      el.classList.remove("unset");
+      number.dispatchEvent(new Event(type, { bubbles: true }));  // remembered, conditions
+    } else if (el.matches?.("input[type=number]")) {
+      const field = el.closest(".with-slider");
+      if (field) syncSliders(field);
+      const tools = el.form?.querySelector("[data-size-pair]");
+      if (tools) markAspect(tools);
+    }
+  });
+}
+
+// Width and height (_size_tools.html): swap, and aspect presets within each field's min, max
+// and step.
+function sizeFields(tools) {
+  return [document.getElementById(tools.dataset.width), document.getElementById(tools.dataset.height)];
+}
+
+function sizeOf(input) {
+  const value = Number(input.value);
+  if (input.value !== "" && value > 0) return value;
+  return Number(input.defaultValue) || Number(input.min) || 512;
+}
+
+function onGrid(input, value) {
+  const min = input.min === "" ? 1 : Number(input.min);
+  const max = input.max === "" ? Infinity : Number(input.max);
+  const step = Number(input.step) > 0 ? Number(input.step) : 1;
+  let v = min + Math.round((Math.min(max, Math.max(min, value)) - min) / step) * step;
+  if (v > max) v -= step;
+  return Number(v.toFixed(6));
+}
+
+function setSize(tools, width, height) {
+  const [w, h] = sizeFields(tools);
+  w.value = onGrid(w, width);
+  h.value = onGrid(h, height);
+  for (const el of [w, h]) {
+    el.dispatchEvent(new Event("input", { bubbles: true }));
+    el.dispatchEvent(new Event("change", { bubbles: true }));
+  }
+  markAspect(tools);
+}
+
+function markAspect(tools) {
+  const [w, h] = sizeFields(tools);
+  if (!w || !h) return;
+  const ratio = sizeOf(w) / sizeOf(h);
+  for (const button of tools.querySelectorAll("[data-aspect]")) {
+    const [rw, rh] = button.dataset.aspect.split(":").map(Number);
+    button.setAttribute("aria-pressed", String(Math.abs(ratio / (rw / rh) - 1) < 0.03));
+  }
+}
+
+document.addEventListener("click", (event) => {
+  const button = event.target.closest?.("[data-size-swap], [data-aspect]");
+  const tools = button?.closest("[data-size-pair]");
+  if (!tools) return;
+  const [w, h] = sizeFields(tools);
+  if (!w || !h) return;
+  const width = sizeOf(w);
+  const height = sizeOf(h);
+  if (button.hasAttribute("data-size-swap")) {
+    setSize(tools, height, width);
+    return;
+  }
+  // About the same number of pixels in the new shape, scaled to fit both ranges.
+  const [rw, rh] = button.dataset.aspect.split(":").map(Number);
+  let newW = Math.sqrt(width * height * rw / rh);
+  let newH = newW * rh / rw;
+  const shrink = Math.min(1, (Number(w.max) || Infinity) / newW, (Number(h.max) || Infinity) / newH);
+  newW *= shrink;
+  newH *= shrink;
+  const grow = Math.max(1, (Number(w.min) || 0) / newW, (Number(h.min) || 0) / newH);
+  setSize(tools, newW * grow, newH * grow);
+});
+
+// Image fields (_image_field.html): a drop zone. A file dropped, pasted or chosen is stored on
+// the server as a draft at once; the field keeps its name (remembered with the form), so a
+// reload keeps the image and Generate does not send the file again.
+function zoneParts(zone) {
+  const file = zone.querySelector("input[type=file]");
+  return {
+    file,
+    ref: zone.querySelector("[data-image-ref]"),
+    preview: zone.querySelector("img.upload-preview"),
+    name: zone.querySelector("[data-image-name]"),
+    clear: zone.querySelector("[data-image-clear]"),
+    error: document.getElementById(file.id.replace(/^f-/, "err-")),
+  };
+}
+
+function zoneError(zone, message) {
+  const { error, file } = zoneParts(zone);
+  if (error) error.textContent = message;
+  if (message) file.setAttribute("aria-invalid", "true");
+  else file.removeAttribute("aria-invalid");
+}
+
+function showImage(zone, src, label) {
+  const { preview, name, clear } = zoneParts(zone);
+  if (preview.src.startsWith("blob:") && preview.src !== src) URL.revokeObjectURL(preview.src);
+  preview.src = src;
+  preview.hidden = false;
+  name.textContent = label;
+  clear.hidden = false;
+  zone.classList.add("has-image");
+}
+
+function clearImage(zone, tell = true) {
+  const { file, ref, preview, name, clear } = zoneParts(zone);
+  if (preview.src.startsWith("blob:")) URL.revokeObjectURL(preview.src);
+  file.value = "";
+  ref.value = "";
+  preview.removeAttribute("src");
+  preview.hidden = true;
+  name.textContent = "";
+  clear.hidden = true;
+  zone.classList.remove("has-image", "storing");
+  if (tell) ref.dispatchEvent(new Event("change", { bubbles: true }));
+}
+
+// The image a form names after a reload (its draft, or a gallery image); one that is gone is
+// said so.
+function showChosenImage(zone) {
+  const { ref, preview } = zoneParts(zone);
+  if (!ref.value) {
+    if (!zone.classList.contains("storing")) clearImage(zone, false);
+    return;
+  }
+  const src = `${zone.dataset.store}/${encodeURIComponent(ref.value)}`;
+  if (preview.getAttribute("src") === src) return;
+  preview.addEventListener("error", () => {
+    if (ref.value && preview.getAttribute("src") === src) {
+      clearImage(zone);
+      zoneError(zone, "The image chosen earlier is no longer kept on the server: choose it again.");
+    }
+  }, { once: true });
+  showImage(zone, src, "Chosen earlier.");
+}
+
+async function useImage(zone, file) {
+  const { file: input, ref } = zoneParts(zone);
+  const label = file.name && file.name !== "image.png" ? file.name : "Pasted image";
+  zoneError(zone, "");
+  showImage(zone, URL.createObjectURL(file), `${label} (storing…)`);
+  zone.classList.add("storing");
+  const body = new FormData();
+  body.append("image", file, file.name || "pasted.png");
+  const answer = await fetch(zone.dataset.store, { method: "POST", body })
+    .then((r) => (r.headers.get("content-type") || "").includes("json") ? r.json()
+      : { error: r.status === 413 ? "The image is too large for webui." : `webui could not keep the image (HTTP ${r.status}).` })
+    .catch(() => ({ error: "webui did not answer: is the server still running?" }));
+  zone.classList.remove("storing");
+  if (answer.error) {
+    clearImage(zone);
+    zoneError(zone, answer.error);
+    return;
+  }
+  input.value = "";  // sent by name from now on
+  ref.value = answer.ref;
+  showImage(zone, answer.url, `${label} · ${answer.width}×${answer.height}`);
+  ref.dispatchEvent(new Event("change", { bubbles: true }));  // remembered
+}
+
+function imageFileOf(transfer) {
+  return [...(transfer?.files || [])].find((f) => f.type.startsWith("image/")) || null;
+}
+
+function isTextField(el) {
+  return el && (el.tagName === "TEXTAREA" || (el.tagName === "INPUT" && ["text", "search", "number"].includes(el.type)));
+}
+
+for (const zone of document.querySelectorAll("[data-drop-zone]")) {
+  const { file, clear } = zoneParts(zone);
+  zone.addEventListener("click", (event) => {
+    if (!event.target.closest("button, input")) file.click();
+  });
+  file.addEventListener("change", () => {
+    if (file.files?.[0]) useImage(zone, file.files[0]);
+  });
+  clear.addEventListener("click", () => { clearImage(zone); file.focus(); });
+  zone.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    event.stopPropagation();  // not the form's "read the parameters" drop
+    zone.classList.add("drag-over");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("drag-over"));
+  zone.addEventListener("drop", async (event) => {
+    event.preventDefault();
+    event.stopPropagation();
+    zone.classList.remove("drag-over");
+    let image = imageFileOf(event.dataTransfer);
+    // An image dragged from one of webui's own pages comes as its address.
+    const url = !image && event.dataTransfer?.getData("text/uri-list")?.split("\n")[0].trim();
+    if (url && new URL(url, location.href).origin === location.origin) {
+      const blob = await fetch(url).then((r) => (r.ok ? r.blob() : null)).catch(() => null);
+      if (blob?.type.startsWith("image/")) image = new File([blob], url.split("/").pop(), { type: blob.type });
+    }
+    if (image) useImage(zone, image);
+    else zoneError(zone, "Drop an image file here (PNG, JPEG, WEBP…).");
+  });
+}
+
+// Ctrl+V with an image on the clipboard: it goes to the focused image field, else to the first
+// one — unless text is being pasted into a text field.
+document.addEventListener("paste", (event) => {
+  const image = imageFileOf(event.clipboardData);
+  if (!image) return;
+  const active = document.activeElement;
+  let zone = active?.closest?.("[data-drop-zone]");
+  if (!zone) {
+    if (isTextField(active) && event.clipboardData.types.includes("text/plain")) return;
+    zone = [...document.querySelectorAll("[data-drop-zone]")].find((z) => !z.closest("fieldset[disabled]"));
+  }
+  if (!zone) return;
+  event.preventDefault();
+  useImage(zone, image);
+});
+
+// --- Issue 12: while a job runs -------------------------------------------------------------
+
+// A part of a job's panel swapped out of band (_job_update.html): the panel's own state
+// follows its state part.
+document.addEventListener("htmx:oobAfterSwap", (event) => {
+  const part = event.target;
+  if (!part.classList?.contains("job-state")) return;
+  const panel = part.closest(".job");
+  if (!panel || panel.dataset.status === part.dataset.status) return;
+  panel.classList.replace(`job-${panel.dataset.status}`, `job-${part.dataset.status}`);
+  panel.dataset.status = part.dataset.status;
+});
+
+// When a panel is replaced (the job ended) while the focus was in it, on a button the new
+// panel no longer has, the focus goes to the new panel rather than back to the page's start.
+let focusedPanel = null;
+document.addEventListener("htmx:beforeSwap", (event) => {
+  const target = event.detail.target;
+  focusedPanel = target?.classList?.contains("job") && target.contains(document.activeElement) ? target.id : null;
+});
+document.addEventListener("htmx:afterSettle", () => {
+  if (!focusedPanel) return;
+  const panel = document.getElementById(focusedPanel);
+  focusedPanel = null;
+  if (panel && (!document.activeElement || document.activeElement === document.body)) panel.focus();
+});
+
+// After Generate, the job panel is brought into view where it is not (on a phone it is below
+// the form).
+document.addEventListener("htmx:afterSwap", (event) => {
+  if (event.detail.target?.id !== "result" || event.detail.requestConfig?.verb !== "post") return;
+  const shown = event.detail.target.firstElementChild ? event.detail.target : null;
+  if (!shown) return;
+  const box = shown.getBoundingClientRect();
+  if (box.top >= 0 && box.top < window.innerHeight * 0.6) return;
+  const still = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+  shown.scrollIntoView({ block: "start", behavior: still ? "auto" : "smooth" });
+});

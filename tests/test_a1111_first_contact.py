@@ -56,7 +56,8 @@ def test_a_remembered_checkpoint_title_without_hash_still_selects_it(client):
     mock_server(loaded=True)
     html = options_html(client, "sd_model_checkpoint",
                         sd_model_checkpoint="random-sd15.safetensors")
-    assert f'<option value="{TITLED}" selected>' in html
+    # (also the server's own checkpoint here: marked as its current one)
+    assert f'<option value="{TITLED}" selected data-current>' in html
     responses.post(f"{API}/txt2img", json=a1111_response("txt2img-200"))
     r = submit(client, "/services/a1111/txt2img/generate",
                data=form(sd_model_checkpoint="random-sd15.safetensors"))
@@ -71,7 +72,7 @@ def test_a_title_with_a_hash_the_server_no_longer_shows_is_recognised(client):
     # gone). Both are names of one checkpoint: the current one is sent.
     mock_server(loaded=False, setting="random-sd15.safetensors")
     html = options_html(client, "sd_model_checkpoint", sd_model_checkpoint=TITLED)
-    assert '<option value="random-sd15.safetensors" selected>' in html
+    assert '<option value="random-sd15.safetensors" selected data-current>' in html
 
 
 @responses.activate
@@ -95,8 +96,30 @@ def test_the_servers_own_checkpoint_is_shown_selected(client):
     # process_images), not on "whatever is loaded": that is the one shown.
     mock_server(setting="random-sd15.safetensors")
     html = options_html(client, "sd_model_checkpoint", sd_model_checkpoint="")
-    assert (f'<option value="{TITLED}" selected>random-sd15 (the service\'s setting)'
+    assert (f'<option value="{TITLED}" selected data-current>random-sd15 (current)'
             '</option>') in html
+    # "—" would mean the same: it is not offered beside it.
+    assert '<option value="">' not in html
+
+
+@responses.activate
+def test_the_servers_checkpoint_stays_marked_when_another_is_chosen(client):
+    mock_server(setting="random-sd15.safetensors")
+    responses.replace(responses.GET, f"{API}/sd-models", json=[
+        *models(loaded=True), {"title": "other.safetensors", "model_name": "other"}])
+    html = options_html(client, "sd_model_checkpoint", sd_model_checkpoint="other.safetensors")
+    assert '<option value="other.safetensors" selected>other</option>' in html
+    assert f'<option value="{TITLED}"  data-current>random-sd15 (current)</option>' in html
+
+
+@responses.activate
+def test_an_unreadable_current_value_leaves_the_choices_usable(client):
+    mock_server()
+    responses.replace(responses.GET, f"{API}/options", status=500, json={"detail": "boom"})
+    html = options_html(client, "sd_model_checkpoint", sd_model_checkpoint="")
+    assert f'<option value="{TITLED}" >random-sd15</option>' in html
+    assert '<option value="">— (the service&#39;s setting)</option>' in html
+    assert "Could not load" not in html
 
 
 @responses.activate

@@ -29,7 +29,7 @@ def options_of(html: str) -> list[str]:
 
 def offered(html: str, key: str) -> list[str]:
     """The static options of a select on the page that are offered now (not hidden)."""
-    select = re.search(rf'<select id="f-\w+-{key}" name="{key}">(.*?)</select>', html, re.S)
+    select = re.search(rf'<select id="f-\w+-{key}" name="{key}"[^>]*>(.*?)</select>', html, re.S)
     assert select, f"no select {key}"
     return [v for v, rest in re.findall(r'<option value="([^"]*)"([^>]*)>', select.group(1))
             if "hidden" not in rest]

@@ -13,7 +13,7 @@ from .catalog import DefinitionFolders
 from .choices import OptionsCache
 from .config import Settings
 from .history import HistoryError, HistoryStore
-from .images import MAX_IMAGE_BYTES, ImageStore
+from .images import MAX_IMAGE_BYTES, DraftStore, ImageStore
 from .jobs import JobManager
 from .state import State
 
@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings.data_dir = settings.data_dir.expanduser().resolve()
     backend.use_secrets_folder(settings.data_dir)  # webui-data/secrets.yaml, read when changed
     for folder in (settings.data_dir, settings.user_definitions, settings.images_dir,
-                   settings.thumbs_dir, settings.uploads_dir):
+                   settings.thumbs_dir, settings.uploads_dir, settings.drafts_dir):
         folder.mkdir(parents=True, exist_ok=True)
     app = Flask(
         __name__,
@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         jobs=JobManager(store, events=events),
         history=history,
         history_error=history_error,
+        drafts=DraftStore(settings.drafts_dir),
     )
 
     if events is not None:

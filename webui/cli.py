@@ -1,4 +1,4 @@
-"""The ``webui`` command: serve the UI (with the demo backend), check definition files, print
+"""The webui command: serve the UI (with the demo backend), check definition files, print
 the definition JSON Schema."""
 
 from __future__ import annotations
@@ -19,11 +19,18 @@ DEMO_NOTE = ("Built-in demo: draws procedural pictures, no AI model involved. It
              "if it is not at http://127.0.0.1:7860).")
 
 
+# What `webui --help` says: plain text (the module docstring is written for the source).
+HELP = ("One browser page for image generation on every backend you run, generated from "
+        "service definition files. Without a command, webui serves the UI (with a built-in "
+        f"demo backend) on http://{DEFAULT_HOST}:{DEFAULT_PORT}/.")
+EPILOG = "Each command has its own help: webui serve --help lists the server's options."
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv.insert(0, "serve")
-    parser = argparse.ArgumentParser(prog="webui", description=__doc__)
+    parser = argparse.ArgumentParser(prog="webui", description=HELP, epilog=EPILOG)
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="serve the UI (the default command)")

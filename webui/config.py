@@ -43,6 +43,11 @@ class Settings:
         return self.data_dir / "uploads"
 
     @property
+    def drafts_dir(self) -> Path:
+        """Input images chosen in a form, not yet used (a reload keeps them)."""
+        return self.data_dir / "drafts"
+
+    @property
     def history_file(self) -> Path:
         return self.data_dir / "history.sqlite3"
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import base64
 import binascii
 import errno
+import hashlib
 import io
 import os
 import re
 import secrets
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -203,6 +205,50 @@ class ImageStore:
 
     def path(self, relative: str) -> Path:
         return self.root / relative
+
+
+class DraftStore:
+    """Input images chosen in a form before Generate (dropped, pasted, picked), so that a
+    reload keeps them: the form remembers a draft's name, not its bytes. A draft is named by
+    its content (choosing the same image twice stores it once) and kept for DRAFT_DAYS after
+    it was last chosen; the oldest go beyond DRAFT_COUNT."""
+
+    NAME = re.compile(r"d-[0-9a-f]{32}\.[a-z0-9]{2,5}")
+    DRAFT_DAYS = 7
+    DRAFT_COUNT = 200
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def save(self, data: bytes) -> tuple[str, ImageInfo]:
+        """Check and keep ``data``; return (its draft name, what it is). ImageDataError if it
+        is not a usable image, StorageError if it cannot be written."""
+        info = check(data)
+        name = f"d-{hashlib.sha256(data).hexdigest()[:32]}.{info.ext}"
+        path = self.root / name
+        try:
+            if path.is_file():
+                path.touch()  # chosen again: kept longer
+            else:
+                write_atomic(path, lambda fh: fh.write(data))
+        except OSError as exc:
+            raise storage_problem(self.root, exc) from None
+        self._prune()
+        return name, info
+
+    def path(self, name: str) -> Path | None:
+        """The file of a draft name, or None for a name that is not one or is gone."""
+        if not self.NAME.fullmatch(name):
+            return None
+        path = self.root / name
+        return path if path.is_file() else None
+
+    def _prune(self) -> None:
+        files = sorted(self.root.glob("d-*"), key=lambda f: f.stat().st_mtime, reverse=True)
+        too_old = time.time() - self.DRAFT_DAYS * 86400
+        for i, old in enumerate(files):
+            if i >= self.DRAFT_COUNT or old.stat().st_mtime < too_old:
+                old.unlink(missing_ok=True)
 
 
 class ThumbnailError(Exception):

@@ -9,7 +9,7 @@ from .catalog import DefinitionFolders
 from .choices import OptionsCache
 from .config import Settings
 from .history import HistoryStore
-from .images import ImageStore
+from .images import DraftStore, ImageStore
 from .jobs import JobManager
 
 
@@ -23,4 +23,5 @@ class State:
     store: ImageStore
     jobs: JobManager
     history: HistoryStore | None
+    drafts: DraftStore
     history_error: str | None = None

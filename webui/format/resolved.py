@@ -57,6 +57,19 @@ class Mode:
     def parameter(self, key: str) -> Parameter | None:
         return next((p for p in self.parameters if p.key == key), None)
 
+    def by_role(self, role: str) -> Parameter | None:
+        """The first parameter with this role (prompt, width, init_image…), if any."""
+        return next((p for p in self.parameters if p.kind == role), None)
+
+    @property
+    def size_pair(self) -> tuple[Parameter, Parameter] | None:
+        """The parameters with the roles width and height, when both are numbers: the form
+        offers to swap them and aspect presets within their ranges."""
+        pair = (self.by_role("width"), self.by_role("height"))
+        if all(p is not None and p.type in ("integer", "number") for p in pair):
+            return pair  # type: ignore[return-value]
+        return None
+
 
 MODE_LABELS = {"txt2img": "Text to image", "img2img": "Image to image"}
 

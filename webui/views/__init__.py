@@ -17,3 +17,4 @@ def register(app: Flask) -> None:
     app.jinja_env.filters["backticks"] = backticks
     app.jinja_env.filters["when_json"] = when_json
     app.jinja_env.globals["condition_holds"] = condition_holds
+    app.jinja_env.globals["job_mark"] = jobs.job_mark

@@ -3,6 +3,7 @@ image."""
 
 from __future__ import annotations
 
+import mimetypes
 from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, url_for
@@ -13,6 +14,7 @@ from ..choices import choices
 from ..format import Choice, FieldError, Parameter
 from ..infotext import InfotextError, image_infotext, infotext_to_fields, parse_infotext
 from .common import find_mode, find_service, state
+from .services import layout
 
 bp = Blueprint("generate", __name__)
 
@@ -32,11 +34,9 @@ def generate(service_id: str, mode_name: str) -> Any:
         return choices(service, p, st.options)
 
     def stored(ref: str) -> images.UploadedImage | None:
-        # An image of the history sent on as the input image.
-        if st.history is None:
-            return None
+        # An image named by the form: a draft, or an image of the history sent on.
         try:
-            found = recorder.stored_image(st.history, st.store, ref)
+            found = _input_image(ref)
         except ValueError as exc:
             raise FieldError(str(exc)) from None
         return forms.as_input_image(*found) if found is not None else None
@@ -50,8 +50,11 @@ def generate(service_id: str, mode_name: str) -> Any:
         if errors:
             if not htmx:
                 return _no_script_problem("Nothing was sent: " + "; ".join(errors.values()), 422)
-            context["errors"] = errors
-            return render_template("_result.html", **context), 422
+            # Listed at the top of the form in the order of its fields; the result stays.
+            order = [p.key for g in layout(mode) for p in (*g.fields, *g.more)]
+            context["errors"] = {k: errors[k] for k in [*order, *errors] if k in errors}
+            html = render_template("_form_errors.html", slots=True, **context)
+            return html, 422, {"HX-Retarget": f"#errors-{mode.name}", "HX-Reswap": "outerHTML"}
         sent = pipeline.prepare_values(mode, values)
     except BackendError as exc:
         status = STATUS_BY_KIND.get(exc.kind, 502)
@@ -62,11 +65,62 @@ def generate(service_id: str, mode_name: str) -> Any:
     if not htmx:
         # Without JavaScript the form is a plain POST: the job's own page follows it.
         return redirect(url_for("jobs.job_page", job_id=job.id), 303)
-    html = render_template("_result.html", job=job, position=st.jobs.position(job), **context)
+    html = render_template("_result.html", job=job, position=st.jobs.position(job),
+                           announce=True, **context)
     # The page's address now names the job: a reload shows it again.
     page = url_for("services.service_page", service_id=service.id, mode_name=mode.name,
                    job=job.id)
     return html, 202, {"HX-Push-Url": page}
+
+
+def _input_image(ref: str) -> tuple[bytes, str] | None:
+    """(bytes, file name) of an input image a form names: a draft (``d-…``, stored when it
+    was chosen) or an image of the history (its id); None for no name. ValueError says why
+    it cannot be used."""
+    st = state()
+    if ref.startswith("d-"):
+        path = st.drafts.path(ref)
+        if path is None:
+            raise ValueError("is no longer kept on the server: choose the image again")
+        return path.read_bytes(), path.name
+    if st.history is None:
+        return None
+    return recorder.stored_image(st.history, st.store, ref)
+
+
+@bp.post("/input-images")
+def save_input_image() -> tuple[Response, int]:
+    """An image chosen in a form, kept as a draft until Generate: its name and where to see
+    it, or a sentence saying what is wrong with it."""
+    upload = request.files.get("image")
+    data = upload.read(images.MAX_IMAGE_BYTES + 1) if upload else b""
+    filename = upload.filename if upload and upload.filename else "the image"
+    try:
+        forms.as_input_image(data, filename)  # the one check, and its messages
+        name, info = state().drafts.save(data)
+    except FieldError as exc:
+        message = str(exc)
+        return jsonify({"error": f"{filename!r} {message}" if message.startswith("is ")
+                        else message}), 422
+    except images.StorageError as exc:
+        return jsonify({"error": str(exc)}), 507
+    return jsonify({"ref": name, "url": url_for("generate.input_image", ref=name),
+                    "width": info.width, "height": info.height}), 201
+
+
+@bp.get("/input-images/<ref>")
+def input_image(ref: str) -> Response:
+    """The input image a form names (a draft or a history image), for its preview."""
+    try:
+        found = _input_image(ref)
+    except ValueError as exc:
+        abort(404, f"This image {exc}.")
+    if found is None:
+        abort(404, "No such image.")
+    data, name = found
+    mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return Response(data, mimetype=mime, headers={"Cache-Control": "private, max-age=3600",
+                                                  "X-Content-Type-Options": "nosniff"})
 
 
 def _no_script_problem(message: str, status: int) -> tuple[str, int]:

@@ -1,10 +1,13 @@
-"""A job's own page, its panel (polled while it runs), its actions and its live preview."""
+"""A job's own page, its panel, what changed in it while it runs, its actions and its live
+preview."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, abort, redirect, render_template, url_for
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+
+from ..jobs import Job
 
 from .common import state
 
@@ -34,6 +37,52 @@ def job_page(job_id: str) -> Any:
     return render_template("job.html", job=job, position=state().jobs.position(job))
 
 
+def job_mark(job: Job) -> str:
+    """What a panel shows of a running job, in a few characters, for the next poll to send
+    back: its state (status, the backend's queue, an interrupt asked for), the preview
+    version and the number of images."""
+    return (f"{job.status}.{job.remote or ''}.{int(job.stop_requested)}."
+            f"{job.progress.preview_version}.{len(job.images)}")
+
+
+def changed_parts(job: Job, seen: str) -> set[str]:
+    """The parts of the panel that differ from what ``seen`` (a :func:`job_mark`) showed,
+    beyond the state line and the progress bar that every answer brings; "announce" when
+    the state changed. Anything unreadable counts as all changed."""
+    now, before = job_mark(job).split("."), seen.split(".")
+    if len(before) != len(now):
+        return {"announce", "buttons", "preview", "images"}
+    parts = set()
+    if now[:2] != before[:2]:
+        parts |= {"announce", "buttons"}
+    if now[2] != before[2]:
+        parts.add("buttons")
+    if now[3] != before[3]:
+        parts.add("preview")
+    if now[4] != before[4]:
+        parts.add("images")
+    return parts
+
+
+def _update(job: Job, seen: str, **extra: Any) -> tuple[str, int, dict[str, str]]:
+    """What changed in the panel; a job that ended: its final panel, replacing the old one."""
+    context: dict[str, Any] = {"job": job, "mode": job.mode, "service": job.service,
+                               "position": state().jobs.position(job), **extra}
+    if not job.active:
+        context.setdefault("announce", True)
+        headers = {"HX-Retarget": f"#job-{job.id}", "HX-Reswap": "outerHTML"}
+        return render_template("_job_update.html", **context), 200, headers
+    context["changed"] = changed_parts(job, seen)
+    context.setdefault("announce", "announce" in context["changed"])
+    return render_template("_job_update.html", **context), 200, {}
+
+
+@bp.get("/jobs/<job_id>/update")
+def job_update(job_id: str) -> tuple[str, int, dict[str, str]]:
+    """Polled by the panel of a running job: ``seen`` is what it shows."""
+    return _update(_job(job_id), request.args.get("seen", ""))
+
+
 @bp.get("/jobs/<job_id>/panel")
 def job_panel(job_id: str) -> str:
     job = _job(job_id)
@@ -41,10 +90,16 @@ def job_panel(job_id: str) -> str:
                            position=state().jobs.position(job))
 
 
+# What the live region says when an action was taken (the job goes on for a moment).
+ACTION_SAID = {"interrupt": "Interrupting.", "skip": "Skipping the current image.",
+               "cancel": "Cancelled."}
+
+
 @bp.post("/jobs/<job_id>/<action>")
-def job_action(job_id: str, action: str) -> str:
+def job_action(job_id: str, action: str) -> tuple[str, int, dict[str, str]]:
     job = _job(job_id)
     jobs = state().jobs
+    seen = job_mark(job)
     if action == "interrupt":
         problem = jobs.interrupt(job)
     elif action == "skip":
@@ -53,8 +108,9 @@ def job_action(job_id: str, action: str) -> str:
         problem = None if jobs.cancel(job) else "The job had already started."
     else:
         abort(404, f"No job action {action!r}.")
-    return render_template("_job.html", job=job, mode=job.mode, service=job.service,
-                           position=jobs.position(job), action_error=problem)
+    # A problem is said by its own alert.
+    return _update(job, seen, action_error=problem,
+                   announce=None if problem else ACTION_SAID[action])
 
 
 @bp.get("/jobs/<job_id>/preview")

@@ -109,7 +109,11 @@ def service_page(service_id: str, mode_name: str) -> str:
                            broken=next((f for f in state().folders.catalog().failures
                                         if f.serving == service.definition.id), None),
                            values=values, init_image=init_image,
-                           prefilled=bool(values or init_image))
+                           prefilled=bool(values or init_image),
+                           # What "Reset to defaults" brings back, whatever the page was
+                           # opened with (reused parameters are the inputs' own defaults).
+                           defaults={p.key: p.defaultValue for p in mode.parameters
+                                     if p.type != "image"})
 
 
 @bp.get("/services/<service_id>/<mode_name>/options/<key>")
@@ -128,19 +132,32 @@ def options(service_id: str, mode_name: str, key: str) -> tuple[str, int]:
                                "choices": None, "current": current, "stale": []}
     try:
         found = choices(service, param, state().options, refresh=refresh)
-        if not current and param.defaultFrom:
-            # The service's own setting (e.g. the checkpoint A1111 loads without an override).
-            server_value = current_value(service, param, state().options, refresh=refresh)
-            current = [server_value] if server_value is not None else []
-            context["from_service"] = server_value
     except BackendError as exc:
         context["error"] = exc.message
         return render_template("_select.html", **context), 200
+    if param.defaultFrom:
+        # The service's own setting (e.g. the checkpoint A1111 loads without an override),
+        # as the choice it stands for; chosen when the form has no value of its own. Not
+        # readable: the choices are still usable, with "—" for the service's setting.
+        try:
+            server_value = current_value(service, param, state().options, refresh=refresh)
+        except BackendError:
+            server_value = None
+        server = match_current(param, [server_value], found)[0] if server_value else []
+        context["from_service"] = server[0] if server else None
+        if not current:
+            current = server
     # Values saved earlier are matched to the list as it is now; one that matches nothing is
     # kept, selected and marked, so that Generate says so instead of dropping it.
     context["current"], context["stale"] = match_current(param, current, found)
     context["choices"] = found
     return render_template("_select.html", **context), 200
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    """Browsers ask for /favicon.ico where no page names an icon (an image opened alone)."""
+    return redirect(url_for("static", filename="favicon.svg"), 301)
 
 
 @bp.get("/definition.schema.json")
