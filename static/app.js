@@ -276,15 +276,14 @@ function focusField(control) {
 }
 
 document.addEventListener("htmx:afterSwap", (event) => {
+  // (Fired on each element an answer swapped in: acted on once, for the summary.)
   const form = document.querySelector("form.gen-form");
   if (!form) return;
-  if (event.target.classList?.contains("form-errors")) {
-    // The answer was the form's errors: the result area was left as it was.
-    const first = markErrors(form);
-    if (first) focusField(first);
-  } else if (event.detail.target?.id === "result") {
-    markErrors(form);  // a job started: the errors were cleared
-  }
+  if (!event.target.classList?.contains("form-errors")) return;
+  // The summary was replaced: by the errors of the form (the result area left as it was), or
+  // emptied by a job that started.
+  const first = markErrors(form);
+  if (first) focusField(first);
 });
 
 document.addEventListener("click", (event) => {
@@ -454,8 +453,9 @@ function showChosenImage(zone) {
 }
 
 async function useImage(zone, file) {
-  const { file: input, ref } = zoneParts(zone);
+  const { file: input, ref, preview, name } = zoneParts(zone);
   const label = file.name && file.name !== "image.png" ? file.name : "Pasted image";
+  const before = { ref: ref.value, src: preview.getAttribute("src"), label: name.textContent };
   zoneError(zone, "");
   showImage(zone, URL.createObjectURL(file), `${label} (storing…)`);
   zone.classList.add("storing");
@@ -467,7 +467,12 @@ async function useImage(zone, file) {
     .catch(() => ({ error: "webui did not answer: is the server still running?" }));
   zone.classList.remove("storing");
   if (answer.error) {
-    clearImage(zone);
+    // The image chosen before stays; the field says what was wrong with this one.
+    clearImage(zone, false);
+    if (before.ref) {
+      ref.value = before.ref;
+      showImage(zone, before.src, before.label);
+    }
     zoneError(zone, answer.error);
     return;
   }
@@ -562,9 +567,9 @@ document.addEventListener("htmx:afterSettle", () => {
 // After Generate, the job panel is brought into view where it is not (on a phone it is below
 // the form).
 document.addEventListener("htmx:afterSwap", (event) => {
-  if (event.detail.target?.id !== "result" || event.detail.requestConfig?.verb !== "post") return;
-  const shown = event.detail.target.firstElementChild ? event.detail.target : null;
-  if (!shown) return;
+  // (Fired on each element an answer swapped in, out-of-band ones too: once, on the area.)
+  if (event.target.id !== "result" || event.detail.requestConfig?.verb !== "post") return;
+  const shown = event.target;
   const box = shown.getBoundingClientRect();
   if (box.top >= 0 && box.top < window.innerHeight * 0.6) return;
   const still = window.matchMedia("(prefers-reduced-motion: reduce)").matches;

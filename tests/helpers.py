@@ -98,6 +98,15 @@ class ServerThread:
         self.stop()
 
 
+SHOTS = Path(__file__).parent.parent / "test-artifacts"
+
+
+def shot(page: Any, name: str) -> None:
+    """A full-page screenshot of a Playwright PAGE, test-artifacts/NAME.png, to look at."""
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
 def free_port() -> int:
     """A port of 127.0.0.1 that nothing listened on a moment ago."""
     with socket.socket() as s:

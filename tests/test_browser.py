@@ -4,63 +4,18 @@ backend, both served over real HTTP."""
 from __future__ import annotations
 
 import io
-import os
-from pathlib import Path
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import expect
 
 from webui import create_app
 from webui.demo import create_demo_app
 
-from .helpers import ServerThread, a1111_response, demo_extra, image_bytes
+from .helpers import ServerThread, a1111_response, demo_extra, image_bytes, shot
 
 # Slower than the rest: `pytest -m "not browser"` is the fast loop, CI runs everything.
 pytestmark = pytest.mark.browser
-
-CHROMIUM = os.environ.get("WEBUI_TEST_CHROMIUM", "/usr/bin/chromium")
-SHOTS = Path(__file__).parent.parent / "test-artifacts"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install chromium "
-                    "(or set WEBUI_TEST_CHROMIUM)")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            # This machine has no network but loopback: keep Chromium from calling home.
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def ui(make_settings, demo_server):
-    # The real-A1111 entry points at port 9 (discard), where nothing listens.
-    app = create_app(make_settings(extras=[demo_extra(demo_server.url)],
-                                   url_overrides={"a1111": "http://127.0.0.1:9"}))
-    server = ServerThread(app)
-    yield server, app
-    server.stop()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    yield page
-    context.close()
-
-
-def shot(page: Page, name: str) -> None:
-    SHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 def test_index_shows_demo_online_and_a1111_offline_with_help(page, ui):
@@ -116,7 +71,7 @@ def test_field_errors_show_beside_the_fields(page, ui):
     page.get_by_role("button", name="Generate").click()
     expect(page.locator("#err-txt2img-prompt")).to_have_text("Prompt is required")
     expect(page.locator("#err-txt2img-steps")).to_have_text("Steps must be at least 1")
-    expect(page.locator("#result")).to_contain_text("Nothing was sent")
+    expect(page.locator("#errors-txt2img")).to_contain_text("Nothing was sent")
     shot(page, "txt2img-errors")
     # Fixing them clears the messages.
     page.fill("#f-txt2img-prompt", "ok")
@@ -247,7 +202,7 @@ def test_job_progress_interrupt_and_reload(page, make_settings):
                                                                 timeout=10_000)
         expect(page.locator("#result .job figure img").first).to_be_visible()
         shot(page, "job-interrupted")
-        job_link = page.locator("#result .job a", has_text="link").get_attribute("href")
+        job_link = page.locator("#result .job a", has_text="Job page").get_attribute("href")
         page.goto(server.url + job_link)
         expect(page.locator(".job")).to_have_attribute("data-status", "interrupted")
     finally:

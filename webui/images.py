@@ -233,7 +233,7 @@ class DraftStore:
                 write_atomic(path, lambda fh: fh.write(data))
         except OSError as exc:
             raise storage_problem(self.root, exc) from None
-        self._prune()
+        self._prune(keep=path)
         return name, info
 
     def path(self, name: str) -> Path | None:
@@ -243,11 +243,14 @@ class DraftStore:
         path = self.root / name
         return path if path.is_file() else None
 
-    def _prune(self) -> None:
-        files = sorted(self.root.glob("d-*"), key=lambda f: f.stat().st_mtime, reverse=True)
+    def _prune(self, keep: Path) -> None:
+        """Drop drafts not chosen for DRAFT_DAYS, and the oldest beyond DRAFT_COUNT (never
+        ``keep``, the one just chosen)."""
+        others = [f for f in self.root.glob("d-*") if f != keep]
+        ages = sorted(((f.stat().st_mtime, f) for f in others), reverse=True)
         too_old = time.time() - self.DRAFT_DAYS * 86400
-        for i, old in enumerate(files):
-            if i >= self.DRAFT_COUNT or old.stat().st_mtime < too_old:
+        for i, (mtime, old) in enumerate(ages):
+            if i >= self.DRAFT_COUNT - 1 or mtime < too_old:
                 old.unlink(missing_ok=True)
 
 

@@ -8,7 +8,6 @@ from typing import Any
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 
 from ..jobs import Job
-
 from .common import state
 
 bp = Blueprint("jobs", __name__)
