@@ -164,6 +164,7 @@ def test_img2img_takes_a_dropped_or_pasted_image_and_keeps_it_over_a_reload(page
     preview = page.locator("#pv-f-img2img-init_image")
     ref = page.locator("[data-image-ref]")
     expect(preview).to_be_hidden()
+    expect(zone.get_by_role("button", name="Remove image")).to_be_hidden()
 
     # A real A1111 PNG, carrying its parameters: dropped on the image field it is the input
     # image, its parameters are not read into the form.

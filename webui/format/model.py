@@ -330,7 +330,8 @@ class Parameter(_Model):
         [], description="Parameters given with this one or not at all (a {w, h} object)")
     role: str | None = Field(
         None, description="What the value is to webui: prompt, negative, seed, width, height, "
-        "batch, init_image, mask (default: from the key or type)")
+        "batch, init_image, mask (default: from the key or type). A number width and height "
+        "get a swap button and aspect presets; an init_image takes a dropped or pasted image")
     appendTo: Append | None = None
     as_: Literal["base64", "data_url"] = Field(
         "base64", alias="as", description="image: how it is put into a JSON body")
