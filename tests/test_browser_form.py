@@ -170,7 +170,7 @@ def test_img2img_takes_a_dropped_or_pasted_image_and_keeps_it_over_a_reload(page
     # image, its parameters are not read into the form.
     a1111_png = base64.b64decode(a1111_response("txt2img-200")["images"][0])
     zone.dispatch_event("drop", {"dataTransfer": with_file(page, a1111_png, "cat.png")})
-    expect(ref).to_have_value(re.compile(r"^d-[0-9a-f]{32}\.png$"))
+    expect(ref).to_have_value(re.compile(r"^d-[0-9a-f]{32}\.png$"), timeout=15_000)
     expect(preview).to_be_visible()
     expect(zone).to_contain_text("cat.png")
     expect(page.locator("#f-img2img-prompt")).to_have_value("")
@@ -190,7 +190,9 @@ def test_img2img_takes_a_dropped_or_pasted_image_and_keeps_it_over_a_reload(page
         {clipboardData: dt, bubbles: true, cancelable: true}))""",
                   with_file(page, blue, "image.png"))
     expect(ref).not_to_have_value(dropped)
-    expect(zone).to_contain_text("Pasted image")
+    # Stored: the preview now comes from the server, with the image's size.
+    expect(zone.locator("[data-image-name]")).to_have_text("Pasted image · 64×64",
+                                                           timeout=15_000)
     assert pixel(page, "#pv-f-img2img-init_image")[2] > 200
 
     # Generated from it (denoising 0 keeps the input: the result is blue).
@@ -206,7 +208,7 @@ def test_img2img_takes_a_dropped_or_pasted_image_and_keeps_it_over_a_reload(page
     # Keyboard: the field takes the focus and Enter opens the file chooser.
     page.locator("#f-img2img-init_image").focus()
     page.keyboard.press("Enter")
-    expect(zone).to_contain_text("red.png")
+    expect(zone.locator("[data-image-name]")).to_have_text("red.png · 64×64", timeout=15_000)
     # Removed: nothing is kept, and a reload keeps nothing.
     zone.get_by_role("button", name="Remove image").click()
     expect(preview).to_be_hidden()
