@@ -268,3 +268,14 @@ def generate(app, service: str, mode: str, data: dict, files: dict | None = None
     r = submit(client, f"/services/{service}/{mode}/generate", data=payload,
                content_type="multipart/form-data")
     return r, r.get_data(as_text=True)
+
+
+# --- Browser tests ----------------------------------------------------------------------------
+
+SHOTS = Path(__file__).parent.parent / "test-artifacts"
+
+
+def shot(page: Any, name: str) -> None:
+    """A full-page screenshot of a browser test, in test-artifacts/NAME.png."""
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
