@@ -275,7 +275,8 @@ def generate(app, service: str, mode: str, data: dict, files: dict | None = None
 SHOTS = Path(__file__).parent.parent / "test-artifacts"
 
 
-def shot(page: Any, name: str) -> None:
-    """A full-page screenshot of a browser test, in test-artifacts/NAME.png."""
+def shot(page: Any, name: str, full_page: bool = True) -> None:
+    """A screenshot of a browser test (the whole page, or what the window shows: a dialog),
+    in test-artifacts/NAME.png."""
     SHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
