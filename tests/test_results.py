@@ -145,6 +145,9 @@ def test_send_to_img2img_and_use_seed_work_for_every_service(services_app, servi
     form_page = client.get(unescape(use.group(1))).get_data(as_text=True)
     assert (f'id="use-seed" data-for="f-txt2img-{seed.key}" data-use-seed="4242"'
             in form_page)
+    # Without JavaScript too, the field holds it; the rest is not taken from the image.
+    assert re.search(rf'id="f-txt2img-{seed.key}"[^>]*?value="4242"', form_page, re.S)
+    assert "data-prefilled" not in form_page
 
 
 def test_a_service_without_an_input_image_mode_offers_no_send_to_img2img(make_settings, tmp_path):

@@ -1,4 +1,5 @@
-"""The gallery, an image's page, deleting, and serving the image and thumbnail files."""
+"""The gallery, an image's page and its viewer, deleting, and serving the image and thumbnail
+files."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""A job's own page, its panel (polled while it runs), its actions and its live preview."""
+"""A job's own page, its panel (polled while it runs), its actions and its live preview; its
+images one by one (which of the batch each is); the queue page of every active job."""
 
 from __future__ import annotations
 

@@ -100,11 +100,14 @@ def service_page(service_id: str, mode_name: str) -> str:
     init = request.args.get("init", "")
     init_image = state().history.get_image(image_id(init)) if (
         image_id(init) is not None and state().history) else None
+    prefilled = bool(values or init_image)
+    # ?use_seed=<image id>: that image's seed in the seed field, the rest of the form as it
+    # was left (with JavaScript, app.js puts the seed back after the remembered values).
+    use_seed = seed_of(mode, request.args.get("use_seed"))
+    if use_seed:
+        values = {**values, use_seed[0]: use_seed[1]}
     # What the form starts with, for the fields shown only when others have certain values.
     form_values = {p.key: values.get(p.key, p.defaultValue) for p in mode.parameters}
-    # ?use_seed=<image id>: that image's seed goes into the seed field (app.js puts it there
-    # after the remembered values, which it leaves as they were).
-    use_seed = seed_of(mode, request.args.get("use_seed"))
     return render_template("service.html", service=service, mode=mode, groups=layout(mode),
                            form_values=form_values,
                            job=job, position=state().jobs.position(job) if job else None,
@@ -112,7 +115,7 @@ def service_page(service_id: str, mode_name: str) -> str:
                            broken=next((f for f in state().folders.catalog().failures
                                         if f.serving == service.definition.id), None),
                            values=values, init_image=init_image,
-                           prefilled=bool(values or init_image), use_seed=use_seed)
+                           prefilled=prefilled, use_seed=use_seed)
 
 
 @bp.get("/services/<service_id>/<mode_name>/options/<key>")
