@@ -83,8 +83,10 @@ def test_the_viewer_steps_through_the_batch_and_on_through_the_gallery(browser, 
         # The image's own page: ← → go to its neighbours as well.
         figures.nth(2).get_by_role("link", name="Open").click()
         expect(page.locator("h1")).to_contain_text("Image 3 of 3")
+        page.wait_for_load_state("domcontentloaded")  # app.js has run
         page.keyboard.press("ArrowRight")
         expect(page.locator("h1")).to_contain_text("Image 1 of 1")
+        page.wait_for_load_state("domcontentloaded")
         page.keyboard.press("ArrowLeft")
         expect(page.locator("h1")).to_contain_text("Image 3 of 3")
         context.close()
