@@ -1,5 +1,6 @@
 """Fixtures only: app factories, the fake backends and the demo on real HTTP servers, the real
-A1111 contract material. The helpers they are built from are in helpers.py."""
+A1111 contract material, Chromium for the browser tests. The helpers they are built from are in
+helpers.py."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 from webui import create_app
 from webui.config import Settings
@@ -89,16 +91,13 @@ def demo_app(make_settings, demo_server):
     return create_app(make_settings(extras=[demo_extra(demo_server.url)]))
 
 
-# --- Browser tests (Chromium driven by Playwright) ------------------------------------------
+# Real-browser fixtures (the tests marked `browser`) ------------------------------------------
 
 CHROMIUM = os.environ.get("WEBUI_TEST_CHROMIUM", "/usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")
 def browser():
-    """Debian's Chromium, headless, for the module's browser tests."""
-    from playwright.sync_api import sync_playwright
-
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install chromium "
                     "(or set WEBUI_TEST_CHROMIUM)")
@@ -116,8 +115,7 @@ def browser():
 
 @pytest.fixture
 def ui(make_settings, demo_server):
-    """webui on a real port with the demo service (the real-A1111 entry points at port 9,
-    where nothing listens): (server, app)."""
+    # The real-A1111 entry points at port 9 (discard), where nothing listens.
     app = create_app(make_settings(extras=[demo_extra(demo_server.url)],
                                    url_overrides={"a1111": "http://127.0.0.1:9"}))
     server = ServerThread(app)
@@ -127,7 +125,6 @@ def ui(make_settings, demo_server):
 
 @pytest.fixture
 def page(browser):
-    """A desktop-sized page (1280×900) in a context of its own."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     yield page

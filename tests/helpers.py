@@ -98,15 +98,6 @@ class ServerThread:
         self.stop()
 
 
-SHOTS = Path(__file__).parent.parent / "test-artifacts"
-
-
-def shot(page: Any, name: str) -> None:
-    """A full-page screenshot of a Playwright PAGE, test-artifacts/NAME.png, to look at."""
-    SHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
 def free_port() -> int:
     """A port of 127.0.0.1 that nothing listened on a moment ago."""
     with socket.socket() as s:
@@ -277,3 +268,15 @@ def generate(app, service: str, mode: str, data: dict, files: dict | None = None
     r = submit(client, f"/services/{service}/{mode}/generate", data=payload,
                content_type="multipart/form-data")
     return r, r.get_data(as_text=True)
+
+
+# --- Browser tests ----------------------------------------------------------------------------
+
+SHOTS = Path(__file__).parent.parent / "test-artifacts"
+
+
+def shot(page: Any, name: str, full_page: bool = True) -> None:
+    """A screenshot of a browser test (the whole page, or what the window shows: a dialog),
+    in test-artifacts/NAME.png."""
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
