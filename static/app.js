@@ -410,10 +410,11 @@ function zoneError(zone, message) {
   else file.removeAttribute("aria-invalid");
 }
 
-function showImage(zone, src, label) {
+function showImage(zone, src, label, ref = "") {
   const { preview, name, clear } = zoneParts(zone);
   if (preview.src.startsWith("blob:") && preview.src !== src) URL.revokeObjectURL(preview.src);
   preview.src = src;
+  preview.dataset.ref = ref;  // the image it shows (none while one is being stored)
   preview.hidden = false;
   name.textContent = label;
   clear.hidden = false;
@@ -426,6 +427,7 @@ function clearImage(zone, tell = true) {
   file.value = "";
   ref.value = "";
   preview.removeAttribute("src");
+  preview.dataset.ref = "";
   preview.hidden = true;
   name.textContent = "";
   clear.hidden = true;
@@ -441,15 +443,15 @@ function showChosenImage(zone) {
     if (!zone.classList.contains("storing")) clearImage(zone, false);
     return;
   }
+  if (preview.dataset.ref === ref.value && !preview.hidden) return;  // shown already
   const src = `${zone.dataset.store}/${encodeURIComponent(ref.value)}`;
-  if (preview.getAttribute("src") === src) return;
   preview.addEventListener("error", () => {
     if (ref.value && preview.getAttribute("src") === src) {
       clearImage(zone);
       zoneError(zone, "The image chosen earlier is no longer kept on the server: choose it again.");
     }
   }, { once: true });
-  showImage(zone, src, "Chosen earlier.");
+  showImage(zone, src, "Chosen earlier.", ref.value);
 }
 
 async function useImage(zone, file) {
@@ -471,14 +473,14 @@ async function useImage(zone, file) {
     clearImage(zone, false);
     if (before.ref) {
       ref.value = before.ref;
-      showImage(zone, before.src, before.label);
+      showImage(zone, before.src, before.label, before.ref);
     }
     zoneError(zone, answer.error);
     return;
   }
   input.value = "";  // sent by name from now on
   ref.value = answer.ref;
-  showImage(zone, answer.url, `${label} · ${answer.width}×${answer.height}`);
+  showImage(zone, answer.url, `${label} · ${answer.width}×${answer.height}`, answer.ref);
   ref.dispatchEvent(new Event("change", { bubbles: true }));  // remembered
 }
 
