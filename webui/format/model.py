@@ -285,9 +285,10 @@ _BY_TYPE = {
     "image": {"required", "as_"},
 }
 # The roles webui understands; a parameter without one gets it from its key or type.
-ROLES = ("prompt", "negative", "seed", "width", "height", "batch", "init_image", "mask")
+ROLES = ("prompt", "negative", "seed", "width", "height", "batch", "init_image", "mask",
+         "model")
 _ROLE_OF_KEY = {"prompt": "prompt", "negative_prompt": "negative", "width": "width",
-                "height": "height", "batch_size": "batch"}
+                "height": "height", "batch_size": "batch", "model": "model"}
 
 
 class Parameter(_Model):
@@ -330,7 +331,8 @@ class Parameter(_Model):
         [], description="Parameters given with this one or not at all (a {w, h} object)")
     role: str | None = Field(
         None, description="What the value is to webui: prompt, negative, seed, width, height, "
-        "batch, init_image, mask (default: from the key or type)")
+        "batch, init_image, mask, model (the checkpoint: Compare offers each of its choices) "
+        "(default: from the key or type)")
     appendTo: Append | None = None
     as_: Literal["base64", "data_url"] = Field(
         "base64", alias="as", description="image: how it is put into a JSON body")
@@ -506,6 +508,12 @@ class Definition(_Model):
         "when it means the credentials are wrong. Default: status 401 or 403"
     )
     capabilities: Annotated[list[Capability], Field(min_length=1)]
+    images: dict[str, Literal["infotext"] | dict[str, str]] = Field(
+        {}, description="What the images this service makes carry, so that PNG Info (and a "
+        "file dropped on a form) recognises them and fills this service's forms: a PNG text "
+        "chunk's keyword -> 'infotext' (A1111's parameters text, also read from a JPEG/WEBP "
+        "EXIF UserComment), or, for a chunk holding JSON, parameter key -> JMESPath reading "
+        "that parameter's value from it")
 
 
 def error_loc(parts: tuple[Any, ...] | list[Any]) -> str:

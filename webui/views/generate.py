@@ -7,11 +7,10 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, url_for
 
-from .. import forms, images, pipeline, recorder
+from .. import forms, images, pipeline, recorder, reuse
 from ..backend import BackendError, resolve_auth
 from ..choices import choices
 from ..format import Choice, FieldError, Parameter
-from ..infotext import InfotextError, image_infotext, infotext_to_fields, parse_infotext
 from .common import find_mode, find_service, state
 
 bp = Blueprint("generate", __name__)
@@ -83,25 +82,14 @@ def read_image(service_id: str, mode_name: str) -> tuple[Response, int]:
     upload = request.files.get("image")
     data = upload.read(images.MAX_IMAGE_BYTES) if upload else b""
     try:
-        text = image_infotext(data) if data else None
-    except InfotextError as exc:  # too long to read: say so
+        readings = reuse.read(data, state().folders.catalog().services) if data else []
+    except reuse.UnreadableMetadata as exc:  # too long to read: say so
         return jsonify({"error": str(exc)}), 200
-    if not text:
+    if not readings:
         return jsonify({"error": "This image carries no generation parameters."}), 200
-    prompt, negative, labelled = parse_infotext(text)
-    fields = {"prompt": prompt, "negative_prompt": negative, **infotext_to_fields(labelled)}
-    values: dict[str, Any] = {}
-    # The texts go to the fields with those roles, whatever their keys.
-    for role, text in (("prompt", prompt), ("negative", negative)):
-        p = next((q for q in mode.parameters if q.kind == role), None)
-        if p is not None and text:
-            values[p.key] = text
-    for p in mode.parameters:
-        if p.key in values:
-            continue
-        name = (p.targets[0] if p.targets else p.key).rsplit(".", 1)[-1].rsplit(":", 1)[-1]
-        for candidate in (p.key, name):
-            if candidate in fields and fields[candidate] not in (None, "") and p.type != "image":
-                values[p.key] = fields[candidate]
-                break
-    return jsonify({"values": values, "unused": sorted(set(fields) - set(values))}), 200
+    # The reading meant for this service if there is one (its own graph, its own note).
+    reading = next((r for r in readings if any(s.id == service.id for s in r.services)),
+                   readings[0])
+    values = reading.values_for(service, mode)
+    return jsonify({"values": values,
+                    "unused": sorted(set(reading.values) - set(values))}), 200
