@@ -184,3 +184,33 @@ for (const form of document.querySelectorAll("form[data-read-image]")) {
     if (note) note.textContent = `Filled ${Object.keys(answer.values).length} fields from ${file.name}.`;
   });
 }
+
+// --- PNG Info ----------------------------------------------------------------------------------
+// A drop zone reads the file dropped on it, and a paste anywhere on its page reads the pasted
+// image: each is put into the zone's file input, whose change sends the form (htmx).
+function readInto(zone, file) {
+  const input = zone.querySelector("input[type=file]");
+  if (!input || !file) return;
+  const files = new DataTransfer();
+  files.items.add(file);
+  input.files = files.files;
+  input.dispatchEvent(new Event("change", { bubbles: true }));
+}
+
+for (const zone of document.querySelectorAll("[data-drop-zone]")) {
+  zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("drop-target"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("drop-target"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("drop-target");
+    readInto(zone, event.dataTransfer?.files?.[0]);
+  });
+}
+
+document.addEventListener("paste", (event) => {
+  const zone = document.querySelector("[data-drop-zone]");
+  const file = [...(event.clipboardData?.files || [])].find((f) => f.type.startsWith("image/"));
+  if (!zone || !file) return;
+  event.preventDefault();
+  readInto(zone, file);
+});

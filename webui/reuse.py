@@ -149,6 +149,12 @@ def read(data: bytes, services: Iterable[Service]) -> list[Reading]:
     return readings
 
 
+def for_service(readings: list[Reading], service: Service) -> Reading | None:
+    """The reading meant for this service (its own note, its own graph), else the first."""
+    return next((r for r in readings if any(s.id == service.id for s in r.services)),
+                readings[0] if readings else None)
+
+
 def keywords(data: bytes) -> list[tuple[str, int]]:
     """The text chunks a PNG carries (keyword, size in bytes), for the record."""
     return png_text_keywords(data)
@@ -282,5 +288,5 @@ def _from_infotext(text: str, services: list[Service]) -> Reading:
                    text=text, services=writers)
 
 
-__all__ = ["MAX_INFOTEXT", "Reading", "UnreadableMetadata", "carry", "family", "job_roles",
-           "keywords", "read", "typed"]
+__all__ = ["MAX_INFOTEXT", "Reading", "UnreadableMetadata", "carry", "family", "for_service",
+           "job_roles", "keywords", "read", "typed"]

@@ -3,14 +3,19 @@ image."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, url_for
+from werkzeug.datastructures import FileStorage
 
 from .. import forms, images, pipeline, recorder, reuse
 from ..backend import BackendError, resolve_auth
 from ..choices import choices
-from ..format import Choice, FieldError, Parameter
+from ..format import Choice, FieldError, Mode, Parameter
+from ..jobs import Job
+from ..service import Service
+from . import pnginfo
 from .common import find_mode, find_service, state
 
 bp = Blueprint("generate", __name__)
@@ -25,39 +30,20 @@ def generate(service_id: str, mode_name: str) -> Any:
     service = find_service(service_id)
     mode = find_mode(service, mode_name)
     htmx = bool(request.headers.get("HX-Request"))
-
-    def allowed_for(p: Parameter) -> list[Choice]:
-        # Only values the backend listed: A1111 silently swaps an unknown sampler for another.
-        return choices(service, p, st.options)
-
-    def stored(ref: str) -> images.UploadedImage | None:
-        # An image of the history sent on as the input image.
-        if st.history is None:
-            return None
-        try:
-            found = recorder.stored_image(st.history, st.store, ref)
-        except ValueError as exc:
-            raise FieldError(str(exc)) from None
-        return forms.as_input_image(*found) if found is not None else None
-
     context: dict[str, Any] = {"service": service, "mode": mode, "errors": {}}
     try:
-        resolve_auth(service)  # a missing secret is a setup problem, not a queued failure
-        # A backend that cannot list its choices cannot generate either: one clear message
-        # beats the same connection error under every select.
-        values, errors = forms.validate(mode, request.form, request.files, allowed_for, stored)
+        values, errors = checked(service, mode, request.form, request.files)
         if errors:
             if not htmx:
                 return _no_script_problem("Nothing was sent: " + "; ".join(errors.values()), 422)
             context["errors"] = errors
             return render_template("_result.html", **context), 422
-        sent = pipeline.prepare_values(mode, values)
+        job = queue(service, mode, values)
     except BackendError as exc:
         status = STATUS_BY_KIND.get(exc.kind, 502)
         if not htmx:
             return _no_script_problem(f"Generation failed. {exc.message}", status)
         return render_template("_result.html", failure=exc, **context), status
-    job = st.jobs.submit(service, mode, values, sent)
     if not htmx:
         # Without JavaScript the form is a plain POST: the job's own page follows it.
         return redirect(url_for("jobs.job_page", job_id=job.id), 303)
@@ -66,6 +52,41 @@ def generate(service_id: str, mode_name: str) -> Any:
     page = url_for("services.service_page", service_id=service.id, mode_name=mode.name,
                    job=job.id)
     return html, 202, {"HX-Push-Url": page}
+
+
+def checked(service: Service, mode: Mode, form: Mapping[str, str],
+            files: Mapping[str, FileStorage]) -> tuple[dict[str, Any], dict[str, str]]:
+    """A submitted form's values and its errors by key, checked as Generate checks them.
+    BackendError when the service cannot be asked (a missing secret, its choices)."""
+    st = state()
+
+    def allowed_for(p: Parameter) -> list[Choice]:
+        # Only values the backend listed: A1111 silently swaps an unknown sampler for another.
+        return choices(service, p, st.options)
+
+    def stored(ref: str) -> images.UploadedImage | None:
+        # An image of the history, or one read by PNG Info, sent on as the input image.
+        try:
+            found = pnginfo.kept_bytes(ref)
+            if found is None and st.history is not None:
+                found = recorder.stored_image(st.history, st.store, ref)
+        except ValueError as exc:
+            raise FieldError(str(exc)) from None
+        return forms.as_input_image(*found) if found is not None else None
+
+    resolve_auth(service)  # a missing secret is a setup problem, not a queued failure
+    # A backend that cannot list its choices cannot generate either: one clear message
+    # beats the same connection error under every select.
+    return forms.validate(mode, form, files, allowed_for, stored)
+
+
+def queue(service: Service, mode: Mode, values: dict[str, Any],
+          sent: dict[str, Any] | None = None) -> Job:
+    """Queue checked values as a job, ``sent`` as :func:`pipeline.prepare_values` makes them
+    (made here if not given: BackendError if the definition cannot prepare them)."""
+    if sent is None:
+        sent = pipeline.prepare_values(mode, values)
+    return state().jobs.submit(service, mode, values, sent)
 
 
 def _no_script_problem(message: str, status: int) -> tuple[str, int]:
@@ -87,9 +108,8 @@ def read_image(service_id: str, mode_name: str) -> tuple[Response, int]:
         return jsonify({"error": str(exc)}), 200
     if not readings:
         return jsonify({"error": "This image carries no generation parameters."}), 200
-    # The reading meant for this service if there is one (its own graph, its own note).
-    reading = next((r for r in readings if any(s.id == service.id for s in r.services)),
-                   readings[0])
+    reading = reuse.for_service(readings, service)
+    assert reading is not None
     values = reading.values_for(service, mode)
     return jsonify({"values": values,
                     "unused": sorted(set(reading.values) - set(values))}), 200

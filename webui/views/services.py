@@ -20,6 +20,7 @@ from ..backend import BackendError, StatusChecks
 from ..choices import choices, current_value, match_current
 from ..format import Mode, Parameter, schema_text
 from ..redact import redact_url
+from . import pnginfo
 from .common import find_mode, find_service, image_id, state
 
 bp = Blueprint("services", __name__)
@@ -95,11 +96,21 @@ def service_page(service_id: str, mode_name: str) -> str:
     mode = find_mode(service, mode_name)
     job = state().jobs.get(request.args.get("job", ""))
     # ?from=<image id>: the form filled from that image's job (reuse parameters);
-    # ?init=<image id>: that image as the input image (send to img2img).
-    values = prefill(mode.parameters, request.args.get("from"))
+    # ?init=<image id>: that image as the input image (send to img2img). png-<token>: an
+    # image read by PNG Info, for both.
+    source = request.args.get("from")
+    kept = pnginfo.kept_values(service, mode, source)
+    values = prefill(mode.parameters, source) if kept is None else kept
     init = request.args.get("init", "")
-    init_image = state().history.get_image(image_id(init)) if (
+    record = state().history.get_image(image_id(init)) if (
         image_id(init) is not None and state().history) else None
+    init_image = pnginfo.kept_input(init) or (pnginfo.InputImage(
+        str(record.id), url_for("gallery.image", name=record.path), "the gallery")
+        if record else None)
+    if kept is not None:
+        prefilled = "The form is filled from the image read by PNG Info."
+    else:
+        prefilled = "The form is filled from an image of the gallery."
     # What the form starts with, for the fields shown only when others have certain values.
     form_values = {p.key: values.get(p.key, p.defaultValue) for p in mode.parameters}
     return render_template("service.html", service=service, mode=mode, groups=layout(mode),
@@ -109,7 +120,7 @@ def service_page(service_id: str, mode_name: str) -> str:
                            broken=next((f for f in state().folders.catalog().failures
                                         if f.serving == service.definition.id), None),
                            values=values, init_image=init_image,
-                           prefilled=bool(values or init_image))
+                           prefilled=prefilled if (values or init_image) else "")
 
 
 @bp.get("/services/<service_id>/<mode_name>/options/<key>")
