@@ -232,9 +232,25 @@ def test_hostile_files_get_a_sentence(client):
     r = client.post("/png-info", data={"image": (io.BytesIO(b"\0" * (33 * 1024 * 1024)),
                                                  "bigger.png")}, content_type=MULTIPART)
     assert r.status_code == 413 and "limit is 30 MB" in r.get_data(as_text=True)
-    # Without JavaScript the answer is the whole page, with the same sentence.
+    # Without JavaScript the answer is the whole page, with the same sentence; a file that
+    # is read leads to its result's own address (a reload does not post it again).
     r = read(client, b"GIF89a broken", htmx=False)
     assert "<h1>PNG Info</h1>" in r.get_data(True) and "not an image" in r.get_data(True)
+    r = read(client, image_bytes(), htmx=False)
+    assert r.status_code == 303 and r.headers["Location"].startswith("/png-info/")
+    assert "carries no generation parameters" in client.get(r.headers["Location"]).get_data(True)
+
+
+def test_what_is_shown_of_a_file_is_bounded(client):
+    labels = ", ".join(f"Label{i}: {i}" for i in range(3000))
+    r = read(client, png_with_text(b"parameters", f"a cat\n{labels}".encode()))
+    table = r.get_data(as_text=True).split('<table class="params">')[1].split("</table>")[0]
+    rows = re.findall(r'<th scope="row">([^<]*)</th>', table)
+    assert len(rows) == 200 and rows[0] == "Prompt" and rows[-1] == "Label198"
+    note = {"service": "a1111", "mode": "txt2img", "values": {"prompt": "x" * 100_000}}
+    r = read(client, png_with_text(b"webui", json.dumps(note).encode()))
+    html = r.get_data(as_text=True)
+    assert "… (100000 characters)" in html and "x" * 5001 not in html
 
 
 def test_kept_images_are_bounded_and_a_gone_one_says_so(tmp_path, client):
@@ -296,3 +312,15 @@ def test_a_graph_of_the_bundled_workflow_reads_the_same(app):
     assert "LoRA example.safetensors" in shown
     assert COMFYUI_GRAPH["40"]["inputs"]["seed"] != graph["3"]["inputs"]["seed"]
     assert f"Seed {graph['3']['inputs']['seed']}" in shown
+
+
+def test_get_follows_a_computed_key():
+    from webui import expr
+
+    graph = {"3": {"inputs": {"positive": ["6", 0]}}, "6": {"inputs": {"text": "hi"}}}
+    assert expr.search("{g: @, s: get(@, '3')} | get(g, s.inputs.positive[0]).inputs.text",
+                       graph) == "hi"
+    assert expr.search("get(@, `6`).inputs.text", graph) == "hi"  # an id given as a number
+    assert expr.search("get(@, 'nope')", graph) is None
+    assert expr.search("get(missing, 'x')", graph) is None
+    assert expr.check("get(@, 'x')") is None

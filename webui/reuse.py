@@ -183,13 +183,27 @@ def _labels(services: list[Service], fam: str | None, mode_name: str | None = No
     return {}
 
 
+# What a page shows of a reading at most: a file may carry thousands of labels, or megabytes.
+MAX_SHOWN = 200
+MAX_SHOWN_TEXT = 5000
+
+
 def _shown(values: dict[str, Any], labels: dict[str, str]) -> list[tuple[str, str]]:
+    return _capped((labels.get(key, key),
+                    ", ".join(map(str, value)) if isinstance(value, list) else str(value))
+                   for key, value in values.items()
+                   if value not in (None, "") and not isinstance(value, dict))
+
+
+def _capped(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """At most MAX_SHOWN labelled values, each at most MAX_SHOWN_TEXT characters."""
     out = []
-    for key, value in values.items():
-        if value in (None, "") or isinstance(value, dict):
-            continue
-        text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
-        out.append((labels.get(key, key), text))
+    for label, text in pairs:
+        if len(out) == MAX_SHOWN:
+            break
+        if len(text) > MAX_SHOWN_TEXT:
+            text = text[:MAX_SHOWN_TEXT] + f"… ({len(text)} characters)"
+        out.append((label[:200], text))
     return out
 
 
@@ -278,9 +292,9 @@ def _from_infotext(text: str, services: list[Service]) -> Reading:
     fields = {"prompt": prompt, "negative_prompt": negative, **infotext_to_fields(labelled)}
     roles = {role: fields.get(key) for role, key in _A1111_KEY.items()
              if fields.get(key) not in (None, "")}
-    shown = [(label, value) for label, value in
-             (("Prompt", prompt), ("Negative prompt", negative)) if value]
-    shown += list(labelled.items())
+    shown = _capped([*((label, value) for label, value in
+                        (("Prompt", prompt), ("Negative prompt", negative)) if value),
+                     *labelled.items()])
     writers = [s for s in services
                if any(r == "infotext" for r in s.definition.model.images.values())]
     writers.sort(key=lambda s: not s.configured)

@@ -6,7 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Response, abort, render_template, request, send_file, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 
 from .. import images, reuse
 from ..format import Mode
@@ -55,10 +64,12 @@ def inspect() -> Any:
         return _answer({"problem": f"This file {exc}.", "name": name}, htmx, 422)
     except StorageError as exc:
         return _answer({"problem": str(exc), "name": name}, htmx, 507)
-    result = _result(token, data, name)
-    html, status = _answer(result, htmx, 200)
     # The address names the image: a reload (or Back from a form) shows it again.
-    return html, status, {"HX-Push-Url": url_for("pnginfo.kept_page", token=token)}
+    address = url_for("pnginfo.kept_page", token=token)
+    if not htmx:
+        return redirect(address, 303)
+    html, status = _answer(_result(token, data, name), htmx, 200)
+    return html, status, {"HX-Push-Url": address}
 
 
 @bp.get("/png-info/<token>")
@@ -75,7 +86,11 @@ def kept_image(token: str) -> Response:
     path = kept().find(token)
     if path is None:
         abort(404, "This image is no longer kept by PNG Info.")
-    response = send_file(path, mimetype=images.check(path.read_bytes()).mime, max_age=3600)
+    try:
+        mime = images.check(path.read_bytes()).mime  # as the upload was checked
+    except ImageDataError:
+        abort(404, "This image is no longer readable.")
+    response = send_file(path, mimetype=mime, max_age=3600)
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
