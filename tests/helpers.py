@@ -270,6 +270,18 @@ def generate(app, service: str, mode: str, data: dict, files: dict | None = None
     return r, r.get_data(as_text=True)
 
 
+# --- Browser tests ----------------------------------------------------------------------------
+
+SHOTS = Path(__file__).parent.parent / "test-artifacts"
+
+
+def shot(page: Any, name: str, full_page: bool = True) -> None:
+    """A screenshot of a browser test (the whole page, or what the window shows: a dialog),
+    in test-artifacts/NAME.png."""
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
+
+
 # --- Images as other programs write them (PNG Info) -------------------------------------------
 
 # A graph as ComfyUI's editor queues it (API format), with the node ids an edited workflow has

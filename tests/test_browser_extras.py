@@ -44,6 +44,7 @@ A11Y_PAGES = [
     "/gallery",
     "/gallery/{image}",
     "/jobs/{job}",
+    "/queue",
     "/no-such-page",
     "/png-info",
     "/png-info/{png}",

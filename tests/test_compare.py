@@ -78,7 +78,7 @@ def test_compare_runs_the_prompt_on_other_services_and_checkpoints(compare_app, 
     labels = re.findall(r'<h2 id="cell-\d+" class="cell-label">([^<]+)</h2>', page)
     assert labels == ["A1111 demo · demo-procedural.safetensors [d3m0000001]",
                       "A1111 demo · demo-pastel.safetensors", f"ComfyUI · {ckpts[0]}"]
-    assert page.count('<figure>') == 3  # each cell shows its job's image
+    assert page.count('<figure') == 3  # each cell shows its job's image
 
 
 def test_the_cells_fill_in_while_they_run(make_settings):

@@ -20,6 +20,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 from . import expr, images, pipeline
 from .backend import BackendError, call, check_health, read_json, resolve_auth
@@ -43,6 +44,7 @@ class Progress:
     preview: bytes | None = None
     preview_mime: str = "image/png"
     preview_version: int = 0
+    batch: tuple[int, int] | None = None  # (index from 0, count): the batch being made
 
 
 class Job:
@@ -77,6 +79,8 @@ class Job:
         self.remote_ahead: int | None = None
         # Interrupt/skip endpoints asked for but waiting for a value (the job's id) to exist.
         self.pending_calls: list[str] = []
+        # Images cut short, by position: "skipped" or "interrupted" (made as far as they got).
+        self.marks: dict[int, str] = {}
         self._lock = threading.Lock()
 
     @property
@@ -97,6 +101,39 @@ class Job:
         return value if isinstance(value, str) else None
 
     @property
+    def asked(self) -> int:
+        """How many images the job asked for."""
+        return asked_images(self.mode, self.values)
+
+    @property
+    def offers(self) -> list[str]:
+        """The actions this job offers now (its panel's and the queue page's buttons)."""
+        if self.status == "queued":
+            return ["cancel"]
+        if self.status != "running":
+            return []
+        return ["interrupt"] + (["skip"] if self.service.definition.jobs.skip_calls else [])
+
+    def images_being_made(self) -> range | None:
+        """The positions of the images of the batch being made, from the progress the service
+        reports (None when it does not say)."""
+        if self.progress.batch is None:
+            return None
+        index, count = self.progress.batch
+        size, batches = batch_shape(self.mode, self.values)
+        # A1111 counts a hires pass as a batch of its own: its count is then a multiple of
+        # the batch count, and each batch spans that many of its parts.
+        if count < batches or count % batches or not 0 <= index < count:
+            return None
+        batch = index * batches // count
+        return range(batch * size, (batch + 1) * size)
+
+    def mark_current(self, mark: str) -> None:
+        """Mark the images being made now (a Skip or Interrupt cuts them short)."""
+        for position in self.images_being_made() or ():
+            self.marks.setdefault(position, mark)
+
+    @property
     def seconds(self) -> float:
         if self.started is None:
             return 0.0
@@ -109,6 +146,22 @@ class Job:
 
     def set_remote(self, where: str, ahead: int | None) -> None:
         self.remote, self.remote_ahead = where, ahead
+
+
+def batch_shape(mode: Mode, values: dict[str, Any]) -> tuple[int, int]:
+    """(images made at once, batches one after another) that values ask of a mode: the
+    values of its batch and batch_count roles, 1 for a role it lacks."""
+    def count(role: str) -> int:
+        value = next((values.get(p.key) for p in mode.parameters if p.kind == role), None)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 \
+            else 1
+    return count("batch"), count("batch_count")
+
+
+def asked_images(mode: Mode, values: dict[str, Any]) -> int:
+    """How many images values ask of a mode: batch size x batch count."""
+    size, batches = batch_shape(mode, values)
+    return size * batches
 
 
 class JobEvents:
@@ -194,6 +247,14 @@ class JobManager:
                     return i + 1
         return None
 
+    def active(self) -> list[Job]:
+        """Every running job, then every queued one in its queue's order (the queue page)."""
+        with self._cond:
+            running = sorted((j for j in self._jobs.values() if j.status == "running"),
+                             key=lambda j: (j.started or 0.0, j.created))
+            queued = [j for pool in self._pools.values() for j in pool.queue]
+        return running + queued
+
     def load(self, service: Service) -> tuple[int, dict[str, tuple[int, int]]]:
         """(jobs queued, {instance URL: (running, finished)}) for the status of a service."""
         with self._cond:
@@ -250,6 +311,7 @@ class JobManager:
             return None
         if job.status != "running":
             return None
+        job.mark_current("interrupted")
         job.stop_requested = True
         with job._lock:
             job.pending_calls = list(job.service.definition.jobs.interrupt_calls)
@@ -258,6 +320,7 @@ class JobManager:
     def skip(self, job: Job) -> str | None:
         if job.status != "running":
             return None
+        job.mark_current("skipped")
         with job._lock:
             job.pending_calls += job.service.definition.jobs.skip_calls
         return self._send_calls(job)
@@ -275,12 +338,10 @@ class JobManager:
             job.pending_calls = [n for n in job.pending_calls if n not in ready]
         for name in ready:
             endpoint = service.definition.endpoints[name]
-            scope = {"client_id": "", **job.variables}
+            path, query, headers = pipeline.fill(endpoint, job.variables)
             try:
-                call(service, endpoint, path=pipeline.substitute(endpoint.path, scope,
-                                                               quote_values=True),
-                     query=pipeline.substitute(endpoint.query, scope),
-                     body=pipeline.substitute(endpoint.body, scope))
+                call(service, endpoint, path=path, query=query, headers=headers,
+                     body=pipeline.substitute(endpoint.body, {"client_id": "", **job.variables}))
             except BackendError as exc:
                 problems.append(exc.message)
         return " ".join(problems) or None
@@ -472,12 +533,10 @@ class JobManager:
         while not ended.wait(spec.every):
             if not _fillable(endpoint, job.variables):
                 continue  # its path names the job ({job_id}): not known yet
-            scope = {"client_id": "", **job.variables}
+            path, query, headers = pipeline.fill(endpoint, job.variables)
             try:
-                data = read_json(service, call(
-                    service, endpoint,
-                    path=pipeline.substitute(endpoint.path, scope, quote_values=True),
-                    query=pipeline.substitute(endpoint.query, scope)))
+                data = read_json(service, call(service, endpoint, path=path, query=query,
+                                               headers=headers))
             except BackendError:
                 continue
             read(data)
@@ -491,11 +550,14 @@ class JobManager:
         while not _fillable(endpoint, job.variables):
             if ended.wait(0.05):
                 return
-        scope = {"client_id": "", **job.variables}
-        url = service.url(pipeline.substitute(endpoint.path, scope, quote_values=True))
-        headers = resolve_auth(service).headers
-        ws.listen(url, headers, ended, on_text=lambda text: read(_json_or_none(text)),
-                  on_bytes=lambda blob: read({"binary": base64.b64encode(blob).decode()}))
+        path, query, headers = pipeline.fill(endpoint, job.variables)
+        url = service.url(path)
+        if query:
+            url += ("&" if "?" in url else "?") + urlencode(query)
+        ws.listen(url, {**headers, **resolve_auth(service).headers}, ended,
+                  on_text=lambda text: read(_json_or_none(text)),
+                  on_bytes=lambda blob: read({"binary": base64.b64encode(blob).decode()}),
+                  connect_timeout=endpoint.timeout)
 
     def _drop_old(self) -> None:
         # Called with the lock held: keep memory bounded; finished jobs go first.
@@ -525,7 +587,7 @@ def _value(text: str | None, data: Any, context: expr.Context | None = None) -> 
 
 
 def _truthy(text: str, data: Any, context: expr.Context | None = None) -> bool:
-    # JMESPath's truth: false, null and empty text, lists and objects are false; 0 is true.
+    # As for until and failWhen: false, null, 0 and empty text, lists and objects are false.
     return _value(text, data, context) not in (None, False, "", [], {})
 
 
@@ -538,7 +600,8 @@ def _progress(spec: Any, data: Any, before: Progress, context: expr.Context) -> 
     """The job's progress from one answer: ``value`` is 0..1 or [done, total]."""
     value = _value(spec.value, data, context)
     new = Progress(eta=_number(_value(spec.eta, data, context)), preview=before.preview,
-                   preview_mime=before.preview_mime, preview_version=before.preview_version)
+                   preview_mime=before.preview_mime, preview_version=before.preview_version,
+                   batch=_pair(_value(spec.images, data, context)) or before.batch)
     pair = value if isinstance(value, list) and len(value) == 2 else [None, None]
     done, total = _number(pair[0]), _number(pair[1])
     if done is not None and total:
@@ -563,6 +626,15 @@ def _progress(spec: Any, data: Any, before: Progress, context: expr.Context) -> 
     return new
 
 
+def _pair(value: Any) -> tuple[int, int] | None:
+    """[index, count] of whole numbers, else None."""
+    if isinstance(value, list) and len(value) == 2 and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and v == int(v)
+            for v in value):
+        return int(value[0]), int(value[1])
+    return None
+
+
 def _json_or_none(text: str) -> Any:
     try:
         return json.loads(text)
@@ -571,9 +643,11 @@ def _json_or_none(text: str) -> Any:
 
 
 def _fillable(endpoint: Any, variables: dict[str, Any]) -> bool:
-    needed = placeholders([endpoint.path, endpoint.query, endpoint.body]) - {"client_id"}
+    needed = placeholders([endpoint.path, endpoint.query, endpoint.headers,
+                           endpoint.body]) - {"client_id"}
     return needed <= set(variables)
 
 
 def _job_scoped(endpoint: Any) -> bool:
-    return bool(placeholders([endpoint.path, endpoint.query, endpoint.body]) - {"client_id"})
+    return bool(placeholders([endpoint.path, endpoint.query, endpoint.headers,
+                              endpoint.body]) - {"client_id"})

@@ -163,7 +163,8 @@ class Endpoint(_Model):
         "(images as file parts) or application/x-www-form-urlencoded"
     )
     timeout: float = Field(30, gt=0, description="Seconds to wait for the whole answer (a "
-                           "total: a backend that trickles it is given up on at that time)")
+                           "total: a backend that trickles it is given up on at that time); "
+                           "for a websocket, for its handshake")
     maxResponseMB: float | None = Field(
         None, gt=0, description="The largest answer read, in MB; a larger one is an error. "
         "Default: 200 for generation endpoints and their steps, 20 for the others"
@@ -285,8 +286,8 @@ _BY_TYPE = {
     "image": {"required", "as_"},
 }
 # The roles webui understands; a parameter without one gets it from its key or type.
-ROLES = ("prompt", "negative", "seed", "width", "height", "batch", "init_image", "mask",
-         "model")
+ROLES = ("prompt", "negative", "seed", "width", "height", "batch", "batch_count", "init_image",
+         "mask", "model")
 _ROLE_OF_KEY = {"prompt": "prompt", "negative_prompt": "negative", "width": "width",
                 "height": "height", "batch_size": "batch", "model": "model"}
 
@@ -331,8 +332,9 @@ class Parameter(_Model):
         [], description="Parameters given with this one or not at all (a {w, h} object)")
     role: str | None = Field(
         None, description="What the value is to webui: prompt, negative, seed, width, height, "
-        "batch, init_image, mask, model (the checkpoint: Compare offers each of its choices) "
-        "(default: from the key or type)")
+        "batch (images made at once), batch_count (batches made one after another: the "
+        "images asked for are batch x batch_count), init_image, mask, model (the checkpoint: "
+        "Compare offers each of its choices) (default: from the key or type)")
     appendTo: Append | None = None
     as_: Literal["base64", "data_url"] = Field(
         "base64", alias="as", description="image: how it is put into a JSON body")
@@ -360,7 +362,8 @@ class Parameter(_Model):
         wrong = sorted(self.model_fields_set - _COMMON - _BY_TYPE.get(self.type, set()))
         if wrong:
             names = ", ".join("as" if w == "as_" else w for w in wrong)
-            raise ValueError(f"a {self.type} parameter has no {names}")
+            article = "an" if self.type[0] in "aeiou" else "a"
+            raise ValueError(f"{article} {self.type} parameter has no {names}")
         return self
 
     @property
@@ -445,6 +448,11 @@ class Progress(_Model):
         None, description="JMESPath: the part done, 0..1, or a pair [done, total] (steps "
         "12 of 20; 30 of 100 for a percentage)")
     eta: str | None = Field(None, description="Seconds left")
+    images: str | None = Field(
+        None, description="JMESPath: which batch of the job's images is being made, [index, "
+        "count] from 0 (A1111: [state.job_no, state.job_count]; a count that is a multiple of "
+        "the batch count, as with A1111's hires passes, is scaled); the images Skip or "
+        "Interrupt cut short are marked so")
     preview: str | None = Field(
         None, description="JMESPath to the in-progress image; a binary message is read as "
         "{binary: base64}, and bytes_after(binary, n) skips a header")

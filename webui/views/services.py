@@ -21,7 +21,7 @@ from ..choices import choices, current_value, match_current
 from ..format import Mode, Parameter, schema_text
 from ..redact import redact_url
 from . import pnginfo
-from .common import find_mode, find_service, image_id, state
+from .common import find_mode, find_service, image_id, seed_parameter, state
 
 bp = Blueprint("services", __name__)
 
@@ -107,10 +107,14 @@ def service_page(service_id: str, mode_name: str) -> str:
     init_image = pnginfo.kept_input(init) or (pnginfo.InputImage(
         str(record.id), url_for("gallery.image", name=record.path), "the gallery")
         if record else None)
-    if kept is not None:
-        prefilled = "The form is filled from the image read by PNG Info."
-    else:
-        prefilled = "The form is filled from an image of the gallery."
+    prefilled = "" if not (values or init_image) else (
+        "The form is filled from the image read by PNG Info." if kept is not None
+        else "The form is filled from an image of the gallery.")
+    # ?use_seed=<image id>: that image's seed in the seed field, the rest of the form as it
+    # was left (with JavaScript, app.js puts the seed back after the remembered values).
+    use_seed = seed_of(mode, request.args.get("use_seed"))
+    if use_seed:
+        values = {**values, use_seed[0]: use_seed[1]}
     # What the form starts with, for the fields shown only when others have certain values.
     form_values = {p.key: values.get(p.key, p.defaultValue) for p in mode.parameters}
     return render_template("service.html", service=service, mode=mode, groups=layout(mode),
@@ -120,7 +124,7 @@ def service_page(service_id: str, mode_name: str) -> str:
                            broken=next((f for f in state().folders.catalog().failures
                                         if f.serving == service.definition.id), None),
                            values=values, init_image=init_image,
-                           prefilled=prefilled if (values or init_image) else "")
+                           prefilled=prefilled, use_seed=use_seed)
 
 
 @bp.get("/services/<service_id>/<mode_name>/options/<key>")
@@ -159,6 +163,16 @@ def definition_schema() -> Response:
     return Response(schema_text(), mimetype="application/schema+json")
 
 
+def seed_of(mode: Mode, image_ref: str | None) -> tuple[str, Any] | None:
+    """(the seed field's key, the seed) of a history image, for "Use seed"; None if the
+    image, its seed or the mode's seed parameter is missing."""
+    seed_p = seed_parameter(mode)
+    if seed_p is None or image_id(image_ref) is None or state().history is None:
+        return None
+    image = state().history.get_image(image_id(image_ref))
+    return (seed_p.key, image.seed) if image is not None and image.seed is not None else None
+
+
 def prefill(mode_params: list[Any], image_ref: str | None) -> dict[str, Any]:
     """Form values from a history image's job (reuse parameters): only keys the mode has."""
     if image_id(image_ref) is None or state().history is None:
@@ -171,6 +185,6 @@ def prefill(mode_params: list[Any], image_ref: str | None) -> dict[str, Any]:
     values = {k: v for k, v in job.parameters.items() if k in keys}
     # The seed of this very image, not the -1 the job was asked with.
     for p in mode_params:
-        if p.type == "seed" and image.seed is not None:
+        if p.kind == "seed" and image.seed is not None:
             values[p.key] = image.seed
     return values
