@@ -68,7 +68,7 @@ def inspect() -> Any:
     address = url_for("pnginfo.kept_page", token=token)
     if not htmx:
         return redirect(address, 303)
-    html, status = _answer(_result(token, data, name), htmx, 200)
+    html, status = _answer(_result(token, data, name, info), htmx, 200)
     return html, status, {"HX-Push-Url": address}
 
 
@@ -78,7 +78,12 @@ def kept_page(token: str) -> str:
     if path is None:
         abort(404, "This image is no longer kept by PNG Info (it keeps the newest 50): "
                    "drop it again.")
-    return render_template("png_info.html", result=_result(token, path.read_bytes(), ""))
+    data = path.read_bytes()
+    try:
+        info = images.check(data)
+    except ImageDataError:
+        abort(404, "This image is no longer readable: drop it again.")
+    return render_template("png_info.html", result=_result(token, data, "", info))
 
 
 @bp.get("/png-info/<token>/image")
@@ -100,11 +105,10 @@ def _answer(result: dict[str, Any], htmx: bool, status: int) -> tuple[str, int]:
     return render_template(template, result=result), status
 
 
-def _result(token: str, data: bytes, name: str) -> dict[str, Any]:
-    """What the page shows of a kept image: its parameters as each reading found them, and the
-    services they can be sent to (those the image is for first, then every other)."""
+def _result(token: str, data: bytes, name: str, info: images.ImageInfo) -> dict[str, Any]:
+    """What the page shows of a kept image (checked: ``info``): its parameters as each reading
+    found them, and the services they can be sent to (those it is for first, then the rest)."""
     catalog = state().folders.catalog()
-    info = images.check(data)
     problem = None
     try:
         readings = reuse.read(data, catalog.services)
