@@ -534,9 +534,11 @@ document.addEventListener("paste", (event) => {
     if (isTextField(active) && event.clipboardData.types.includes("text/plain")) return;
     zone = [...document.querySelectorAll("[data-drop-zone]")].find((z) => !z.closest("fieldset[disabled]"));
   }
-  if (!zone) return;
+  const reader = zone ? null : document.querySelector("[data-read-zone]");
+  if (!zone && !reader) return;
   event.preventDefault();
-  useImage(zone, image);
+  if (zone) useImage(zone, image);
+  else readInto(reader, image);
 });
 
 // --- Issue 12: while a job runs -------------------------------------------------------------
@@ -732,3 +734,25 @@ document.addEventListener("keydown", (event) => {
   const link = document.querySelector(`a[data-page-nav][rel=${event.key === "ArrowLeft" ? "prev" : "next"}]`);
   if (link) link.click();
 });
+
+// --- PNG Info ----------------------------------------------------------------------------------
+// A zone whose image is read, not kept (png_info.html): the file dropped on it (or pasted, see
+// the paste handler above) goes into its file input, whose change sends the form (htmx).
+function readInto(zone, file) {
+  const input = zone.querySelector("input[type=file]");
+  if (!input || !file) return;
+  const files = new DataTransfer();
+  files.items.add(file);
+  input.files = files.files;
+  input.dispatchEvent(new Event("change", { bubbles: true }));
+}
+
+for (const zone of document.querySelectorAll("[data-read-zone]")) {
+  zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("drag-over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("drag-over"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("drag-over");
+    readInto(zone, imageFileOf(event.dataTransfer));
+  });
+}

@@ -280,3 +280,46 @@ def shot(page: Any, name: str, full_page: bool = True) -> None:
     in test-artifacts/NAME.png."""
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
+
+
+# --- Images as other programs write them (PNG Info) -------------------------------------------
+
+# A graph as ComfyUI's editor queues it (API format), with the node ids an edited workflow has
+# (not those of webui's bundled workflow) and the negative prompt's node listed first.
+COMFYUI_GRAPH = {
+    "12": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl-demo.safetensors"},
+           "_meta": {"title": "Load Checkpoint"}},
+    "20": {"class_type": "CLIPTextEncode",
+           "inputs": {"text": "blurry, watermark", "clip": ["12", 1]},
+           "_meta": {"title": "CLIP Text Encode (Negative)"}},
+    "21": {"class_type": "CLIPTextEncode",
+           "inputs": {"text": "a red fox in the snow, golden hour", "clip": ["12", 1]},
+           "_meta": {"title": "CLIP Text Encode (Positive)"}},
+    "30": {"class_type": "EmptyLatentImage",
+           "inputs": {"width": 832, "height": 1216, "batch_size": 1},
+           "_meta": {"title": "Empty Latent Image"}},
+    "40": {"class_type": "KSampler",
+           "inputs": {"seed": 987654321, "steps": 28, "cfg": 6.5, "sampler_name": "dpmpp_2m",
+                      "scheduler": "karras", "denoise": 1.0, "model": ["12", 0],
+                      "positive": ["21", 0], "negative": ["20", 0], "latent_image": ["30", 0]},
+           "_meta": {"title": "KSampler"}},
+    "50": {"class_type": "VAEDecode", "inputs": {"samples": ["40", 0], "vae": ["12", 2]},
+           "_meta": {"title": "VAE Decode"}},
+    "60": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["50", 0]},
+           "_meta": {"title": "Save Image"}},
+}
+
+
+def comfyui_png(graph: dict | None = None, size: tuple[int, int] = (64, 96)) -> bytes:
+    """A PNG as ComfyUI 0.3.64's SaveImage writes it (nodes.py SaveImage.save_images): the
+    graph it ran as the text chunk "prompt", then each extra_pnginfo entry — the editor's
+    graph, "workflow" — each json.dumps'ed through PngInfo.add_text."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("prompt", json.dumps(graph or COMFYUI_GRAPH))
+    workflow = {"last_node_id": 60, "last_link_id": 9, "version": 0.4, "links": [],
+                "nodes": [{"id": int(k), "type": v["class_type"]}
+                          for k, v in (graph or COMFYUI_GRAPH).items()]}
+    info.add_text("workflow", json.dumps(workflow))
+    return encode(Image.new("RGB", size, (30, 90, 160)), "PNG", pnginfo=info)

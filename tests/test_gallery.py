@@ -159,8 +159,9 @@ def test_dropped_png_fills_matching_fields(client):
                     content_type="multipart/form-data")
     values = r.get_json()["values"]
     assert values["prompt"] == "a cat"
-    assert (values["steps"], values["sampler_name"], values["seed"]) == ("1", "Euler", "1")
-    assert (values["width"], values["height"], values["cfg_scale"]) == ("64", "64", "7.0")
+    # In each field's type, as the form shows them.
+    assert (values["steps"], values["sampler_name"], values["seed"]) == (1, "Euler", 1)
+    assert (values["width"], values["height"], values["cfg_scale"]) == (64, 64, 7.0)
     r = client.post("/services/a1111/txt2img/read-image",
                     data={"image": (io.BytesIO(b"not an image"), "x.png")},
                     content_type="multipart/form-data")

@@ -48,6 +48,11 @@ class Settings:
         return self.data_dir / "drafts"
 
     @property
+    def kept_dir(self) -> Path:
+        """Images read by PNG Info (the newest few), for its links to work after a reload."""
+        return self.data_dir / "png-info"
+
+    @property
     def history_file(self) -> Path:
         return self.data_dir / "history.sqlite3"
 

@@ -10,7 +10,9 @@ Functions added to standard JMESPath:
 - ``split(text, separator)``: a string cut into a list (``split(title, ' [')[0]``);
 - ``json(text)``: JSON text read as a value (``json(info).all_seeds``), null if it is not JSON;
 - ``bytes_after(base64, n)``: base64 of what follows the first n bytes (a binary message's
-  header skipped).
+  header skipped);
+- ``get(object, key)``: the value under a key computed by an expression (a node of a graph
+  found by the id another node links to), null if there is none.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ FUNCTION_HELP = {
     "json": "json(text): JSON text read as a value (json(info).all_seeds), null if not JSON",
     "bytes_after": "bytes_after(base64, n): base64 of what follows the first n bytes (a "
                    "binary message's header skipped)",
+    "get": "get(object, key): the value under a computed key, null if none ({g: @, s: "
+           "sampler} | get(g, s.inputs.positive[0]): the node a link names)",
 }
 
 
@@ -95,6 +99,17 @@ class _Functions(functions.Functions):
         except (binascii.Error, ValueError):
             return None
         return base64.b64encode(raw[int(count):]).decode("ascii")
+
+
+    @functions.signature({"types": ["object", "null"]},
+                         {"types": ["string", "number", "null"]})
+    def _func_get(self, obj: dict[str, Any] | None, key: str | float | None) -> Any:
+        if obj is None or key is None:
+            return None
+        # A graph's ids are object keys, hence text; a link may give the id as a number.
+        if isinstance(key, float) and key.is_integer():
+            key = int(key)
+        return obj.get(str(key))
 
 
 # The functions' names, for the load-time check (an unknown function is a compile-time

@@ -121,6 +121,16 @@ def check(data: bytes) -> ImageInfo:
             fmt = (img.format or "").upper()
     except ImageDataError:
         raise
+    except Image.DecompressionBombError:
+        # Refused by Pillow from its header alone: far beyond our own limit.
+        raise ImageDataError(f"is too large (more than {MAX_IMAGE_PIXELS:,} pixels: a "
+                             "decompression bomb)") from None
+    except ValueError as exc:
+        if "Decompressed data too large" in str(exc):  # Pillow's guard on PNG text chunks
+            raise ImageDataError("carries a compressed text that inflates beyond what is read "
+                                 "(a decompression bomb)") from None
+        raise ImageDataError(f"is not an image ({len(data)} bytes that no decoder "
+                             "recognises)") from None
     except _PILLOW_ERRORS:
         raise ImageDataError(f"is not an image ({len(data)} bytes that no decoder "
                              "recognises)") from None
@@ -288,3 +298,41 @@ def make_thumbnail(src: Path, dst: Path, size: int = 384) -> tuple[int, int]:
     except OSError as exc:
         raise ThumbnailError(f"Cannot write the thumbnail {dst}: {exc}") from None
     return thumb.size
+
+
+# --- Images kept for PNG Info ------------------------------------------------------------------
+
+_TOKEN = re.compile(r"[0-9a-f]{32}")
+
+
+class KeptImages:
+    """Images read by PNG Info, kept so that its links (fill a form from it, use it as the
+    input image) still work after a reload: named by a hash of their content, so the same file
+    dropped twice is one file, and only the newest ``keep`` are kept."""
+
+    def __init__(self, root: Path, keep: int = 50):
+        self.root = Path(root)
+        self.keep = keep
+
+    def add(self, data: bytes, ext: str) -> str:
+        """Keep checked image bytes; return their token. StorageError if they cannot be kept."""
+        token = hashlib.sha256(data).hexdigest()[:32]
+        path = self.root / f"{token}.{_SAFE.sub('', ext) or 'bin'}"
+        try:
+            if path.is_file():
+                path.touch()  # the newest again
+            else:
+                write_atomic(path, lambda fh: fh.write(data))
+            old = sorted((p for p in self.root.iterdir() if _TOKEN.fullmatch(p.stem)),
+                         key=lambda p: p.stat().st_mtime, reverse=True)[self.keep:]
+            for stale in old:
+                stale.unlink(missing_ok=True)
+        except OSError as exc:
+            raise storage_problem(self.root, exc) from None
+        return token
+
+    def find(self, token: str) -> Path | None:
+        """The file of a token; None for a token that is malformed or no longer kept."""
+        if not _TOKEN.fullmatch(token or "") or not self.root.is_dir():
+            return None
+        return next((p for p in self.root.glob(f"{token}.*") if p.is_file()), None)

@@ -91,9 +91,9 @@ class InfotextError(ValueError):
     """A parameters text webui does not read (longer than MAX_INFOTEXT); says why."""
 
 
-def _too_long() -> InfotextError:
+def _too_long(limit: int = MAX_INFOTEXT) -> InfotextError:
     return InfotextError(f"The generation parameters in this image are too long (more than "
-                         f"{MAX_INFOTEXT // 1024} KB): webui does not read them.")
+                         f"{limit // 1024} KB): webui does not read them.")
 
 
 # parameter_pairs reads what A1111's re_param_code reads, with findall, except that a label may
@@ -329,18 +329,34 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
 _TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
 
 
-def _parameters_chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
-    """(type, body) of a PNG's text chunks with the keyword "parameters", as far as the chunks
-    are well-formed; the keyword is checked before anything is copied or inflated."""
-    pos, head = len(_PNG_SIGNATURE), _KEYWORD + b"\0"
+def _text_chunks(data: bytes, keyword: str | None = None) -> Iterator[tuple[str, bytes, bytes]]:
+    """(keyword, type, body after the keyword) of a PNG's text chunks — only those with
+    ``keyword`` when one is given — as far as the chunks are well-formed; the keyword is
+    checked before anything is copied or inflated."""
+    pos = len(_PNG_SIGNATURE)
+    head = keyword.encode("latin-1") + b"\0" if keyword is not None else None
     while pos + 12 <= len(data):
         length, kind = struct.unpack_from(">I4s", data, pos)
         body = pos + 8
         if body + length + 4 > len(data) or kind == b"IEND":
             return
-        if kind in _TEXT_CHUNKS and data.startswith(head, body, body + length):
-            yield kind, data[body + len(head):body + length]
+        if kind in _TEXT_CHUNKS:
+            if head is not None:
+                if data.startswith(head, body, body + length):
+                    yield keyword, kind, data[body + len(head):body + length]
+            else:
+                # A keyword is 1-79 Latin-1 characters (PNG spec 11.3.4.3).
+                end = data.find(b"\0", body, min(body + length, body + 80))
+                if end > body:
+                    yield (data[body:end].decode("latin-1"), kind,
+                           data[end + 1:body + length])
         pos = body + length + 4
+
+
+def _parameters_chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """(type, body) of a PNG's text chunks with the keyword "parameters"."""
+    for _keyword, kind, rest in _text_chunks(data, _KEYWORD.decode()):
+        yield kind, rest
 
 
 def _inflate(data: bytes, limit: int) -> bytes | None:
@@ -352,37 +368,63 @@ def _inflate(data: bytes, limit: int) -> bytes | None:
     except zlib.error:
         return None
     if len(out) > limit:
-        raise _too_long()
+        raise _too_long(limit)
     return out if inflater.eof else None
 
 
-def _text_of(kind: bytes, rest: bytes) -> str | None:
-    """The text of a "parameters" tEXt, zTXt or iTXt chunk (``rest``: its body after the
-    keyword); None if it cannot be decoded, InfotextError if it is too long."""
+def _text_of(kind: bytes, rest: bytes, limit: int = MAX_INFOTEXT) -> str | None:
+    """The text of a tEXt, zTXt or iTXt chunk (``rest``: its body after the keyword); None if
+    it cannot be decoded, InfotextError if it is longer than ``limit`` characters."""
     # Latin-1 has one byte per character, UTF-8 up to four.
     try:
         if kind == b"tEXt":
-            if len(rest) > MAX_INFOTEXT:
-                raise _too_long()
+            if len(rest) > limit:
+                raise _too_long(limit)
             return rest.decode("latin-1")
         if kind == b"zTXt":
-            raw: bytes | None = _inflate(rest[1:], MAX_INFOTEXT) if rest[:1] == b"\0" else None
+            raw: bytes | None = _inflate(rest[1:], limit) if rest[:1] == b"\0" else None
             return raw.decode("latin-1") if raw is not None else None
         compressed, method, rest = rest[0], rest[1], rest[2:]  # iTXt
         _language, _, rest = rest.partition(b"\0")
         _translated, _, rest = rest.partition(b"\0")
         if compressed:
-            raw = _inflate(rest, 4 * MAX_INFOTEXT) if method == 0 else None
-        elif len(rest) > 4 * MAX_INFOTEXT:
-            raise _too_long()
+            raw = _inflate(rest, 4 * limit) if method == 0 else None
+        elif len(rest) > 4 * limit:
+            raise _too_long(limit)
         else:
             raw = rest
         text = raw.decode("utf-8") if raw is not None else None
     except (UnicodeDecodeError, IndexError):
         return None
-    if text is not None and len(text) > MAX_INFOTEXT:
-        raise _too_long()
+    if text is not None and len(text) > limit:
+        raise _too_long(limit)
     return text
+
+
+def png_text(data: bytes, keyword: str, limit: int = MAX_INFOTEXT) -> str | None:
+    """The text of a PNG's first readable text chunk with this keyword (a workflow graph,
+    webui's own note); None if there is none, InfotextError if it is longer than ``limit``.
+    Bounded like the parameters: only that keyword is ever inflated, and only up to the cap."""
+    if not data.startswith(_PNG_SIGNATURE):
+        return None
+    for _keyword, kind, rest in _text_chunks(data, keyword):
+        text = _text_of(kind, rest, limit)
+        if text is not None:
+            return text
+    return None
+
+
+def png_text_keywords(data: bytes, most: int = 50) -> list[tuple[str, int]]:
+    """(keyword, stored size in bytes) of a PNG's first ``most`` text chunks: what a file
+    carries, without reading any of it."""
+    if not data.startswith(_PNG_SIGNATURE):
+        return []
+    found = []
+    for keyword, _kind, rest in _text_chunks(data):
+        found.append((keyword, len(rest)))
+        if len(found) >= most:
+            break
+    return found
 
 
 def write_png_infotext(data: bytes, text: str) -> bytes:
@@ -393,16 +435,22 @@ def write_png_infotext(data: bytes, text: str) -> bytes:
     not a well-formed PNG (JPEG, WEBP, ...) is returned unchanged: re-encoding it would change
     the format, or lose quality, of an image that has already been shown and named.
     """
+    return write_png_text(data, _KEYWORD.decode(), text)
+
+
+def write_png_text(data: bytes, keyword: str, text: str) -> bytes:
+    """PNG bytes with ``text`` in a text chunk of this keyword (see write_png_infotext)."""
     chunks = _chunks(data)
     if chunks is None or not any(kind == b"IDAT" for kind, _, _ in chunks):
         return data
+    key = keyword.encode("latin-1")
     try:
-        new = _chunk(b"tEXt", _KEYWORD + b"\0" + text.encode("latin-1"))
+        new = _chunk(b"tEXt", key + b"\0" + text.encode("latin-1"))
     except UnicodeEncodeError:
-        new = _chunk(b"iTXt", _KEYWORD + b"\0\0\0\0\0" + text.encode("utf-8"))
+        new = _chunk(b"iTXt", key + b"\0\0\0\0\0" + text.encode("utf-8"))
     out = [_PNG_SIGNATURE]
     for kind, body, raw in chunks:
-        if kind in (b"tEXt", b"zTXt", b"iTXt") and body.partition(b"\0")[0] == _KEYWORD:
+        if kind in _TEXT_CHUNKS and body.partition(b"\0")[0] == key:
             continue
         if kind == b"IDAT" and new:
             out.append(new)

@@ -455,7 +455,8 @@ class JobManager:
         control = pipeline.Control(should_stop=lambda: job.stop_requested,
                                  on_image=on_image,
                                  on_saved=lambda: self._send_calls(job),
-                                 on_remote=job.set_remote, variables=job.variables)
+                                 on_remote=job.set_remote, variables=job.variables,
+                                 stamp=_stamp(job))
         status = "failed"
         key = (service.id, job.mode.name)
         try:
@@ -565,6 +566,14 @@ class JobManager:
             if oldest is None:
                 break
             del self._jobs[oldest.id]
+
+
+def _stamp(job: Job) -> dict[str, Any]:
+    """What webui notes in each PNG of a job: its service, mode and values as asked (no input
+    images), so that PNG Info can send it back to the same form."""
+    values = {p.key: job.values.get(p.key) for p in job.mode.parameters
+              if p.type != "image" and job.values.get(p.key) is not None}
+    return {"service": job.service.id, "mode": job.mode.name, "values": values}
 
 
 def _value(text: str | None, data: Any, context: expr.Context | None = None) -> Any:

@@ -193,6 +193,8 @@ class Control:
     on_saved: Callable[[], None] = lambda: None
     on_remote: Callable[[str, int | None], None] = lambda where, ahead: None
     variables: dict[str, Any] = field(default_factory=dict)
+    # webui's own note in each PNG (service, mode, the values as asked): see webui.reuse.
+    stamp: dict[str, Any] | None = None
 
 
 def generate(
@@ -230,7 +232,8 @@ def generate(
             control.on_saved()
     result = mode.endpoint.result
     assert result is not None  # guaranteed by the loader for generation endpoints
-    generation = extract(service, mode, result, responses, store, values, control.on_image)
+    generation = extract(service, mode, result, responses, store, values, control.on_image,
+                         control.stamp)
     generation.seconds = time.monotonic() - started
     prompt = next((values.get(p.key) for p in mode.parameters if p.kind == "prompt"), None)
     generation.prompt = prompt if isinstance(prompt, str) else None

@@ -3,6 +3,7 @@ seeds, infotexts and info; each image checked and saved before it is shown."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,8 +14,9 @@ import requests
 from . import backend, expr, images
 from .backend import Auth, BackendError, origin, read_json, resolve_auth
 from .format import Mode, Result
+from .format.check import WEBUI_KEYWORD
 from .images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, ImageDataError, ImageStore
-from .infotext import build_infotext, read_png_infotext, write_png_infotext
+from .infotext import build_infotext, read_png_infotext, write_png_infotext, write_png_text
 from .redact import redact_url
 from .service import Service
 
@@ -49,8 +51,10 @@ def extract(
     store: ImageStore,
     values: dict[str, Any] | None = None,
     on_image: Callable[[SavedImage], None] | None = None,
+    stamp: dict[str, Any] | None = None,
 ) -> Generation:
-    """Find, decode, check and save the images of the final response(s)."""
+    """Find, decode, check and save the images of the final response(s). ``stamp``: webui's
+    note written into each PNG (with the image's own seed), so PNG Info knows its service."""
     raw_images: list[Any] = []
     seeds: list[Any] = []
     infos: list[Any] = []
@@ -91,6 +95,9 @@ def extract(
         info = info or embedded or describe(mode, values or {}, seed)
         if meta.mime == "image/png" and not embedded:
             blob = write_png_infotext(blob, info)
+        if meta.mime == "image/png" and stamp is not None:
+            note = json.dumps({**stamp, "seed": seed}, ensure_ascii=True, default=str)
+            blob = write_png_text(blob, WEBUI_KEYWORD, note)
         path = store.save(blob, meta.ext, label)
         saved = SavedImage(path, meta.mime, meta.width, meta.height, seed, info)
         saved_images.append(saved)

@@ -197,6 +197,7 @@ def resolve(
                                    "same name"))
     if model.errorMessage:
         _check_jmespath(model.errorMessage, "errorMessage", problems)
+    _check_images(model, modes, problems)
     if not modes and not problems:
         problems.append(("capabilities", "no image_generation endpoint with parameters"))
     if problems:
@@ -616,3 +617,31 @@ def _leaf_paths(doc: Any, prefix: tuple[Token, ...] = ()) -> list[tuple[Token, .
     if isinstance(doc, list) and doc:
         return [t for i, v in enumerate(doc) for t in _leaf_paths(v, (*prefix, i))]
     return [prefix] if prefix else []
+
+
+# webui's own note in the PNGs it saves (the service, mode and values of the job).
+WEBUI_KEYWORD = "webui"
+_PNG_KEYWORD = re.compile(r"[\x20-\x7e\xa1-\xff]{1,79}")
+
+
+def _check_images(model: Definition, modes: dict[str, Mode],
+                  problems: list[tuple[str, str]]) -> None:
+    """``images``: PNG keywords, and readers naming parameters some mode has."""
+    keys = {p.key for m in modes.values() for p in m.parameters if p.type != "image"}
+    for keyword, reader in model.images.items():
+        loc = f"images.{keyword}"
+        if not _PNG_KEYWORD.fullmatch(keyword) or keyword != keyword.strip():
+            problems.append((loc, "a PNG text keyword is 1 to 79 Latin-1 characters, without "
+                                  "leading or trailing spaces"))
+        elif keyword == WEBUI_KEYWORD:
+            problems.append((loc, f"{WEBUI_KEYWORD!r} is webui's own note in the images it "
+                                  "saves"))
+        if isinstance(reader, str):
+            continue
+        if not reader:
+            problems.append((loc, "name at least one parameter to read"))
+        for key, text in reader.items():
+            if modes and key not in keys:
+                problems.append((f"{loc}.{key}", f"no mode has a parameter {key!r} (known: "
+                                                 f"{', '.join(sorted(keys))})"))
+            _check_jmespath(text, f"{loc}.{key}", problems)

@@ -287,9 +287,9 @@ _BY_TYPE = {
 }
 # The roles webui understands; a parameter without one gets it from its key or type.
 ROLES = ("prompt", "negative", "seed", "width", "height", "batch", "batch_count", "init_image",
-         "mask")
+         "mask", "model")
 _ROLE_OF_KEY = {"prompt": "prompt", "negative_prompt": "negative", "width": "width",
-                "height": "height", "batch_size": "batch"}
+                "height": "height", "batch_size": "batch", "model": "model"}
 
 
 class Parameter(_Model):
@@ -333,9 +333,10 @@ class Parameter(_Model):
     role: str | None = Field(
         None, description="What the value is to webui: prompt, negative, seed, width, height, "
         "batch (images made at once), batch_count (batches made one after another: the "
-        "images asked for are batch x batch_count), init_image, mask (default: from the key "
-        "or type). Number parameters with the roles width and height get a swap button and "
-        "aspect presets in the form")
+        "images asked for are batch x batch_count), init_image, mask, model (the checkpoint: "
+        "Compare offers each of its choices) (default: from the key or type). Number "
+        "parameters with the roles width and height get a swap button and aspect presets in "
+        "the form")
     appendTo: Append | None = None
     as_: Literal["base64", "data_url"] = Field(
         "base64", alias="as", description="image: how it is put into a JSON body")
@@ -517,6 +518,12 @@ class Definition(_Model):
         "when it means the credentials are wrong. Default: status 401 or 403"
     )
     capabilities: Annotated[list[Capability], Field(min_length=1)]
+    images: dict[str, Literal["infotext"] | dict[str, str]] = Field(
+        {}, description="What the images this service makes carry, so that PNG Info (and a "
+        "file dropped on a form) recognises them and fills this service's forms: a PNG text "
+        "chunk's keyword -> 'infotext' (A1111's parameters text, also read from a JPEG/WEBP "
+        "EXIF UserComment), or, for a chunk holding JSON, parameter key -> JMESPath reading "
+        "that parameter's value from it")
 
 
 def error_loc(parts: tuple[Any, ...] | list[Any]) -> str:

@@ -4,15 +4,19 @@ image."""
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, url_for
+from werkzeug.datastructures import FileStorage
 
-from .. import forms, images, pipeline, recorder
+from .. import forms, images, pipeline, recorder, reuse
 from ..backend import BackendError, resolve_auth
 from ..choices import choices
-from ..format import Choice, FieldError, Parameter
-from ..infotext import InfotextError, image_infotext, infotext_to_fields, parse_infotext
+from ..format import Choice, FieldError, Mode, Parameter
+from ..jobs import Job
+from ..service import Service
+from . import pnginfo
 from .common import find_mode, find_service, state
 from .services import layout
 
@@ -28,25 +32,9 @@ def generate(service_id: str, mode_name: str) -> Any:
     service = find_service(service_id)
     mode = find_mode(service, mode_name)
     htmx = bool(request.headers.get("HX-Request"))
-
-    def allowed_for(p: Parameter) -> list[Choice]:
-        # Only values the backend listed: A1111 silently swaps an unknown sampler for another.
-        return choices(service, p, st.options)
-
-    def stored(ref: str) -> images.UploadedImage | None:
-        # An image named by the form: a draft, or an image of the history sent on.
-        try:
-            found = _input_image(ref)
-        except ValueError as exc:
-            raise FieldError(str(exc)) from None
-        return forms.as_input_image(*found) if found is not None else None
-
     context: dict[str, Any] = {"service": service, "mode": mode, "errors": {}}
     try:
-        resolve_auth(service)  # a missing secret is a setup problem, not a queued failure
-        # A backend that cannot list its choices cannot generate either: one clear message
-        # beats the same connection error under every select.
-        values, errors = forms.validate(mode, request.form, request.files, allowed_for, stored)
+        values, errors = checked(service, mode, request.form, request.files)
         if errors:
             if not htmx:
                 return _no_script_problem("Nothing was sent: " + "; ".join(errors.values()), 422)
@@ -55,13 +43,12 @@ def generate(service_id: str, mode_name: str) -> Any:
             context["errors"] = {k: errors[k] for k in [*order, *errors] if k in errors}
             html = render_template("_form_errors.html", slots=True, **context)
             return html, 422, {"HX-Retarget": f"#errors-{mode.name}", "HX-Reswap": "outerHTML"}
-        sent = pipeline.prepare_values(mode, values)
+        job = queue(service, mode, values)
     except BackendError as exc:
         status = STATUS_BY_KIND.get(exc.kind, 502)
         if not htmx:
             return _no_script_problem(f"Generation failed. {exc.message}", status)
         return render_template("_result.html", failure=exc, **context), status
-    job = st.jobs.submit(service, mode, values, sent)
     if not htmx:
         # Without JavaScript the form is a plain POST: the job's own page follows it.
         return redirect(url_for("jobs.job_page", job_id=job.id), 303)
@@ -75,7 +62,8 @@ def generate(service_id: str, mode_name: str) -> Any:
 
 def _input_image(ref: str) -> tuple[bytes, str] | None:
     """(bytes, file name) of an input image a form names: a draft (``d-…``, stored when it
-    was chosen) or an image of the history (its id); None for no name. ValueError says why
+    was chosen), an image read by PNG Info (``png-…``) or an image of the history (its id);
+    None for no name. ValueError says why
     it cannot be used."""
     st = state()
     if ref.startswith("d-"):
@@ -83,8 +71,9 @@ def _input_image(ref: str) -> tuple[bytes, str] | None:
         if path is None:
             raise ValueError("is no longer kept on the server: choose the image again")
         return path.read_bytes(), path.name
-    if st.history is None:
-        return None
+    kept = pnginfo.kept_bytes(ref)
+    if kept is not None or st.history is None:
+        return kept
     return recorder.stored_image(st.history, st.store, ref)
 
 
@@ -123,6 +112,39 @@ def input_image(ref: str) -> Response:
                                                   "X-Content-Type-Options": "nosniff"})
 
 
+def checked(service: Service, mode: Mode, form: Mapping[str, str],
+            files: Mapping[str, FileStorage]) -> tuple[dict[str, Any], dict[str, str]]:
+    """A submitted form's values and its errors by key, checked as Generate checks them.
+    BackendError when the service cannot be asked (a missing secret, its choices)."""
+    st = state()
+
+    def allowed_for(p: Parameter) -> list[Choice]:
+        # Only values the backend listed: A1111 silently swaps an unknown sampler for another.
+        return choices(service, p, st.options)
+
+    def stored(ref: str) -> images.UploadedImage | None:
+        # An image named by the form: a draft, one of the history or one read by PNG Info.
+        try:
+            found = _input_image(ref)
+        except ValueError as exc:
+            raise FieldError(str(exc)) from None
+        return forms.as_input_image(*found) if found is not None else None
+
+    resolve_auth(service)  # a missing secret is a setup problem, not a queued failure
+    # A backend that cannot list its choices cannot generate either: one clear message
+    # beats the same connection error under every select.
+    return forms.validate(mode, form, files, allowed_for, stored)
+
+
+def queue(service: Service, mode: Mode, values: dict[str, Any],
+          sent: dict[str, Any] | None = None) -> Job:
+    """Queue checked values as a job, ``sent`` as :func:`pipeline.prepare_values` makes them
+    (made here if not given: BackendError if the definition cannot prepare them)."""
+    if sent is None:
+        sent = pipeline.prepare_values(mode, values)
+    return state().jobs.submit(service, mode, values, sent)
+
+
 def _no_script_problem(message: str, status: int) -> tuple[str, int]:
     return render_template("problem.html", message=message, status=status), status
 
@@ -137,25 +159,13 @@ def read_image(service_id: str, mode_name: str) -> tuple[Response, int]:
     upload = request.files.get("image")
     data = upload.read(images.MAX_IMAGE_BYTES) if upload else b""
     try:
-        text = image_infotext(data) if data else None
-    except InfotextError as exc:  # too long to read: say so
+        readings = reuse.read(data, state().folders.catalog().services) if data else []
+    except reuse.UnreadableMetadata as exc:  # too long to read: say so
         return jsonify({"error": str(exc)}), 200
-    if not text:
+    if not readings:
         return jsonify({"error": "This image carries no generation parameters."}), 200
-    prompt, negative, labelled = parse_infotext(text)
-    fields = {"prompt": prompt, "negative_prompt": negative, **infotext_to_fields(labelled)}
-    values: dict[str, Any] = {}
-    # The texts go to the fields with those roles, whatever their keys.
-    for role, text in (("prompt", prompt), ("negative", negative)):
-        p = next((q for q in mode.parameters if q.kind == role), None)
-        if p is not None and text:
-            values[p.key] = text
-    for p in mode.parameters:
-        if p.key in values:
-            continue
-        name = (p.targets[0] if p.targets else p.key).rsplit(".", 1)[-1].rsplit(":", 1)[-1]
-        for candidate in (p.key, name):
-            if candidate in fields and fields[candidate] not in (None, "") and p.type != "image":
-                values[p.key] = fields[candidate]
-                break
-    return jsonify({"values": values, "unused": sorted(set(fields) - set(values))}), 200
+    reading = reuse.for_service(readings, service)
+    assert reading is not None
+    values = reading.values_for(service, mode)
+    return jsonify({"values": values,
+                    "unused": sorted(set(reading.values) - set(values))}), 200

@@ -20,6 +20,7 @@ from ..backend import BackendError, StatusChecks
 from ..choices import choices, current_value, match_current
 from ..format import Mode, Parameter, schema_text
 from ..redact import redact_url
+from . import pnginfo
 from .common import find_mode, find_service, image_id, seed_parameter, state
 
 bp = Blueprint("services", __name__)
@@ -95,12 +96,20 @@ def service_page(service_id: str, mode_name: str) -> str:
     mode = find_mode(service, mode_name)
     job = state().jobs.get(request.args.get("job", ""))
     # ?from=<image id>: the form filled from that image's job (reuse parameters);
-    # ?init=<image id>: that image as the input image (send to img2img).
-    values = prefill(mode.parameters, request.args.get("from"))
+    # ?init=<image id>: that image as the input image (send to img2img). png-<token>: an
+    # image read by PNG Info, for both.
+    source = request.args.get("from")
+    kept = pnginfo.kept_values(service, mode, source)
+    values = prefill(mode.parameters, source) if kept is None else kept
     init = request.args.get("init", "")
-    init_image = state().history.get_image(image_id(init)) if (
+    record = state().history.get_image(image_id(init)) if (
         image_id(init) is not None and state().history) else None
-    prefilled = bool(values or init_image)
+    init_image = pnginfo.kept_input(init) or (pnginfo.InputImage(
+        str(record.id), url_for("gallery.image", name=record.path), "the gallery")
+        if record else None)
+    prefilled = "" if not (values or init_image) else (
+        "The form is filled from the image read by PNG Info." if kept is not None
+        else "The form is filled from an image of the gallery.")
     # ?use_seed=<image id>: that image's seed in the seed field, the rest of the form as it
     # was left (with JavaScript, app.js puts the seed back after the remembered values).
     use_seed = seed_of(mode, request.args.get("use_seed"))
