@@ -34,7 +34,7 @@ from .resolved import (
     placeholders,
 )
 from .schema import json_schema, schema_text
-from .values import Choice, FieldError, coerce, find_choice
+from .values import Choice, FieldError, coerce, find_choice, refused
 
 __all__ = [
     "Choice", "DEFAULT_SEED_RANGE", "Definition", "DefinitionError", "Endpoint", "FILE_KEY",
@@ -42,6 +42,6 @@ __all__ = [
     "Option", "OptionsSource", "PLACEHOLDER", "Parameter", "Request", "Result",
     "ServiceDefinition", "Source", "Step", "Target", "When", "coerce", "condition_holds",
     "condition_order", "find_choice", "json_schema", "load_data", "load_file", "parse_target",
-    "parse_text", "pattern_of", "placeholders", "read_raw", "same_value", "schema_text",
-    "when_json",
+    "parse_text", "pattern_of", "placeholders", "read_raw", "refused", "same_value",
+    "schema_text", "when_json",
 ]

@@ -6,14 +6,17 @@ from __future__ import annotations
 from flask import Flask
 
 from ..format import condition_holds, when_json
-from . import gallery, generate, jobs, services
+from . import gallery, generate, jobs, services, styles
 from .common import backticks
 
 
 def register(app: Flask) -> None:
     """Attach every page's blueprint, and the template helpers they use."""
-    for module in (services, generate, jobs, gallery):
+    for module in (services, generate, jobs, gallery, styles):
         app.register_blueprint(module.bp)
     app.jinja_env.filters["backticks"] = backticks
     app.jinja_env.filters["when_json"] = when_json
     app.jinja_env.globals["condition_holds"] = condition_holds
+    # Pickers (a select searched on the server, the styles of a form).
+    app.jinja_env.globals["param_picker"] = services.param_picker
+    app.jinja_env.globals["styles_picker"] = styles.styles_picker

@@ -12,7 +12,9 @@ from ..backend import BackendError, resolve_auth
 from ..choices import choices
 from ..format import Choice, FieldError, Parameter
 from ..infotext import InfotextError, image_infotext, infotext_to_fields, parse_infotext
+from ..pipeline import STYLES_KEY
 from .common import find_mode, find_service, state
+from .styles import chosen_styles
 
 bp = Blueprint("generate", __name__)
 
@@ -47,6 +49,12 @@ def generate(service_id: str, mode_name: str) -> Any:
         # A backend that cannot list its choices cannot generate either: one clear message
         # beats the same connection error under every select.
         values, errors = forms.validate(mode, request.form, request.files, allowed_for, stored)
+        # Prompt styles: webui's and the service's, kept with the job as they are now.
+        styles, problem = chosen_styles(service, request.form.getlist(STYLES_KEY))
+        if problem:
+            errors[STYLES_KEY] = problem
+        elif styles:
+            values[STYLES_KEY] = styles
         if errors:
             if not htmx:
                 return _no_script_problem("Nothing was sent: " + "; ".join(errors.values()), 422)
