@@ -230,18 +230,13 @@ function pickerSay(picker, text) {
 }
 
 // A chosen value that the service's syntax cannot carry is marked, and said at the field at
-// once (Generate refuses it with the same words).
+// once (Generate refuses it with the same words). Any other message there was about the
+// chips as they were: a change of them clears it.
 function showPickerProblems(picker) {
   const slot = picker.closest(".field")?.querySelector(".field-error");
   if (!slot) return;
   const bad = [...picker.querySelectorAll(".chip[data-problem]")];
-  if (bad.length) {
-    slot.textContent = bad.map((c) => `“${c.querySelector(".chip-label").textContent}” cannot be used: ${c.dataset.problem}`).join(" ");
-    slot.dataset.fromPicker = "true";
-  } else if (slot.dataset.fromPicker) {
-    slot.textContent = "";
-    delete slot.dataset.fromPicker;
-  }
+  slot.textContent = bad.map((c) => `“${c.querySelector(".chip-label").textContent}” cannot be used: ${c.dataset.problem}`).join(" ");
 }
 
 function pickerChanged(picker) {
@@ -268,7 +263,7 @@ function addChip(picker, item) {
   chip.querySelector(".chip-remove").setAttribute("aria-label", `Remove ${label}`);
   if (item.problem) {
     chip.dataset.problem = item.problem;
-    chip.classList.add("bad");
+    chip.classList.add("refused");
   }
   pickerParts(picker).chips.append(chip);
   return chip;
@@ -352,7 +347,19 @@ document.addEventListener("htmx:afterSwap", (event) => {
   if (!list.matches?.(".picker-results")) return;
   const picker = list.closest(".picker");
   const { input } = pickerParts(picker);
-  setPickerOpen(picker, document.activeElement === input || picker.contains(document.activeElement));
+  // Matches already chosen say so (choosing one again does nothing).
+  const chosen = new Set([...picker.querySelectorAll(".chip")].map((c) => c.dataset.value));
+  for (const option of list.querySelectorAll(".picker-option")) {
+    if (!chosen.has(option.dataset.value)) continue;
+    option.classList.add("chosen");
+    const mark = document.createElement("span");
+    mark.className = "opt-chosen";
+    mark.textContent = "chosen";
+    option.append(" ", mark);
+  }
+  const open = document.activeElement === input || picker.contains(document.activeElement);
+  setPickerOpen(picker, open);
+  if (open) list.scrollIntoView({ block: "nearest" });
 });
 
 function pickerValue(picker) {

@@ -3,11 +3,13 @@ A1111 contract material. The helpers they are built from are in helpers.py."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 from webui import create_app
 from webui.config import Settings
@@ -86,3 +88,33 @@ def services_app(make_settings, fakes, monkeypatch):
 def demo_app(make_settings, demo_server):
     """The app with the demo service, talking to the demo backend over HTTP."""
     return create_app(make_settings(extras=[demo_extra(demo_server.url)]))
+
+
+# --- The browser (tests marked browser) -------------------------------------------------------
+
+CHROMIUM = os.environ.get("WEBUI_TEST_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install chromium "
+                    "(or set WEBUI_TEST_CHROMIUM)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            # This machine has no network but loopback: keep Chromium from calling home.
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    yield page
+    context.close()

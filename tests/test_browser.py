@@ -4,40 +4,18 @@ backend, both served over real HTTP."""
 from __future__ import annotations
 
 import io
-import os
-from pathlib import Path
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import expect
 
 from webui import create_app
 from webui.demo import create_demo_app
 
-from .helpers import ServerThread, a1111_response, demo_extra, image_bytes
+from .helpers import ServerThread, a1111_response, demo_extra, image_bytes, shot
 
 # Slower than the rest: `pytest -m "not browser"` is the fast loop, CI runs everything.
 pytestmark = pytest.mark.browser
-
-CHROMIUM = os.environ.get("WEBUI_TEST_CHROMIUM", "/usr/bin/chromium")
-SHOTS = Path(__file__).parent.parent / "test-artifacts"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install chromium "
-                    "(or set WEBUI_TEST_CHROMIUM)")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            # This machine has no network but loopback: keep Chromium from calling home.
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -48,19 +26,6 @@ def ui(make_settings, demo_server):
     server = ServerThread(app)
     yield server, app
     server.stop()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    yield page
-    context.close()
-
-
-def shot(page: Page, name: str) -> None:
-    SHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 def test_index_shows_demo_online_and_a1111_offline_with_help(page, ui):

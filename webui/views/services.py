@@ -158,7 +158,7 @@ def search_options(service_id: str, mode_name: str, key: str) -> tuple[str, int]
         abort(404, f"{mode.label} has no searchable list {key!r}.")
     query = request.args.get(f"{key}__q", request.args.get("q", ""))[:200]
     context: dict[str, Any] = {"picker_id": picker_id(mode, key), "query": query,
-                               "error": None, "noun": param.title.lower()}
+                               "error": None, "noun": param.title}
     try:
         index = choice_index(service, param, state().options,
                              refresh=bool(request.args.get("refresh")))
@@ -209,7 +209,7 @@ def param_picker(service: Any, mode: Mode, p: Parameter, current: Any) -> Picker
                   search_url=url_for("services.search_options", service_id=service.id,
                                      mode_name=mode.name, key=p.key),
                   items=items, multiple=p.multiple, weight=weight,
-                  placeholder=f"Search {p.title.lower()} by name" + (
+                  placeholder=f"Search {p.title} by name" + (
                       " or alias" if any(s.labelKey or s.aliases for s in p.sources) else ""))
 
 
