@@ -265,6 +265,30 @@ def test_styles_made_on_the_styles_page_and_the_services_own(page, ui):
         ["Noir", "Sharp details"])
 
 
+def test_a_select_of_several_values_is_a_picker_on_every_service(page, make_settings, fakes):
+    """Forge's VAE / text encoders (a select with several values, no weights) are chosen in
+    the same picker, and sent as the list Forge reads."""
+    app = create_app(make_settings(url_overrides={"forge": fakes["forge"].url}))
+    server = ServerThread(app)
+    try:
+        page.goto(server.url + "/services/forge/txt2img")
+        search(page, "#f-txt2img-modules", "ae").filter(has_text="ae.safetensors").click()
+        expect(page.locator("#pk-txt2img-modules .chip-label")).to_have_text(["ae.safetensors"])
+        expect(page.locator("#pk-txt2img-modules .chip-weight")).to_have_count(0)
+        page.fill("#f-txt2img-prompt", "a paper boat")
+        for name, value in {"width": "64", "height": "64", "steps": "2"}.items():
+            page.fill(f"#f-txt2img-{name}", value)
+        fakes["forge"].server.app.config["REQUESTS"].clear()
+        page.get_by_role("button", name="Generate").click()
+        expect(page.locator("#result figure img")).to_have_count(1, timeout=15_000)
+        [request] = sent(fakes, "forge", "/sdapi/v1/txt2img")
+        # Its value is the file (optionsValueKey: filename), its label the model name.
+        assert request["json"]["override_settings"]["forge_additional_modules"] == [
+            "/opt/forge/models/VAE/ae.safetensors"]
+    finally:
+        server.stop()
+
+
 def test_comfyui_gets_a_chain_of_lora_nodes(page, make_settings):
     fake = ServerThread(create_comfyui_app(polls_before_done=1, loras=(
         "detail.safetensors", "miku_v3.safetensors", "hatsune_miku_style.safetensors")))
