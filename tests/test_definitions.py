@@ -232,3 +232,23 @@ def test_the_second_edition_has_fewer_concepts_than_the_first():
     # The README says so, with the numbers.
     readme = (SCHEMA_FILE.parent.parent / "README.md").read_text()
     assert f"{objects} object types, {names} field names and {enums} enumerated values" in readme
+
+
+def test_a_workflow_file_is_read_once_per_load(monkeypatch):
+    """The first edition read ComfyUI's workflow JSON 17-19 times per load; now once each."""
+    from collections import Counter
+
+    from webui.catalog import BUNDLED_DIR
+    from webui.format import check, load_file
+
+    reads: Counter[str] = Counter()
+    real = check.read_json_file
+
+    def counted(file):
+        reads[file.name] += 1
+        return real(file)
+
+    monkeypatch.setattr(check, "read_json_file", counted)
+    definition = load_file(BUNDLED_DIR / "comfyui.yaml")
+    assert set(definition.modes) == {"txt2img", "img2img"}
+    assert reads and set(reads.values()) == {1}, reads

@@ -929,7 +929,9 @@ def test_show_progress_every_n_steps_minus_1_previews_only_after_a_batch():
 
 
 def test_show_progress_every_n_steps_default_waits_10_steps():
-    seen = _previews_during({"seed": 1, "steps": 40, "width": 32, "height": 32})
+    # Slow enough that the first ten steps are seen on a busy machine (CI runs four workers).
+    seen = _previews_during({"seed": 1, "steps": 40, "width": 32, "height": 32},
+                            step_delay=0.05)
     early = [s for s in seen if s["state"]["job_no"] == 0 and s["state"]["sampling_step"] < 10]
     late = [s for s in seen if s["state"]["job_no"] == 0 and s["state"]["sampling_step"] >= 12]
     assert early and all(s["current_image"] is None for s in early)

@@ -18,7 +18,7 @@ from webui.images import ImageStore
 from webui.pipeline import generate, prepare_values
 from webui.service import Service
 
-from .helpers import API, BASE, a1111_flags, a1111_response, minimal
+from .helpers import API, BASE, a1111_flags, a1111_response, image_bytes, minimal
 
 TXT2IMG = f"{API}/txt2img"
 
@@ -260,3 +260,32 @@ def test_required_secret_missing_is_a_setup_error(monkeypatch):
     svc = Service(id="tiny", name="Tiny", definition=load_data(data, "x"), base_url="http://t")
     state, message = check_health(svc)
     assert state == "setup" and "set the environment variable(s) WEBUI_TINY_TOKEN" in message
+
+
+@responses.activate
+def test_values_go_into_the_query_the_path_and_headers(store):
+    """query:/path:/header: targets: each value lands where its target names, as text."""
+    from webui.format import load_data
+
+    data = minimal()
+    cap = data["capabilities"][1]
+    cap["endpoints"]["txt2img"].update(path="/gen/{engine}", headers={"X-Fixed": "yes"})
+    cap["endpoints"]["img2img"].update(path="/edit/{engine}")
+    cap["parameters"]["txt2img"] += [
+        {"key": "engine", "type": "text", "defaultValue": "fast", "target": "path:engine"},
+        {"key": "hd", "type": "boolean", "defaultValue": True, "target": "query:hd"},
+        {"key": "priority", "type": "integer", "defaultValue": 3, "target": "header:X-Priority"},
+    ]
+    svc = Service(id="tiny", name="Tiny", definition=load_data(data, "x"), base_url="http://t")
+    mode = svc.definition.modes["txt2img"]
+    responses.post("http://t/gen/fast%2Fer", json={"images": [base64.b64encode(
+        image_bytes()).decode()]})
+    values = {**{p.key: p.defaultValue for p in mode.parameters}, "prompt": "a cat",
+              "engine": "fast/er", "model": None}
+    gen = generate(svc, mode, prepare_values(mode, values), store)
+    assert len(gen.images) == 1
+    sent = responses.calls[0].request
+    assert sent.url == "http://t/gen/fast%2Fer?hd=true"
+    assert sent.headers["X-Priority"] == "3" and sent.headers["X-Fixed"] == "yes"
+    body = json.loads(sent.body)
+    assert "priority" not in body and "hd" not in body and "engine" not in body

@@ -49,7 +49,8 @@ DEFINITION = {
                 },
                 "getStyles": {"path": "/v1/styles"},
                 "getJob": {"path": "/v1/jobs/{job_id}"},
-                "cancel": {"method": "POST", "path": "/v1/jobs/{job_id}/cancel"},
+                "cancel": {"method": "POST", "path": "/v1/jobs/{job_id}/cancel",
+                           "headers": {"Idempotency-Key": "cancel-{job_id}"}},
             },
             "jobs": {
                 "progress": {"endpoint": "getJob", "every": 0.05,
@@ -134,7 +135,7 @@ def artjobs_app() -> Flask:
     def cancel(job_id: str):
         with lock:
             jobs[job_id]["status"] = "cancelled"
-        app.config["CANCELLED"].append(job_id)
+        app.config["CANCELLED"].append((job_id, request.headers.get("Idempotency-Key")))
         return jsonify({"ok": True})
 
     @app.get("/files/<name>")
@@ -220,7 +221,9 @@ def test_interrupt_cancels_the_remote_job(artjobs):
     assert job.done.wait(20)
     assert job.status == "interrupted"
     # A real remote cancel, naming this job.
-    assert backend.server.app.config["CANCELLED"] == [job.variables["job_id"]]
+    job_id = job.variables["job_id"]
+    # The saved job id fills the cancel call's path and its headers alike.
+    assert backend.server.app.config["CANCELLED"] == [(job_id, f"cancel-{job_id}")]
 
 
 # A results endpoint that answers JSON while the job runs, then the image's bytes.

@@ -96,6 +96,19 @@ def test_a_definition_cannot_read_an_unrelated_variable(make_app, hostile, monke
     assert not hostile.saw(quote(AWS_KEY, safe=""))
 
 
+def test_a_copied_bundled_file_reads_the_variable_its_message_names(make_app, hostile,
+                                                                    monkeypatch):
+    """A copy of a bundled file still naming STABILITY_API_KEY is told to set
+    WEBUI_<ID>_TOKEN; once set, that is the token it sends (and STABILITY_API_KEY never)."""
+    monkeypatch.setenv("STABILITY_API_KEY", "sk-bundled-only")
+    client = make_app(with_auth(definition("mystab", hostile.url), type="bearer",
+                                tokenEnv="STABILITY_API_KEY", required=True)).test_client()
+    assert "Set WEBUI_MYSTAB_TOKEN" in status(client, "mystab").replace("\n", " ")
+    monkeypatch.setenv("WEBUI_MYSTAB_TOKEN", "sk-mine")
+    client.get("/services/mystab/txt2img/options/model")
+    assert hostile.saw("Bearer sk-mine") and not hostile.saw("sk-bundled-only")
+
+
 @pytest.mark.parametrize("service_id, variable", [
     ("my", "WEBUI_MY_SD_TOKEN"),        # the variable of a service "my-sd", not of "my"
     ("myservice", "WEBUI_OTHER_TOKEN"),

@@ -139,6 +139,21 @@ def test_comfyui_choices_come_from_object_info(services_app):
 # OpenAI-compatible --------------------------------------------------------------------------
 
 
+def test_comfyui_random_seed_is_minus_one_and_the_picked_seed_is_shown(services_app, fakes):
+    """KSampler's seed starts at 0 and has no "random" value: the form's random button gives
+    -1 (which the field accepts) and webui picks the seed it sends and shows."""
+    page = services_app.test_client().get("/services/comfyui/txt2img").get_data(as_text=True)
+    seed = re.search(r'<input type="number" id="f-txt2img-seed"[^>]*>', page).group(0)
+    assert 'min="-1"' in seed
+    assert re.search(r'data-set-value="-1" data-for="f-txt2img-seed"', page)
+    data = {**defaults(services_app, "comfyui", "txt2img"), "prompt": "a fox", "seed": "-1",
+            "ckpt_name": "sd15-demo.safetensors", "width": "64", "height": "64"}
+    r, html = generate(services_app, "comfyui", "txt2img", data)
+    assert r.status_code == 200, html
+    sent_seed = sent(fakes, "comfyui", "/prompt")[0]["json"]["prompt"]["3"]["inputs"]["seed"]
+    assert sent_seed >= 0 and f"Seed <code>{sent_seed}</code>" in html
+
+
 def test_openai_generation_with_bearer_token(services_app, fakes):
     data = {**defaults(services_app, "openai", "txt2img"), "prompt": "a kite", "n": "2",
             "size": "1024x1024"}

@@ -196,6 +196,15 @@ def _credentials(service: Service) -> dict[str, str]:
                 return {"username": user, "password": password}
         elif os.environ.get(names[0]):
             return {"token": os.environ[names[0]]}
+    else:
+        # Names it may not read: the operator's own variables for this service stand in
+        # (what the setup message below tells them to set).
+        own = env_name(service.id, "")
+        if basic and os.environ.get(f"{own}USERNAME") and f"{own}PASSWORD" in os.environ:
+            return {"username": os.environ[f"{own}USERNAME"],
+                    "password": os.environ[f"{own}PASSWORD"]}
+        if not basic and os.environ.get(f"{own}TOKEN"):
+            return {"token": os.environ[f"{own}TOKEN"]}
     entry = SECRETS.entry(service.id)
     if basic and entry.get("username") and "password" in entry:
         return {"username": entry["username"], "password": entry["password"]}

@@ -20,6 +20,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 from . import expr, images, pipeline
 from .backend import BackendError, call, check_health, read_json, resolve_auth
@@ -276,12 +277,10 @@ class JobManager:
             job.pending_calls = [n for n in job.pending_calls if n not in ready]
         for name in ready:
             endpoint = service.definition.endpoints[name]
-            scope = {"client_id": "", **job.variables}
+            path, query, headers = pipeline.fill(endpoint, job.variables)
             try:
-                call(service, endpoint, path=pipeline.substitute(endpoint.path, scope,
-                                                               quote_values=True),
-                     query=pipeline.substitute(endpoint.query, scope),
-                     body=pipeline.substitute(endpoint.body, scope))
+                call(service, endpoint, path=path, query=query, headers=headers,
+                     body=pipeline.substitute(endpoint.body, {"client_id": "", **job.variables}))
             except BackendError as exc:
                 problems.append(exc.message)
         return " ".join(problems) or None
@@ -472,12 +471,10 @@ class JobManager:
         while not ended.wait(spec.every):
             if not _fillable(endpoint, job.variables):
                 continue  # its path names the job ({job_id}): not known yet
-            scope = {"client_id": "", **job.variables}
+            path, query, headers = pipeline.fill(endpoint, job.variables)
             try:
-                data = read_json(service, call(
-                    service, endpoint,
-                    path=pipeline.substitute(endpoint.path, scope, quote_values=True),
-                    query=pipeline.substitute(endpoint.query, scope)))
+                data = read_json(service, call(service, endpoint, path=path, query=query,
+                                               headers=headers))
             except BackendError:
                 continue
             read(data)
@@ -491,11 +488,14 @@ class JobManager:
         while not _fillable(endpoint, job.variables):
             if ended.wait(0.05):
                 return
-        scope = {"client_id": "", **job.variables}
-        url = service.url(pipeline.substitute(endpoint.path, scope, quote_values=True))
-        headers = resolve_auth(service).headers
-        ws.listen(url, headers, ended, on_text=lambda text: read(_json_or_none(text)),
-                  on_bytes=lambda blob: read({"binary": base64.b64encode(blob).decode()}))
+        path, query, headers = pipeline.fill(endpoint, job.variables)
+        url = service.url(path)
+        if query:
+            url += ("&" if "?" in url else "?") + urlencode(query)
+        ws.listen(url, {**headers, **resolve_auth(service).headers}, ended,
+                  on_text=lambda text: read(_json_or_none(text)),
+                  on_bytes=lambda blob: read({"binary": base64.b64encode(blob).decode()}),
+                  connect_timeout=endpoint.timeout)
 
     def _drop_old(self) -> None:
         # Called with the lock held: keep memory bounded; finished jobs go first.
@@ -517,7 +517,7 @@ def _value(text: str | None, data: Any, context: expr.Context | None = None) -> 
 
 
 def _truthy(text: str, data: Any, context: expr.Context | None = None) -> bool:
-    # JMESPath's truth: false, null and empty text, lists and objects are false; 0 is true.
+    # As for until and failWhen: false, null, 0 and empty text, lists and objects are false.
     return _value(text, data, context) not in (None, False, "", [], {})
 
 
@@ -563,9 +563,11 @@ def _json_or_none(text: str) -> Any:
 
 
 def _fillable(endpoint: Any, variables: dict[str, Any]) -> bool:
-    needed = placeholders([endpoint.path, endpoint.query, endpoint.body]) - {"client_id"}
+    needed = placeholders([endpoint.path, endpoint.query, endpoint.headers,
+                           endpoint.body]) - {"client_id"}
     return needed <= set(variables)
 
 
 def _job_scoped(endpoint: Any) -> bool:
-    return bool(placeholders([endpoint.path, endpoint.query, endpoint.body]) - {"client_id"})
+    return bool(placeholders([endpoint.path, endpoint.query, endpoint.headers,
+                              endpoint.body]) - {"client_id"})

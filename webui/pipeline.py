@@ -92,6 +92,10 @@ def apply_styles(prompt: str, styles: list[str]) -> str:
     return prompt
 
 
+# Where a ``query:``/``path:``/``header:`` target writes in a Request.
+PLACES = {"query": "query", "path": "path", "header": "headers"}
+
+
 @dataclass
 class Request:
     """One step's request as built from the values: its body, and what goes into its query,
@@ -134,7 +138,7 @@ def build_request(
             if target.place != "body":
                 text = json.dumps(value) if isinstance(value, list | dict) else (
                     str(value).lower() if isinstance(value, bool) else str(value))
-                getattr(request, target.place)[target.tokens[0]] = text
+                getattr(request, PLACES[target.place])[target.tokens[0]] = text
                 continue
             if isinstance(value, UploadedImage) and spec.encoding == "json":
                 value = to_base64(value.data, value.mime if p.encode == "data_url" else None)
@@ -320,14 +324,24 @@ def generate(
     return generation
 
 
+def fill(endpoint: Step, variables: dict[str, Any],
+         request: Request | None = None) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """An endpoint's path, query and headers with the job's values filled in (``client_id``
+    is empty until one is given), and what a step's parameters put there (``request``)."""
+    request = request or Request({})
+    scope = {"client_id": "", **variables}
+    path = substitute(endpoint.path or "", {**scope, **request.path}, quote_values=True)
+    query = {**substitute(endpoint.query, scope), **request.query}
+    headers = {k: str(v) for k, v in substitute(endpoint.headers, scope).items()}
+    return path, query, {**headers, **request.headers}
+
+
 def _send(
     service: Service, step: Step, request: Request, variables: dict[str, Any],
     control: Control,
 ) -> requests.Response:
     """One step's request; a polled step is repeated (it is a GET) until done or failed."""
-    path = substitute(step.path, {**variables, **request.path}, quote_values=True)
-    query = {**substitute(step.query, variables), **request.query}
-    headers = {**substitute(step.headers, variables), **request.headers}
+    path, query, headers = fill(step, variables, request)
     body = request.body
     send_body = body if (step.body is not None or body) else None
     if step.poll is None:

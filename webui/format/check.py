@@ -254,7 +254,7 @@ def _check_steps(
         used = placeholders([ep.path, ep.query, ep.headers, ep.body])
         if job_scope is None and used:
             problems.append((eloc, "placeholders are only filled in generation endpoints and "
-                                   "in those a job calls (interrupt, skip): "
+                                   "in those a job calls (progress, interrupt, skip): "
                                    f"{', '.join('{' + u + '}' for u in sorted(used))}"))
         for name in sorted(used - (job_scope or set()) - set(BUILTIN_VARIABLES)
                            if job_scope is not None else ()):

@@ -90,11 +90,12 @@ def _result(result: dict[str, Any], loc: str, warnings: Warnings) -> None:
         warnings.append((f"{loc}.parseJson", "read JSON text with the json() function: "
                                              f"json({fields[0]}).… (parseJson is gone)"))
     headers = result.pop("headers", None)
-    if isinstance(headers, dict):
+    if isinstance(headers, dict) and headers:
         for attr, header in headers.items():
             result[attr] = f"header('{header}')"
+        attr, header = next(iter(headers.items()))
         warnings.append((f"{loc}.headers", "read a header with the header() function: "
-                                           "seeds: \"header('seed')\" (headers is gone)"))
+                                           f"{attr}: \"header('{header}')\" (headers is gone)"))
 
 
 def _poll(poll: dict[str, Any], loc: str, warnings: Warnings) -> None:
@@ -103,6 +104,9 @@ def _poll(poll: dict[str, Any], loc: str, warnings: Warnings) -> None:
         poll["failWhen"] = f"({poll['failWhen']}) && ({message} || 'no reason given')"
         warnings.append((f"{loc}.failMessage", "failWhen gives the reason itself: "
                                                "`failWhen: \"<condition> && <message>\"`"))
+    elif message:
+        warnings.append((f"{loc}.failMessage", "removed: without failWhen it was never used "
+                                               "(failWhen gives the reason itself)"))
     queue = poll.get("backendQueue")
     if isinstance(queue, dict) and "path" not in queue:
         parts = [f"{k}: {queue.pop(k)}" for k in ("running", "waiting", "ahead") if k in queue]
@@ -131,18 +135,29 @@ def _parameter(p: Any, loc: str, warnings: Warnings) -> None:
         endpoints = [s.get("endpoint") for s in sources if isinstance(s, dict)]
         head = p.get("optionsEndpoint")
         p["optionsEndpoint"] = ([head] if isinstance(head, str) else []) + endpoints
+        keys = (("path", "optionsPath"), ("valueKey", "optionsValueKey"),
+                ("labelKey", "optionsLabelKey"), ("aliases", "optionsAliases"))
         first = sources[0] if isinstance(sources[0], dict) else {}
-        for old, new in (("path", "optionsPath"), ("valueKey", "optionsValueKey"),
-                         ("labelKey", "optionsLabelKey"), ("aliases", "optionsAliases")):
+        for old, new in keys:
             if old in first and new not in p:
                 p[new] = first[old]
         warnings.append((f"{loc}.optionsFrom", "list the endpoints in optionsEndpoint: "
                                                "[a, b] (optionsFrom is gone)"))
-    for where in [p.get("when")] + [o.get("when") for o in _list(p.get("options"))
-                                    if isinstance(o, dict)]:
+        for i, source in enumerate(sources[1:], 1):
+            differs = [old for old, _ in keys
+                       if isinstance(source, dict) and source.get(old) != first.get(old)]
+            if differs:
+                # One parameter reads all its endpoints alike now: say what no longer holds.
+                warnings.append((f"{loc}.optionsFrom[{i}]", f"read with the first source's "
+                                 f"{', '.join(differs)} now: every endpoint of a parameter "
+                                 "is read alike; check its answers have that shape"))
+    places = [(p.get("when"), f"{loc}.when")] + [
+        (o.get("when"), f"{loc}.options[{j}].when")
+        for j, o in enumerate(_list(p.get("options"))) if isinstance(o, dict)]
+    for where, wloc in places:
         if isinstance(where, dict):
             for key, wanted in where.items():
-                where[key] = _pattern(wanted, f"{loc}.when.{key}", warnings)
+                where[key] = _pattern(wanted, f"{wloc}.{key}", warnings)
 
 
 def _pattern(wanted: Any, loc: str, warnings: Warnings) -> Any:
@@ -159,13 +174,21 @@ def _progress(progress: dict[str, Any], loc: str, warnings: Warnings) -> None:
     _rename(progress, "activeWhen", "when", loc, warnings)
     step, steps = progress.pop("step", None), progress.pop("steps", None)
     fraction = progress.pop("fraction", None)
+    dropped = ""
     if step and steps:
         progress["value"] = f"[{step}, {steps}]"
+        if fraction:
+            dropped = "; fraction was dropped ([done, total] gives the fraction too)"
     elif fraction:
         progress["value"] = fraction
+        if step or steps:
+            dropped = f"; {'step' if step else 'steps'} without the other was dropped"
+    elif step or steps:
+        dropped = (f"; {'step' if step else 'steps'} without the other gives no progress and "
+                   "was dropped: write value: [done, total]")
     if step or steps or fraction:
         warnings.append((loc, "the progress is `value`: 0..1, or [done, total] "
-                              "(fraction, step and steps are gone)"))
+                              f"(fraction, step and steps are gone){dropped}"))
 
 
 def _rename(node: dict[str, Any], old: str, new: str, loc: str, warnings: Warnings) -> None:

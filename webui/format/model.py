@@ -163,7 +163,8 @@ class Endpoint(_Model):
         "(images as file parts) or application/x-www-form-urlencoded"
     )
     timeout: float = Field(30, gt=0, description="Seconds to wait for the whole answer (a "
-                           "total: a backend that trickles it is given up on at that time)")
+                           "total: a backend that trickles it is given up on at that time); "
+                           "for a websocket, for its handshake")
     maxResponseMB: float | None = Field(
         None, gt=0, description="The largest answer read, in MB; a larger one is an error. "
         "Default: 200 for generation endpoints and their steps, 20 for the others"
@@ -380,7 +381,8 @@ class Parameter(_Model):
         wrong = sorted(self.model_fields_set - _COMMON - _BY_TYPE.get(self.type, set()))
         if wrong:
             names = ", ".join("as" if w == "as_" else w for w in wrong)
-            raise ValueError(f"a {self.type} parameter has no {names}")
+            article = "an" if self.type[0] in "aeiou" else "a"
+            raise ValueError(f"{article} {self.type} parameter has no {names}")
         return self
 
     @property
