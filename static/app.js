@@ -208,7 +208,10 @@ function setPickerOpen(picker, open) {
   const { input, list } = pickerParts(picker);
   list.hidden = !open;
   input.setAttribute("aria-expanded", String(open));
-  if (!open) setActiveOption(picker, null);
+  if (!open) {
+    setActiveOption(picker, null);
+    delete picker.dataset.browsing;
+  }
 }
 
 function setActiveOption(picker, option) {
@@ -357,9 +360,21 @@ document.addEventListener("htmx:afterSwap", (event) => {
     mark.textContent = "chosen";
     option.append(" ", mark);
   }
-  const open = document.activeElement === input || picker.contains(document.activeElement);
+  // Shown while the box has the focus and something was typed, or it was clicked (browsing):
+  // tabbing through the form fetches the first matches without opening them.
+  const focused = document.activeElement === input;
+  const open = focused && (input.value.trim() !== "" || picker.dataset.browsing === "true");
   setPickerOpen(picker, open);
   if (open) list.scrollIntoView({ block: "nearest" });
+});
+
+document.addEventListener("pointerdown", (event) => {
+  const input = event.target.closest?.(".picker-search input[type=search]");
+  if (!input) return;
+  const picker = input.closest(".picker");
+  picker.dataset.browsing = "true";
+  // Already focused and loaded: open now (no new request comes).
+  if (document.activeElement === input && pickerParts(picker).list.children.length) setPickerOpen(picker, true);
 });
 
 function pickerValue(picker) {

@@ -72,6 +72,9 @@ def search(page, field: str, text: str):
     box.fill("")
     box.press_sequentially(text)
     listbox = page.locator(f"#{box.get_attribute('aria-controls')}")
+    # The answer for what was typed (not the list shown when the box was clicked).
+    expect(page.locator(f"#{box.get_attribute('aria-describedby')}")).to_contain_text(
+        f"“{text}”")
     expect(listbox).to_be_visible()
     return listbox.get_by_role("option")
 
@@ -85,6 +88,16 @@ def test_the_lora_picker_at_5000_loras(page, ui):
     server, recording = ui
     page.goto(server.url + "/services/demo/txt2img")
     page.fill("#f-txt2img-prompt", "a lighthouse")
+    # Focusing the box (tabbing through the form) fetches the first matches without opening
+    # them; ↓ opens them.
+    page.locator("#f-txt2img-loras").focus()
+    expect(page.locator("#pk-txt2img-loras-count")).to_contain_text("50 of 5,001 LoRAs shown")
+    results = page.locator("#pk-txt2img-loras-results")
+    expect(results).to_be_hidden()
+    page.keyboard.press("ArrowDown")
+    expect(results).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(results).to_be_hidden()
     # "miku" is in the middle of names and in aliases: found by substring, server side.
     options = search(page, "#f-txt2img-loras", "miku")
     expect(options).to_have_count(3)
