@@ -353,7 +353,8 @@ document.addEventListener("htmx:afterSwap", (event) => {
   // Matches already chosen say so (choosing one again does nothing).
   const chosen = new Set([...picker.querySelectorAll(".chip")].map((c) => c.dataset.value));
   for (const option of list.querySelectorAll(".picker-option")) {
-    if (!chosen.has(option.dataset.value)) continue;
+    // (htmx may report one swap more than once: marked once.)
+    if (!chosen.has(option.dataset.value) || option.classList.contains("chosen")) continue;
     option.classList.add("chosen");
     const mark = document.createElement("span");
     mark.className = "opt-chosen";

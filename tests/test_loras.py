@@ -303,3 +303,18 @@ def test_a_weight_sent_on_its_own_is_an_error(tmp_path):
         load_file(tmp_path / "a.yaml")
     assert ("txt2img[loras].weight: 'lora_weight' has targets of its own: give it target: []"
             in "\n".join(info.value.lines()))
+
+
+@pytest.mark.parametrize("service", ["forge", "sdnext"])
+def test_the_a1111_forks_get_the_same_tags(services_app, fakes, service):
+    """Forge and SD.Next extend the a1111 definition: the same picker and tags (both read
+    <lora:name:weight> as A1111 does)."""
+    data = [(k, v) for k, v in {**defaults(services_app, service, "txt2img"),
+                                "prompt": "a boat", "width": "64", "height": "64",
+                                "steps": "2"}.items() if k != "lora_weight"]
+    data += [("loras", "demo-cool"), ("lora_weight", "0.5"),
+             ("loras", "demo-warm"), ("lora_weight", "1.5")]
+    r = post_pairs(services_app, service, "txt2img", data)
+    assert r.status_code == 200, r.html
+    [request] = sent(fakes, service, "/sdapi/v1/txt2img")
+    assert request["json"]["prompt"] == "a boat <lora:demo-cool:0.5> <lora:demo-warm:1.5>"
