@@ -3,7 +3,8 @@
 Fills a temporary history database (webui.history.HistoryStore) with N images across four
 services, two modes and prompts drawn from a small vocabulary, then times the store's own calls
 as the gallery makes them: the first page, a page of one service, a page deep in the list
-reached through its cursor, and prompt searches. Prints each median in ms and as a ratio to two
+reached through its cursor, prompt searches, the filtered counts the gallery shows and an image's
+neighbours (the image page's previous/next). Prints each median in ms and as a ratio to two
 baselines measured in the same run: an SQLite ``SELECT 1`` round trip and a lookup of one image
 by its id (``get_image``).
 
@@ -81,6 +82,7 @@ def main() -> None:
         for _ in range(args.images * 3 // 4 // 500):
             before = store.page(before=before, limit=500).next
         some_id = store.page(limit=1).items[0].image.id
+        middle = store.page(before=before, limit=1).items[0].image
         limit = args.limit
 
         baselines = {
@@ -101,6 +103,13 @@ def main() -> None:
                                                           before=before, limit=limit),
             "services()": store.services,
             "count()": store.count,
+            "count of one service": lambda: store.count(service="openai"),
+            "count of service + mode": lambda: store.count(service="forge", mode="img2img"),
+            "count, common word": lambda: store.count(query="dragon"),
+            "count, rare word": lambda: store.count(query=RARE),
+            "count, word + service": lambda: store.count(query="ocean", service="a1111"),
+            "neighbours (image page)": lambda: store.neighbours(middle),
+            "neighbours, word filter": lambda: store.neighbours(middle, query="ocean"),
         }
         base = {name: median_ms(fn, args.runs) for name, fn in baselines.items()}
         for name, ms in base.items():

@@ -404,3 +404,157 @@ for (const form of document.querySelectorAll("form.gen-form")) {
     for (const picker of form.querySelectorAll(".picker")) setPicker(picker, []);
   });
 }
+// ---------------------------------------------------------------------------------------------
+// Results you can act on: "Use seed", the image viewer, ← → between neighbouring images.
+
+function plainClick(event) {
+  return event.button === 0 && !(event.ctrlKey || event.metaKey || event.shiftKey || event.altKey);
+}
+
+// "Use seed": on the form's own page the seed goes straight into its field (and is remembered
+// with the form); elsewhere the link opens the form with ?use_seed=, whose #use-seed marker is
+// applied here, after the remembered values.
+function useSeed(fieldId, seed) {
+  const input = document.getElementById(fieldId);
+  if (!input) return false;
+  input.closest("details")?.setAttribute("open", "");
+  input.value = seed;
+  input.dispatchEvent(new Event("input", { bubbles: true }));
+  input.dispatchEvent(new Event("change", { bubbles: true }));
+  const note = document.getElementById("form-note");
+  if (note) note.textContent = `Seed ${seed} is in the form.`;
+  return true;
+}
+
+document.addEventListener("click", (event) => {
+  const control = event.target.closest?.("[data-use-seed]");
+  if (!control || !plainClick(event)) return;
+  if (!useSeed(control.dataset.for, control.dataset.useSeed)) return;  // the link goes there
+  event.preventDefault();
+  control.closest("dialog")?.close();  // from the viewer: back to the form
+});
+
+{
+  const pending = document.getElementById("use-seed");
+  if (pending) useSeed(pending.dataset.for, pending.dataset.useSeed);
+}
+
+// The viewer: a link with data-viewer (a result, a gallery tile, the image page's picture)
+// opens its image in a dialog instead of following the link: fitted or at its own size (the
+// button, a click on the picture or Z), ← → (or a swipe, or the buttons) to the neighbouring
+// images of the gallery, Esc to close, the focus back where it was. The content is the
+// server's (/gallery/<id>/view); without JavaScript the links lead to the image's page.
+const viewer = { dialog: null, opener: null, zoomed: false, touch: null, loading: 0 };
+
+function viewerDialog() {
+  if (viewer.dialog) return viewer.dialog;
+  const dialog = document.createElement("dialog");
+  dialog.className = "viewer";
+  dialog.setAttribute("aria-labelledby", "viewer-title");
+  document.body.append(dialog);
+  dialog.addEventListener("click", (event) => {
+    const go = event.target.closest("a[data-viewer-go]");
+    if (go && plainClick(event)) {
+      event.preventDefault();
+      viewerLoad(go.dataset.viewerGo, go.dataset.focusKey);
+    } else if (event.target.closest("[data-viewer-zoom]")) {
+      viewerZoom(!viewer.zoomed);
+    } else if (event.target.closest("[data-viewer-close]")) {
+      dialog.close();
+    }
+  });
+  dialog.addEventListener("keydown", (event) => {
+    if (event.altKey || event.ctrlKey || event.metaKey) return;
+    if (event.key === "ArrowLeft" || event.key === "ArrowRight") {
+      event.preventDefault();
+      viewerStep(event.key === "ArrowLeft" ? "prev" : "next");
+    } else if (event.key === "z" || event.key === "Z") {
+      viewerZoom(!viewer.zoomed);
+    }
+  });
+  // A swipe to the left shows the next image, to the right the previous one (not while zoomed
+  // in: then a swipe pans the picture).
+  dialog.addEventListener("touchstart", (event) => {
+    viewer.touch = event.touches.length === 1 ? [event.touches[0].clientX, event.touches[0].clientY] : null;
+  }, { passive: true });
+  dialog.addEventListener("touchend", (event) => {
+    const start = viewer.touch;
+    viewer.touch = null;
+    if (!start || viewer.zoomed) return;
+    const dx = event.changedTouches[0].clientX - start[0];
+    const dy = event.changedTouches[0].clientY - start[1];
+    if (Math.abs(dx) > 50 && Math.abs(dx) > 2 * Math.abs(dy)) viewerStep(dx < 0 ? "next" : "prev");
+  });
+  dialog.addEventListener("close", () => {
+    dialog.replaceChildren();
+    if (viewer.opener?.isConnected) viewer.opener.focus();
+    viewer.opener = null;
+  });
+  viewer.dialog = dialog;
+  return dialog;
+}
+
+function viewerStep(rel) {
+  const link = viewer.dialog.querySelector(`a[data-viewer-go][rel=${rel}]`);
+  if (link) viewerLoad(link.dataset.viewerGo, link.dataset.focusKey);
+}
+
+function viewerZoom(on) {
+  viewer.zoomed = on;
+  viewer.dialog.classList.toggle("zoomed", on);
+  for (const b of viewer.dialog.querySelectorAll("button[data-viewer-zoom]")) b.setAttribute("aria-pressed", String(on));
+}
+
+async function viewerLoad(url, focusKey) {
+  const dialog = viewerDialog();
+  const ticket = ++viewer.loading;  // the last image asked for wins, whatever answers first
+  let html;
+  try {
+    const answer = await fetch(url);
+    html = answer.ok ? await answer.text() : null;
+  } catch {
+    html = null;
+  }
+  if (ticket !== viewer.loading) return;
+  if (html === null) {
+    // Shown in the dialog, which stays usable (closable) as it was.
+    const note = document.createElement("div");
+    note.className = "notice error viewer-error";
+    note.setAttribute("role", "alert");
+    note.textContent = "This image could not be shown: it may have been deleted, or webui did not answer.";
+    dialog.querySelector(".viewer-error")?.remove();
+    if (!dialog.querySelector(".viewer-body")) {
+      const close = document.createElement("button");
+      close.type = "button";
+      close.dataset.viewerClose = "";
+      close.textContent = "Close";
+      dialog.replaceChildren(note, close);
+    } else {
+      dialog.querySelector(".viewer-bar").after(note);
+    }
+  } else {
+    dialog.innerHTML = html;
+  }
+  viewerZoom(viewer.zoomed);
+  if (!dialog.open) dialog.showModal();
+  const focus = (focusKey && dialog.querySelector(`[data-focus-key="${focusKey}"]`))
+    || dialog.querySelector("[data-viewer-close]");
+  focus?.focus();
+}
+
+document.addEventListener("click", (event) => {
+  const link = event.target.closest?.("a[data-viewer]");
+  if (!link || !plainClick(event) || link.closest("dialog")) return;
+  event.preventDefault();
+  viewer.opener = link;
+  viewerLoad(link.dataset.viewer);
+});
+
+// The image page: ← → go to the neighbouring images, as its Previous and Next links do.
+document.addEventListener("keydown", (event) => {
+  if (event.defaultPrevented || event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) return;
+  if (event.key !== "ArrowLeft" && event.key !== "ArrowRight") return;
+  if (event.target.closest?.("input, textarea, select, [contenteditable], dialog")) return;
+  const link = document.querySelector(`a[data-page-nav][rel=${event.key === "ArrowLeft" ? "prev" : "next"}]`);
+  if (link) link.click();
+});

@@ -1,5 +1,6 @@
 """Fixtures only: app factories, the fake backends and the demo on real HTTP servers, the real
-A1111 contract material. The helpers they are built from are in helpers.py."""
+A1111 contract material, Chromium for the browser tests. The helpers they are built from are in
+helpers.py."""
 
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ def demo_app(make_settings, demo_server):
     return create_app(make_settings(extras=[demo_extra(demo_server.url)]))
 
 
-# --- The browser (tests marked browser) -------------------------------------------------------
+# Real-browser fixtures (the tests marked `browser`) ------------------------------------------
 
 CHROMIUM = os.environ.get("WEBUI_TEST_CHROMIUM", "/usr/bin/chromium")
 
@@ -110,6 +111,16 @@ def browser():
         )
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def ui(make_settings, demo_server):
+    # The real-A1111 entry points at port 9 (discard), where nothing listens.
+    app = create_app(make_settings(extras=[demo_extra(demo_server.url)],
+                                   url_overrides={"a1111": "http://127.0.0.1:9"}))
+    server = ServerThread(app)
+    yield server, app
+    server.stop()
 
 
 @pytest.fixture

@@ -158,17 +158,6 @@ def field_errors(html: str) -> dict[str, str]:
         r'id="err-\w+?-(\w+)" hx-swap-oob="true">([^<]*)</p>', html) if m[1]}
 
 
-# --- Screenshots of browser tests -------------------------------------------------------------
-
-SHOTS = Path(__file__).parent.parent / "test-artifacts"
-
-
-def shot(page: Any, name: str) -> None:
-    """A full-page screenshot of PAGE (a Playwright page) as test-artifacts/NAME.png."""
-    SHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
 # --- A large LoRA collection ----------------------------------------------------------------
 
 _WORDS = ("detail", "anime", "sketch", "pastel", "neon", "film", "grain", "portrait", "castle",
@@ -314,3 +303,15 @@ def generate(app, service: str, mode: str, data: dict, files: dict | None = None
     r = submit(client, f"/services/{service}/{mode}/generate", data=payload,
                content_type="multipart/form-data")
     return r, r.get_data(as_text=True)
+
+
+# --- Browser tests ----------------------------------------------------------------------------
+
+SHOTS = Path(__file__).parent.parent / "test-artifacts"
+
+
+def shot(page: Any, name: str, full_page: bool = True) -> None:
+    """A screenshot of a browser test (the whole page, or what the window shows: a dialog),
+    in test-artifacts/NAME.png."""
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)

@@ -18,16 +18,6 @@ from .helpers import ServerThread, a1111_response, demo_extra, image_bytes, shot
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture
-def ui(make_settings, demo_server):
-    # The real-A1111 entry points at port 9 (discard), where nothing listens.
-    app = create_app(make_settings(extras=[demo_extra(demo_server.url)],
-                                   url_overrides={"a1111": "http://127.0.0.1:9"}))
-    server = ServerThread(app)
-    yield server, app
-    server.stop()
-
-
 def test_index_shows_demo_online_and_a1111_offline_with_help(page, ui):
     server, _app = ui
     page.goto(server.url + "/")
@@ -65,7 +55,7 @@ def test_generate_txt2img_on_the_demo(page, ui):
     assert first.evaluate("img => img.complete && img.naturalWidth") == 256
     assert first.evaluate("img => img.naturalHeight") == 192
     shot(page, "txt2img-result")
-    page.locator("#result figure").nth(1).get_by_role("button", name="use seed").click()
+    page.locator("#result figure").nth(1).get_by_role("link", name="Use seed").click()
     expect(page.locator("#f-txt2img-seed")).to_have_value("43")
 
     # Each image shown is a file on disk.
@@ -247,7 +237,8 @@ def test_gallery_reuse_parameters_and_remembered_form(page, ui):
     tile = page.locator(".tile").first
     expect(tile).to_contain_text("a harbour full of paper lanterns")
     shot(page, "gallery")
-    tile.click()
+    tile.click()  # the viewer, whose Open leads to the image's page
+    page.locator("dialog.viewer").get_by_role("link", name="Open").click()
     expect(page.locator(".image-meta")).to_contain_text("seed 321")
     shot(page, "image-page")
     page.get_by_role("link", name="Reuse parameters").click()

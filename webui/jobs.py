@@ -44,6 +44,7 @@ class Progress:
     preview: bytes | None = None
     preview_mime: str = "image/png"
     preview_version: int = 0
+    batch: tuple[int, int] | None = None  # (index from 0, count): the batch being made
 
 
 class Job:
@@ -78,6 +79,8 @@ class Job:
         self.remote_ahead: int | None = None
         # Interrupt/skip endpoints asked for but waiting for a value (the job's id) to exist.
         self.pending_calls: list[str] = []
+        # Images cut short, by position: "skipped" or "interrupted" (made as far as they got).
+        self.marks: dict[int, str] = {}
         self._lock = threading.Lock()
 
     @property
@@ -99,6 +102,39 @@ class Job:
         return value if isinstance(value, str) else None
 
     @property
+    def asked(self) -> int:
+        """How many images the job asked for."""
+        return asked_images(self.mode, self.values)
+
+    @property
+    def offers(self) -> list[str]:
+        """The actions this job offers now (its panel's and the queue page's buttons)."""
+        if self.status == "queued":
+            return ["cancel"]
+        if self.status != "running":
+            return []
+        return ["interrupt"] + (["skip"] if self.service.definition.jobs.skip_calls else [])
+
+    def images_being_made(self) -> range | None:
+        """The positions of the images of the batch being made, from the progress the service
+        reports (None when it does not say)."""
+        if self.progress.batch is None:
+            return None
+        index, count = self.progress.batch
+        size, batches = batch_shape(self.mode, self.values)
+        # A1111 counts a hires pass as a batch of its own: its count is then a multiple of
+        # the batch count, and each batch spans that many of its parts.
+        if count < batches or count % batches or not 0 <= index < count:
+            return None
+        batch = index * batches // count
+        return range(batch * size, (batch + 1) * size)
+
+    def mark_current(self, mark: str) -> None:
+        """Mark the images being made now (a Skip or Interrupt cuts them short)."""
+        for position in self.images_being_made() or ():
+            self.marks.setdefault(position, mark)
+
+    @property
     def seconds(self) -> float:
         if self.started is None:
             return 0.0
@@ -111,6 +147,22 @@ class Job:
 
     def set_remote(self, where: str, ahead: int | None) -> None:
         self.remote, self.remote_ahead = where, ahead
+
+
+def batch_shape(mode: Mode, values: dict[str, Any]) -> tuple[int, int]:
+    """(images made at once, batches one after another) that values ask of a mode: the
+    values of its batch and batch_count roles, 1 for a role it lacks."""
+    def count(role: str) -> int:
+        value = next((values.get(p.key) for p in mode.parameters if p.kind == role), None)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 \
+            else 1
+    return count("batch"), count("batch_count")
+
+
+def asked_images(mode: Mode, values: dict[str, Any]) -> int:
+    """How many images values ask of a mode: batch size x batch count."""
+    size, batches = batch_shape(mode, values)
+    return size * batches
 
 
 class JobEvents:
@@ -196,6 +248,14 @@ class JobManager:
                     return i + 1
         return None
 
+    def active(self) -> list[Job]:
+        """Every running job, then every queued one in its queue's order (the queue page)."""
+        with self._cond:
+            running = sorted((j for j in self._jobs.values() if j.status == "running"),
+                             key=lambda j: (j.started or 0.0, j.created))
+            queued = [j for pool in self._pools.values() for j in pool.queue]
+        return running + queued
+
     def load(self, service: Service) -> tuple[int, dict[str, tuple[int, int]]]:
         """(jobs queued, {instance URL: (running, finished)}) for the status of a service."""
         with self._cond:
@@ -252,6 +312,7 @@ class JobManager:
             return None
         if job.status != "running":
             return None
+        job.mark_current("interrupted")
         job.stop_requested = True
         with job._lock:
             job.pending_calls = list(job.service.definition.jobs.interrupt_calls)
@@ -260,6 +321,7 @@ class JobManager:
     def skip(self, job: Job) -> str | None:
         if job.status != "running":
             return None
+        job.mark_current("skipped")
         with job._lock:
             job.pending_calls += job.service.definition.jobs.skip_calls
         return self._send_calls(job)
@@ -530,7 +592,8 @@ def _progress(spec: Any, data: Any, before: Progress, context: expr.Context) -> 
     """The job's progress from one answer: ``value`` is 0..1 or [done, total]."""
     value = _value(spec.value, data, context)
     new = Progress(eta=_number(_value(spec.eta, data, context)), preview=before.preview,
-                   preview_mime=before.preview_mime, preview_version=before.preview_version)
+                   preview_mime=before.preview_mime, preview_version=before.preview_version,
+                   batch=_pair(_value(spec.images, data, context)) or before.batch)
     pair = value if isinstance(value, list) and len(value) == 2 else [None, None]
     done, total = _number(pair[0]), _number(pair[1])
     if done is not None and total:
@@ -553,6 +616,15 @@ def _progress(spec: Any, data: Any, before: Progress, context: expr.Context) -> 
         except ImageDataError:
             pass
     return new
+
+
+def _pair(value: Any) -> tuple[int, int] | None:
+    """[index, count] of whole numbers, else None."""
+    if isinstance(value, list) and len(value) == 2 and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and v == int(v)
+            for v in value):
+        return int(value[0]), int(value[1])
+    return None
 
 
 def _json_or_none(text: str) -> Any:

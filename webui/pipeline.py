@@ -21,7 +21,7 @@ from urllib.parse import quote
 import requests
 
 from .backend import BackendError, call, humanize, read_json, scrub
-from .format import DEFAULT_SEED_RANGE, FILE_KEY, PLACEHOLDER, Mode, Step
+from .format import DEFAULT_SEED_RANGE, FILE_KEY, PLACEHOLDER, Mode, Step, item_parts
 from .format.paths import PathError, format_path, get_path, set_path
 from .format.resolved import Copies, Edits
 from .images import ImageStore, UploadedImage, to_base64
@@ -70,14 +70,6 @@ def prepare_values(mode: Mode, values: dict[str, Any]) -> dict[str, Any]:
                                    f"{exc}", kind="definition") from None
             values[p.appendTo.to] = (values.get(p.appendTo.to) or "") + text
     return values
-
-
-def item_parts(item: Any) -> tuple[Any, Any]:
-    """(value, weight) of one chosen value: a ``{value, weight}`` of a select with weights,
-    or a plain value (no weight)."""
-    if isinstance(item, dict) and "value" in item:
-        return item["value"], item.get("weight")
-    return item, None
 
 
 def apply_styles(prompt: str, styles: list[str]) -> str:

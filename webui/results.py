@@ -12,7 +12,7 @@ import requests
 
 from . import backend, expr, images
 from .backend import Auth, BackendError, origin, read_json, resolve_auth
-from .format import Mode, Result
+from .format import Mode, Result, items_text
 from .images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, ImageDataError, ImageStore
 from .infotext import build_infotext, read_png_infotext, write_png_infotext
 from .redact import redact_url
@@ -106,7 +106,7 @@ def describe(mode: Mode, values: dict[str, Any], seed: Any) -> str:
         (p for p in mode.parameters if p.type == "textarea"), None)
     negative_p = next((p for p in mode.parameters if p.kind == "negative"), None)
     skip = {p.key for p in (prompt_p, negative_p) if p is not None}
-    fields = {p.key: _shown(values.get(p.key)) for p in mode.parameters
+    fields = {p.key: items_text(values.get(p.key)) for p in mode.parameters
               if p.type != "image" and p.key not in skip}
     if seed is not None:
         fields["seed"] = seed
@@ -114,15 +114,6 @@ def describe(mode: Mode, values: dict[str, Any], seed: Any) -> str:
     negative = values.get(negative_p.key) if negative_p else None
     return build_infotext(prompt if isinstance(prompt, str) else "",
                           negative if isinstance(negative, str) else None, fields)
-
-
-def _shown(value: Any) -> Any:
-    """A value as the infotext writes it: the chosen values of a select with weights as
-    ``name: weight, …`` (as A1111 writes its "Lora hashes")."""
-    if isinstance(value, list) and value and all(
-            isinstance(v, dict) and "value" in v for v in value):
-        return ", ".join(f"{v['value']}: {v.get('weight')}" for v in value)
-    return value
 
 
 def _field(

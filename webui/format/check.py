@@ -135,7 +135,7 @@ def resolve(
         if jobs.progress:
             named.append(("progress.endpoint", jobs.progress.endpoint))
             job_endpoints.add(jobs.progress.endpoint)  # its path may name the job: {job_id}
-            for attr in ("value", "eta", "preview", "when"):
+            for attr in ("value", "eta", "preview", "when", "images"):
                 text = getattr(jobs.progress, attr)
                 if text:
                     _check_jmespath(text, f"{jloc}.progress.{attr}", problems)

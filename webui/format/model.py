@@ -287,7 +287,8 @@ _BY_TYPE = {
     "image": {"required", "as_"},
 }
 # The roles webui understands; a parameter without one gets it from its key or type.
-ROLES = ("prompt", "negative", "seed", "width", "height", "batch", "init_image", "mask")
+ROLES = ("prompt", "negative", "seed", "width", "height", "batch", "batch_count", "init_image",
+         "mask")
 _ROLE_OF_KEY = {"prompt": "prompt", "negative_prompt": "negative", "width": "width",
                 "height": "height", "batch_size": "batch"}
 
@@ -353,7 +354,9 @@ class Parameter(_Model):
         [], description="Parameters given with this one or not at all (a {w, h} object)")
     role: str | None = Field(
         None, description="What the value is to webui: prompt, negative, seed, width, height, "
-        "batch, init_image, mask (default: from the key or type)")
+        "batch (images made at once), batch_count (batches made one after another: the "
+        "images asked for are batch x batch_count), init_image, mask (default: from the key "
+        "or type)")
     appendTo: Append | None = None
     as_: Literal["base64", "data_url"] = Field(
         "base64", alias="as", description="image: how it is put into a JSON body")
@@ -472,6 +475,11 @@ class Progress(_Model):
         None, description="JMESPath: the part done, 0..1, or a pair [done, total] (steps "
         "12 of 20; 30 of 100 for a percentage)")
     eta: str | None = Field(None, description="Seconds left")
+    images: str | None = Field(
+        None, description="JMESPath: which batch of the job's images is being made, [index, "
+        "count] from 0 (A1111: [state.job_no, state.job_count]; a count that is a multiple of "
+        "the batch count, as with A1111's hires passes, is scaled); the images Skip or "
+        "Interrupt cut short are marked so")
     preview: str | None = Field(
         None, description="JMESPath to the in-progress image; a binary message is read as "
         "{binary: base64}, and bytes_after(binary, n) skips a header")

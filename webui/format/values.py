@@ -79,6 +79,23 @@ def coerce(
     raise FieldError(f"cannot take a value of type {p.type}")
 
 
+def item_parts(item: Any) -> tuple[Any, Any]:
+    """(value, weight) of one chosen value: a ``{value, weight}`` of a select with weights,
+    or a plain value (no weight)."""
+    if isinstance(item, dict) and "value" in item:
+        return item["value"], item.get("weight")
+    return item, None
+
+
+def items_text(value: Any) -> Any:
+    """The chosen values of a select with weights as text, ``name: weight, …`` (as A1111
+    writes its "Lora hashes"); any other value as it is."""
+    if isinstance(value, list) and value and all(
+            isinstance(v, dict) and "value" in v for v in value):
+        return ", ".join(f"{v['value']}: {v.get('weight')}" for v in value)
+    return value
+
+
 def refused(p: Parameter, value: Any) -> str | None:
     """Why the parameter refuses a value (the message of the first ``refuse`` pattern it
     matches), or None. Checked on the server at Generate, and said by a picker as soon as

@@ -7,7 +7,7 @@ from flask import Flask
 
 from ..format import condition_holds, when_json
 from . import gallery, generate, jobs, services, styles
-from .common import backticks
+from .common import backticks, input_image_mode, seed_parameter
 
 
 def register(app: Flask) -> None:
@@ -17,6 +17,9 @@ def register(app: Flask) -> None:
     app.jinja_env.filters["backticks"] = backticks
     app.jinja_env.filters["when_json"] = when_json
     app.jinja_env.globals["condition_holds"] = condition_holds
+    app.jinja_env.globals["input_image_mode"] = input_image_mode
+    app.jinja_env.globals["seed_parameter"] = seed_parameter
+    app.jinja_env.globals["result_slots"] = jobs.result_slots
     # Pickers (a select searched on the server, the styles of a form).
     app.jinja_env.globals["param_picker"] = services.param_picker
     app.jinja_env.globals["styles_picker"] = styles.styles_picker

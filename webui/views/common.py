@@ -8,7 +8,7 @@ import re
 from flask import abort, current_app
 from markupsafe import Markup, escape
 
-from ..format import Mode
+from ..format import Mode, Parameter
 from ..service import Service
 from ..state import State
 
@@ -43,3 +43,19 @@ _ID = re.compile(r"[0-9]{1,18}")
 def image_id(text: str | None) -> int | None:
     """An image id from a URL (``?from=12``): ASCII digits that fit SQLite, else None."""
     return int(text) if text and _ID.fullmatch(text) else None
+
+
+def input_image_mode(service: Service | None) -> str | None:
+    """The mode of a service that takes an input image (a parameter with the init_image
+    role), where "Send to img2img" goes; None if it has none."""
+    if service is None:
+        return None
+    return next((m.name for m in service.definition.modes.values()
+                 if any(p.kind == "init_image" for p in m.parameters)), None)
+
+
+def seed_parameter(mode: Mode | None) -> Parameter | None:
+    """The parameter with the seed role, where "Use seed" puts a seed."""
+    if mode is None:
+        return None
+    return next((p for p in mode.parameters if p.kind == "seed"), None)

@@ -21,7 +21,7 @@ from ..choices import choice_index, choices, current_value, match_current, searc
 from ..format import Mode, Parameter, refused, schema_text
 from ..pipeline import STYLES_KEY
 from ..redact import redact_url
-from .common import find_mode, find_service, image_id, state
+from .common import find_mode, find_service, image_id, seed_parameter, state
 
 bp = Blueprint("services", __name__)
 
@@ -104,6 +104,12 @@ def service_page(service_id: str, mode_name: str) -> str:
     init = request.args.get("init", "")
     init_image = state().history.get_image(image_id(init)) if (
         image_id(init) is not None and state().history) else None
+    prefilled = bool(values or init_image)
+    # ?use_seed=<image id>: that image's seed in the seed field, the rest of the form as it
+    # was left (with JavaScript, app.js puts the seed back after the remembered values).
+    use_seed = seed_of(mode, request.args.get("use_seed"))
+    if use_seed:
+        values = {**values, use_seed[0]: use_seed[1]}
     # What the form starts with, for the fields shown only when others have certain values.
     form_values = {p.key: values.get(p.key, p.defaultValue) for p in mode.parameters}
     return render_template("service.html", service=service, mode=mode, groups=layout(mode),
@@ -113,7 +119,7 @@ def service_page(service_id: str, mode_name: str) -> str:
                            broken=next((f for f in state().folders.catalog().failures
                                         if f.serving == service.definition.id), None),
                            values=values, init_image=init_image,
-                           prefilled=bool(values or init_image))
+                           prefilled=prefilled, use_seed=use_seed)
 
 
 @bp.get("/services/<service_id>/<mode_name>/options/<key>")
@@ -242,6 +248,16 @@ def definition_schema() -> Response:
     return Response(schema_text(), mimetype="application/schema+json")
 
 
+def seed_of(mode: Mode, image_ref: str | None) -> tuple[str, Any] | None:
+    """(the seed field's key, the seed) of a history image, for "Use seed"; None if the
+    image, its seed or the mode's seed parameter is missing."""
+    seed_p = seed_parameter(mode)
+    if seed_p is None or image_id(image_ref) is None or state().history is None:
+        return None
+    image = state().history.get_image(image_id(image_ref))
+    return (seed_p.key, image.seed) if image is not None and image.seed is not None else None
+
+
 def prefill(mode_params: list[Any], image_ref: str | None) -> dict[str, Any]:
     """Form values from a history image's job (reuse parameters): only keys the mode has."""
     if image_id(image_ref) is None or state().history is None:
@@ -254,6 +270,6 @@ def prefill(mode_params: list[Any], image_ref: str | None) -> dict[str, Any]:
     values = {k: v for k, v in job.parameters.items() if k in keys}
     # The seed of this very image, not the -1 the job was asked with.
     for p in mode_params:
-        if p.type == "seed" and image.seed is not None:
+        if p.kind == "seed" and image.seed is not None:
             values[p.key] = image.seed
     return values
