@@ -162,6 +162,9 @@ def test_the_lora_picker_at_5000_loras(page, ui):
     # Reuse parameters from the gallery: the same LoRAs and weights.
     page.goto(server.url + "/gallery")
     page.goto(server.url + page.locator(".tile").first.get_attribute("href"))
+    expect(page.locator(".image-meta")).to_contain_text(
+        "hatsune_miku_v2: 0.65, vocaloid_miku_nendo: 1.2")  # the LoRAs row
+    shot(page, "loras-image-page")
     page.get_by_role("link", name="Reuse parameters").click()
     expect(page.get_by_label("Weight of hatsune_miku_v2")).to_have_value("0.65")
     expect(page.get_by_label("Weight of vocaloid_miku_nendo")).to_have_value("1.2")
@@ -272,6 +275,7 @@ def test_styles_made_on_the_styles_page_and_the_services_own(page, ui):
     page.goto(server.url + page.locator(".tile").first.get_attribute("href"))
     expect(page.locator(".job-prompt")).to_have_text(body["prompt"])
     expect(page.locator(".image-meta")).to_contain_text("Styles: Noir, Sharp details")
+    shot(page, "styles-image-page")
     page.get_by_role("link", name="Reuse parameters").click()
     expect(page.locator("#f-txt2img-prompt")).to_have_value("a lighthouse")
     expect(page.locator("#pk-txt2img-webui-styles .chip-label")).to_have_text(
