@@ -245,7 +245,10 @@ def test_comfyui_img2img_chains_in_its_own_workflow(services_app, fakes):
             if k != "lora_strength"]
     data += [("loras", "detail.safetensors"), ("lora_strength", "0.3"),
              ("loras", "detail.safetensors"), ("lora_strength", "0.6")]
-    r = post_pairs(services_app, "comfyui", "img2img", data, {"image": image_bytes((64, 64))})
+    # A picture of its own: the fake (as ComfyUI) names an upload identical to a stored one
+    # after it, which the upload tests of the shared fake must not meet.
+    picture = image_bytes((64, 64), (10, 180, 40))
+    r = post_pairs(services_app, "comfyui", "img2img", data, {"image": picture})
     assert r.status_code == 200, r.html
     graph = sent(fakes, "comfyui", "/prompt")[0]["json"]["prompt"]
     assert graph["10-1"]["inputs"]["strength_model"] == 0.3
