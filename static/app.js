@@ -111,10 +111,12 @@ function formValues(form) {
     // draft name: a reload keeps the image).
     if (!el.name || el.type === "file" || el.tagName === "FIELDSET") continue;
     if (el.type === "hidden" && !("remember" in el.dataset)) continue;
+    if (el.closest(".picker")) continue;  // a picker is remembered whole, below
     if (el.type === "checkbox") values[el.name] = el.checked;
     else if (el.multiple) values[el.name] = [...el.selectedOptions].map((o) => o.value);
     else values[el.name] = el.value;
   }
+  for (const picker of form.querySelectorAll(".picker")) values[picker.dataset.key] = pickerValue(picker);
   return values;
 }
 
@@ -134,6 +136,8 @@ function setValue(el, value) {
 
 function fillForm(form, values) {
   for (const [name, value] of Object.entries(values)) {
+    const picker = [...form.querySelectorAll(".picker")].find((p) => p.dataset.key === name);
+    if (picker) { setPicker(picker, value); continue; }
     const el = form.elements.namedItem(name);
     if (el && !(el instanceof RadioNodeList) && el.type !== "file") setValue(el, value);
   }
@@ -580,6 +584,222 @@ document.addEventListener("htmx:afterSwap", (event) => {
   shown.scrollIntoView({ block: "start", behavior: still ? "auto" : "smooth" });
 });
 
+
+// ---- Pickers ---------------------------------------------------------------------------------
+// A select searched on the server as you type (templates/_picker.html: thousands of LoRAs, the
+// prompt styles), its chosen values shown as chips, each with its weight where it has one.
+// htmx asks the server for the matches; this picks one (click, or ↑/↓ and Enter), builds its
+// chip from the picker's <template>, removes chips, and keeps pickers in remembered forms.
+
+function pickerParts(picker) {
+  return {
+    input: picker.querySelector(".picker-search input[type=search]"),
+    list: picker.querySelector(".picker-results"),
+    status: picker.querySelector(".picker-count"),
+    chips: picker.querySelector(".chips"),
+  };
+}
+
+function setPickerOpen(picker, open) {
+  const { input, list } = pickerParts(picker);
+  list.hidden = !open;
+  input.setAttribute("aria-expanded", String(open));
+  if (!open) {
+    setActiveOption(picker, null);
+    delete picker.dataset.browsing;
+  }
+}
+
+function setActiveOption(picker, option) {
+  const { input, list } = pickerParts(picker);
+  for (const o of list.querySelectorAll("[aria-selected=true]")) o.setAttribute("aria-selected", "false");
+  if (option) {
+    option.setAttribute("aria-selected", "true");
+    input.setAttribute("aria-activedescendant", option.id);
+    option.scrollIntoView({ block: "nearest" });
+  } else {
+    input.removeAttribute("aria-activedescendant");
+  }
+}
+
+function pickerSay(picker, text) {
+  const { status } = pickerParts(picker);
+  status.classList.remove("inline-error");
+  status.textContent = text;
+}
+
+// A chosen value that the service's syntax cannot carry is marked, and said at the field at
+// once (Generate refuses it with the same words). Any other message there was about the
+// chips as they were: a change of them clears it.
+function showPickerProblems(picker) {
+  const slot = picker.closest(".field")?.querySelector(".field-error");
+  if (!slot) return;
+  const bad = [...picker.querySelectorAll(".chip[data-problem]")];
+  slot.textContent = bad.map((c) => `“${c.querySelector(".chip-label").textContent}” cannot be used: ${c.dataset.problem}`).join(" ");
+}
+
+function pickerChanged(picker) {
+  showPickerProblems(picker);
+  // Remembered forms and conditions listen for changes of the form.
+  picker.closest("form")?.dispatchEvent(new Event("change", { bubbles: true }));
+}
+
+function addChip(picker, item) {
+  const value = String(item.value);
+  const label = item.label || value;
+  const existing = [...picker.querySelectorAll(".chip")].find((c) => c.dataset.value === value);
+  if (existing) return existing;
+  if (picker.dataset.multiple !== "true") for (const c of picker.querySelectorAll(".chip")) c.remove();
+  const chip = picker.querySelector("template.chip-template").content.firstElementChild.cloneNode(true);
+  chip.dataset.value = value;
+  chip.querySelector(".chip-label").textContent = label;
+  chip.querySelector("input[type=hidden]").value = value;
+  const weight = chip.querySelector(".chip-weight");
+  if (weight) {
+    if (item.weight !== undefined && item.weight !== null && item.weight !== "") weight.value = item.weight;
+    weight.setAttribute("aria-label", `${weight.title} of ${label}`);
+  }
+  chip.querySelector(".chip-remove").setAttribute("aria-label", `Remove ${label}`);
+  if (item.problem) {
+    chip.dataset.problem = item.problem;
+    chip.classList.add("refused");
+  }
+  pickerParts(picker).chips.append(chip);
+  return chip;
+}
+
+function pickOption(picker, option) {
+  const { input } = pickerParts(picker);
+  const known = [...picker.querySelectorAll(".chip")].some((c) => c.dataset.value === option.dataset.value);
+  const chip = addChip(picker, { value: option.dataset.value, label: option.dataset.label, problem: option.dataset.problem });
+  input.value = "";
+  setPickerOpen(picker, false);
+  const weight = chip.querySelector(".chip-weight");
+  pickerSay(picker, known ? `${option.dataset.label} is already chosen.`
+    : `Added ${option.dataset.label}${weight ? `, ${weight.title.toLowerCase()} ${weight.value}` : ""}. ${picker.querySelectorAll(".chip").length} chosen.`);
+  pickerChanged(picker);
+  input.focus();
+}
+
+function removeChip(chip) {
+  const picker = chip.closest(".picker");
+  const chips = [...picker.querySelectorAll(".chip")];
+  const at = chips.indexOf(chip);
+  const label = chip.querySelector(".chip-label").textContent;
+  chip.remove();
+  // Focus stays in the picker: the next chip's button, else the previous one's, else the box.
+  const next = chips[at + 1] || chips[at - 1];
+  (next ? next.querySelector(".chip-remove") : pickerParts(picker).input).focus();
+  pickerSay(picker, `Removed ${label}. ${picker.querySelectorAll(".chip").length} chosen.`);
+  pickerChanged(picker);
+}
+
+document.addEventListener("mousedown", (event) => {
+  // Keeps the focus in the search box while an option is clicked.
+  if (event.target.closest?.(".picker-option")) event.preventDefault();
+});
+
+document.addEventListener("click", (event) => {
+  const option = event.target.closest?.(".picker-option");
+  if (option) { pickOption(option.closest(".picker"), option); return; }
+  const remove = event.target.closest?.(".chip-remove");
+  if (remove) removeChip(remove.closest(".chip"));
+});
+
+document.addEventListener("keydown", (event) => {
+  const picker = event.target.closest?.(".picker");
+  if (!picker || event.key !== "Enter" || event.ctrlKey || event.metaKey) return;
+  // Enter in a picker chooses (or does nothing); only Ctrl+Enter and the button generate.
+  if (event.target.matches(".chip-weight, .picker-search input")) event.preventDefault();
+});
+
+document.addEventListener("keydown", (event) => {
+  const input = event.target;
+  if (!input.matches?.(".picker-search input[type=search]")) return;
+  const picker = input.closest(".picker");
+  const { list } = pickerParts(picker);
+  const options = [...list.querySelectorAll(".picker-option")];
+  const active = list.querySelector("[aria-selected=true]");
+  if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+    event.preventDefault();
+    if (list.hidden) { if (options.length) setPickerOpen(picker, true); else return; }
+    const at = options.indexOf(active);
+    const step = event.key === "ArrowDown" ? 1 : -1;
+    const next = options[at < 0 ? (step > 0 ? 0 : options.length - 1) : (at + step + options.length) % options.length];
+    setActiveOption(picker, next || null);
+  } else if (event.key === "Enter" && !event.ctrlKey && !event.metaKey) {
+    const chosen = active || (options.length === 1 ? options[0] : null);
+    if (chosen && !list.hidden) pickOption(picker, chosen);
+  } else if (event.key === "Escape" && !list.hidden) {
+    event.preventDefault();
+    setPickerOpen(picker, false);
+  }
+});
+
+document.addEventListener("focusout", (event) => {
+  const picker = event.target.closest?.(".picker");
+  if (picker && !picker.contains(event.relatedTarget)) setPickerOpen(picker, false);
+});
+
+document.addEventListener("htmx:afterSwap", (event) => {
+  const list = event.detail.target;
+  if (!list.matches?.(".picker-results")) return;
+  const picker = list.closest(".picker");
+  const { input } = pickerParts(picker);
+  // Matches already chosen say so (choosing one again does nothing).
+  const chosen = new Set([...picker.querySelectorAll(".chip")].map((c) => c.dataset.value));
+  for (const option of list.querySelectorAll(".picker-option")) {
+    // (htmx may report one swap more than once: marked once.)
+    if (!chosen.has(option.dataset.value) || option.classList.contains("chosen")) continue;
+    option.classList.add("chosen");
+    const mark = document.createElement("span");
+    mark.className = "opt-chosen";
+    mark.textContent = "chosen";
+    option.append(" ", mark);
+  }
+  // Shown while the box has the focus and something was typed, or it was clicked (browsing):
+  // tabbing through the form fetches the first matches without opening them.
+  const focused = document.activeElement === input;
+  const open = focused && (input.value.trim() !== "" || picker.dataset.browsing === "true");
+  setPickerOpen(picker, open);
+  if (open) list.scrollIntoView({ block: "nearest" });
+});
+
+document.addEventListener("pointerdown", (event) => {
+  const input = event.target.closest?.(".picker-search input[type=search]");
+  if (!input) return;
+  const picker = input.closest(".picker");
+  picker.dataset.browsing = "true";
+  // Already focused and loaded: open now (no new request comes).
+  if (document.activeElement === input && pickerParts(picker).list.children.length) setPickerOpen(picker, true);
+});
+
+function pickerValue(picker) {
+  return [...picker.querySelectorAll(".chip")].map((chip) => {
+    const item = { value: chip.dataset.value, label: chip.querySelector(".chip-label").textContent };
+    const weight = chip.querySelector(".chip-weight");
+    if (weight) item.weight = weight.value;
+    if (chip.dataset.problem) item.problem = chip.dataset.problem;
+    return item;
+  });
+}
+
+function setPicker(picker, value) {
+  for (const chip of picker.querySelectorAll(".chip")) chip.remove();
+  const items = value === null || value === undefined || value === "" ? [] : (Array.isArray(value) ? value : [value]);
+  for (const item of items) {
+    if (item && typeof item === "object") { if (item.value !== undefined && item.value !== "") addChip(picker, item); }
+    else if (item !== "") addChip(picker, { value: item });
+  }
+  showPickerProblems(picker);
+}
+
+for (const form of document.querySelectorAll("form.gen-form")) {
+  // Reset to defaults: a picker's default is nothing chosen.
+  form.addEventListener("reset", () => {
+    for (const picker of form.querySelectorAll(".picker")) setPicker(picker, []);
+  });
+}
 // ---------------------------------------------------------------------------------------------
 // Results you can act on: "Use seed", the image viewer, ← → between neighbouring images.
 

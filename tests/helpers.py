@@ -12,6 +12,7 @@ import re
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,6 +156,40 @@ def field_errors(html: str) -> dict[str, str]:
     """The non-empty error message of each field in a form's answer."""
     return {m[0]: m[1] for m in re.findall(
         r'id="err-\w+?-(\w+)" hx-swap-oob="true">([^<]*)</p>', html) if m[1]}
+
+
+# --- A large LoRA collection ----------------------------------------------------------------
+
+_WORDS = ("detail", "anime", "sketch", "pastel", "neon", "film", "grain", "portrait", "castle",
+          "forest", "armor", "dress", "hair", "eyes", "light", "shadow", "ink", "oil", "pixel",
+          "chibi", "retro", "cyber", "steampunk", "gothic", "studio", "ghibli", "noir", "glow")
+
+
+def lora_collection(count: int, extra: tuple[tuple[str, str], ...] = ()) -> list[dict]:
+    """COUNT LoRAs as A1111 1.10.1 lists them at /sdapi/v1/loras (extensions-builtin/Lora/
+    scripts/lora_script.py create_lora_json: name, alias, path, metadata), with metadata of a
+    realistic size (kohya's ss_* keys, about 700 bytes). Three of them are Miku LoRAs whose
+    alias says more than the name; EXTRA adds (name, alias) pairs at the end."""
+    special = [("hatsune_miku_v2", "Hatsune Miku (v2)"), ("mk_outfit_pack", "Miku outfits"),
+               ("vocaloid_miku_nendo", "vocaloid_miku_nendo")]
+    items = []
+    for i in range(count - len(special)):
+        a, b = _WORDS[i % len(_WORDS)], _WORDS[(i * 7 + 3) % len(_WORDS)]
+        items.append((f"{a}_{b}_{i:05d}", f"{a.capitalize()} {b} {i}"))
+    # The Miku ones are spread over the list, not at its start.
+    for n, pair in enumerate(special):
+        items.insert(len(items) * (n + 1) // 4, pair)
+    items.extend(extra)
+    return [{
+        "name": name, "alias": alias, "path": f"/models/Lora/{name}.safetensors",
+        "metadata": {
+            "ss_output_name": name, "ss_network_module": "networks.lora",
+            "ss_network_dim": "32", "ss_network_alpha": "16", "ss_base_model_version": "sd_v1",
+            "ss_resolution": "(512, 512)", "ss_num_train_images": "120", "ss_epoch": "10",
+            "ss_learning_rate": "0.0001", "ss_optimizer": "bitsandbytes.optim.adamw.AdamW8bit",
+            "ss_tag_frequency": json.dumps({"img": {w: 40 - k for k, w in enumerate(_WORDS[:12])}}),
+            "sshs_model_hash": f"{zlib.crc32(name.encode()):016x}",
+        }} for name, alias in items]
 
 
 # --- Definitions ----------------------------------------------------------------------------

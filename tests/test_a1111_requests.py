@@ -54,8 +54,7 @@ FULL_TXT2IMG = {
     "prompt": "a lighthouse, \"storm\" <b>",
     "negative_prompt": "blurry",
     "sd_model_checkpoint": "random-sd15.safetensors [1c2e8cbb84]",
-    "lora": "tiny-random-lora",
-    "lora_weight": 0.6,
+    "loras": [{"value": "tiny-random-lora", "weight": 0.6}],
     "sampler_name": "DPM++ 2M",
     "scheduler": "karras",
     "steps": 30,
@@ -90,7 +89,7 @@ def test_full_txt2img_body_matches_the_real_schema(service, openapi):
         "show_progress_every_n_steps": 5,
     }
     assert body["prompt"] == 'a lighthouse, "storm" <b> <lora:tiny-random-lora:0.6>'
-    assert "lora" not in body and "lora_weight" not in body
+    assert "loras" not in body and "lora_weight" not in body
     assert body["enable_hr"] is True and body["denoising_strength"] == 0.55
     assert body["hr_upscaler"] == "Latent (bicubic)"
     assert (body["batch_size"], body["n_iter"], body["seed"]) == (2, 3, 1234)

@@ -122,7 +122,8 @@ SERVICE_CASES = {
     "comfyui": ("ckpt_name", "sdxl-demo.safetensors", {"width": "64", "height": "64"}),
     "openai": ("model", "dall-e-2", {"size": "1024x1024"}),
     "stability": (None, None, {}),
-    "forge": ("modules", "ae.safetensors", {"width": "64", "height": "64", "steps": "2"}),
+    "forge": ("sampler_name", "DPM++ 2M SDE Heun", {"width": "64", "height": "64",
+                                                     "steps": "2"}),
     "sdnext": ("sampler_name", "Default", {"width": "64", "height": "64", "steps": "2"}),
 }
 

@@ -150,7 +150,7 @@ def test_uploads_never_replace_another_clients_file(services_app, comfy):
 
 
 def test_lora_strength_sets_model_and_clip(services_app, comfy):
-    client, job = start(services_app, lora="detail.safetensors", lora_strength="0.6")
+    client, job = start(services_app, loras="detail.safetensors", lora_strength="0.6")
     assert job.done.wait(20) and job.status == "done", job.error
     lora = sent({"comfyui": comfy}, "comfyui", "/prompt")[-1]["json"]["prompt"]["10"]["inputs"]
     assert lora["strength_model"] == 0.6 and lora["strength_clip"] == 0.6

@@ -16,7 +16,7 @@ def test_batch_with_checkpoint_and_lora(demo_app):
     r = submit(client, "/services/demo/txt2img/generate", data=form(
         prompt="a harbour", width="128", height="96", batch_size="2", n_iter="2", seed="100",
         steps="3", sd_model_checkpoint="demo-pastel.safetensors [d3m0000002]",
-        lora="demo-cool", lora_weight="0.5"))
+        loras="demo-cool", lora_weight="0.5"))
     html = r.get_data(as_text=True)
     assert r.status_code == 200, html
     paths = images_in(html)

@@ -222,7 +222,7 @@ def test_options_errors(service):
         choices(service, mode.parameter("sampler_name"), OptionsCache())
     responses.get(f"{BASE}/sdapi/v1/loras", status=500, body="Internal Server Error")
     with pytest.raises(BackendError, match=r"failed \(HTTP 500: 'Internal Server Error'\)"):
-        choices(service, mode.parameter("lora"), OptionsCache())
+        choices(service, mode.parameter("loras"), OptionsCache())
 
 
 @responses.activate

@@ -79,9 +79,12 @@ def test_service_page_renders_the_definition(client):
         assert f'name="{key}"' in html, key
     assert 'min="1"' in html and 'max="150"' in html
     # Backend-fed selects load through htmx, with a refresh control each.
-    for key in ("sampler_name", "scheduler", "sd_model_checkpoint", "lora", "hr_upscaler"):
+    for key in ("sampler_name", "scheduler", "sd_model_checkpoint", "hr_upscaler"):
         assert f'hx-get="/services/a1111/txt2img/options/{key}"' in html
-    assert html.count('class="small refresh"') == 6
+    # The LoRAs and the styles are pickers: searched on the server as you type.
+    assert 'hx-get="/services/a1111/txt2img/options/loras/search"' in html
+    assert 'hx-get="/services/a1111/txt2img/styles/search"' in html
+    assert html.count('class="small refresh"') == 7
     assert 'href="/services/a1111/img2img"' in html
     img = client.get("/services/a1111/img2img").get_data(as_text=True)
     assert 'type="file"' in img and 'name="init_image"' in img

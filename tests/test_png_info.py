@@ -309,7 +309,7 @@ def test_a_graph_of_the_bundled_workflow_reads_the_same(app):
     html = read(app.test_client(), comfyui_png(graph)).get_data(as_text=True)
     shown = text_of(html)
     assert "Prompt bundled prompt" in shown and "Negative prompt text, watermark" in shown
-    assert "LoRA example.safetensors" in shown
+    assert "LoRAs example.safetensors: 1.0" in shown
     assert COMFYUI_GRAPH["40"]["inputs"]["seed"] != graph["3"]["inputs"]["seed"]
     assert f"Seed {graph['3']['inputs']['seed']}" in shown
 

@@ -61,7 +61,7 @@ def test_comfyui_txt2img_binds_the_workflow_and_fetches_outputs(services_app, fa
 
 def test_comfyui_lora_keeps_the_node(services_app, fakes):
     data = {**defaults(services_app, "comfyui", "txt2img"), "prompt": "a fox",
-            "ckpt_name": "sd15-demo.safetensors", "lora": "detail.safetensors",
+            "ckpt_name": "sd15-demo.safetensors", "loras": "detail.safetensors",
             "lora_strength": "0.6", "width": "64", "height": "64"}
     r, html = generate(services_app, "comfyui", "txt2img", data)
     assert r.status_code == 200, html

@@ -1,14 +1,19 @@
-"""Select choices (models, samplers, LoRAs, …) fetched from the backends.
+"""Select choices (models, samplers, LoRAs, …) and prompt styles fetched from the backends.
 
 Each endpoint's answer is cached briefly per service, so a form with five selects on the same
 backend and the server-side check of a submitted value cost one request per endpoint, not one
-per field; the refresh control bypasses the cache.
+per field; the refresh control bypasses the cache. The choices read from an answer are kept
+with it (with their text to search), so a long list (thousands of LoRAs) is read once per
+answer, not once per keystroke of a search.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from . import expr
@@ -17,6 +22,13 @@ from .format import Choice, OptionsSource, Parameter, find_choice
 from .service import Service
 
 CACHE_SECONDS = 120.0
+
+# Entries of what was read from cached answers before they are all dropped (each definition
+# reload makes new parameters: without a bound they would pile up).
+MAX_DERIVED = 512
+
+# A search answers this many matches at most, and how many more there are.
+SEARCH_LIMIT = 50
 
 
 class _Flight:
@@ -38,6 +50,26 @@ class OptionsCache:
         self._lock = threading.Lock()
         self._data: dict[tuple[str, str, str], tuple[float, Any]] = {}
         self._flights: dict[tuple[str, str, str], _Flight] = {}
+        # What was read from answers: (service, URL, reader) -> (the answers it was read from,
+        # what was read). Valid while the cache hands out those same answer objects.
+        self._read: dict[tuple[Any, ...], tuple[tuple[Any, ...], Any]] = {}
+
+    def derived(self, key: tuple[Any, ...], answers: tuple[Any, ...],
+                make: Callable[[], Any]) -> Any:
+        """What ``make`` reads from ``answers`` (objects fetched from this cache, and what
+        else it depends on), made once per set of them: a refreshed or expired answer is a new
+        object, so it is read again."""
+        with self._lock:
+            hit = self._read.get(key)
+        if hit is not None and len(hit[0]) == len(answers) and all(
+                a is b for a, b in zip(hit[0], answers, strict=True)):
+            return hit[1]
+        value = make()
+        with self._lock:
+            if len(self._read) > MAX_DERIVED:
+                self._read.clear()  # definitions reloaded many times: start again
+            self._read[key] = (answers, value)
+        return value
 
     def fetch(self, service: Service, endpoint: str, *, refresh: bool = False) -> Any:
         key = (service.id, service.base_url, endpoint)
@@ -73,19 +105,79 @@ def choices(
     service: Service, param: Parameter, cache: OptionsCache, *, refresh: bool = False
 ) -> list[Choice]:
     """All choices of a select: static options first, then each source's, without repeats."""
-    out: list[Choice] = [Choice(o.value, o.label or str(o.value)) for o in param.options or []]
+    return choice_index(service, param, cache, refresh=refresh).choices
+
+
+@dataclass(frozen=True)
+class ChoiceIndex:
+    """A select's choices with the text a search looks in: label, value and aliases, in
+    lower case, one string per choice."""
+
+    choices: list[Choice]
+    texts: list[str]
+
+
+@dataclass(frozen=True)
+class Found:
+    """What a search found: the first matches (best first) and how many there are."""
+
+    items: list[Choice]
+    total: int
+
+
+def choice_index(
+    service: Service, param: Parameter, cache: OptionsCache, *, refresh: bool = False
+) -> ChoiceIndex:
+    """A select's choices, read once per answer of its endpoints (see OptionsCache.derived)."""
     fetched: dict[str, Any] = {}
     for source in param.sources:
         if source.endpoint not in fetched:
             fetched[source.endpoint] = cache.fetch(service, source.endpoint, refresh=refresh)
-        out.extend(extract(service, source, fetched[source.endpoint]))
-    seen: set[str] = set()
-    unique = []
-    for c in out:
-        if str(c.value) not in seen:
-            seen.add(str(c.value))
-            unique.append(c)
-    return unique
+    answers = tuple(fetched.values())
+
+    def read() -> ChoiceIndex:
+        out: list[Choice] = [Choice(o.value, o.label or str(o.value))
+                             for o in param.options or []]
+        for source in param.sources:
+            out.extend(extract(service, source, fetched[source.endpoint]))
+        seen: set[str] = set()
+        unique = []
+        for c in out:
+            if str(c.value) not in seen:
+                seen.add(str(c.value))
+                unique.append(c)
+        texts = ["\x1f".join(dict.fromkeys((c.label, str(c.value), *c.aliases))).casefold()
+                 for c in unique]
+        return ChoiceIndex(unique, texts)
+
+    # The parameter is one of the things it is read from: a reloaded definition's parameter
+    # is another object (that may reuse this one's id), read anew.
+    return cache.derived((service.id, service.base_url, "choices", id(param)),
+                         (param, *answers), read)
+
+
+def search(index: ChoiceIndex, query: str, limit: int = SEARCH_LIMIT) -> Found:
+    """The choices whose label, value or an alias holds every word of ``query`` (any case),
+    best first: the text starting with the query, then a word starting with it, then the
+    rest, each in the list's order. An empty query lists the first ones."""
+    words = query.casefold().split()
+    if not words:
+        return Found(index.choices[:limit], len(index.choices))
+    texts = index.texts
+    first = words[0]
+    # Comprehensions, not a loop of statements: 20,000 texts in about a millisecond.
+    hits = [i for i, text in enumerate(texts) if first in text]
+    for word in words[1:]:
+        hits = [i for i in hits if word in texts[i]]
+    best = [i for i in hits if texts[i].startswith(first)]
+    if len(best) < limit:
+        taken = set(best)
+        at_word = re.compile(r"[\W_]" + re.escape(first))
+        best += [i for i in hits if i not in taken and at_word.search(texts[i])][:limit]
+        if len(best) < limit:
+            taken = set(best)
+            best += [i for i in hits if i not in taken][:limit]
+    return Found([index.choices[i] for i in best[:limit]], len(hits))
 
 
 def extract(service: Service, source: OptionsSource, data: Any) -> list[Choice]:
@@ -154,3 +246,45 @@ def match_current(
         elif str(hit.value) not in selected:
             selected.append(str(hit.value))
     return selected, stale
+
+
+@dataclass(frozen=True)
+class Style:
+    """A prompt style: a snippet merged into the prompt (``{prompt}`` stands for the user's
+    text) and one for the negative prompt. ``source`` is "webui" for webui's own, else the
+    name of the service that lists it."""
+
+    name: str
+    prompt: str = ""
+    negative: str = ""
+    source: str = "webui"
+
+
+def service_styles(service: Service, cache: OptionsCache, *, refresh: bool = False) -> list[Style]:
+    """The styles the service itself keeps, where its definition says how to list them
+    (``styles``: an endpoint and a path giving {name, prompt, negative} objects)."""
+    spec = service.definition.styles
+    if spec is None:
+        return []
+    data = cache.fetch(service, spec.endpoint, refresh=refresh)
+
+    def read() -> list[Style]:
+        try:
+            items = expr.search(spec.path, data)
+        except expr.ExprError as exc:
+            raise BackendError(f"{service.name}: cannot read its styles from the answer of "
+                               f"{spec.endpoint!r} ({exc}).", kind="garbage") from None
+        styles = []
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"]:
+                styles.append(Style(item["name"], _text(item.get("prompt")),
+                                    _text(item.get("negative")), service.name))
+        return styles
+
+    return cache.derived((service.id, service.base_url, "styles", spec.endpoint, spec.path),
+                         (data,), read)
+
+
+def _text(value: Any) -> str:
+    # A1111 lists a style read from its CSV without a negative prompt as null.
+    return value if isinstance(value, str) else ""

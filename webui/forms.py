@@ -48,11 +48,17 @@ def validate(
     gallery)."""
     values: dict[str, Any] = {}
     errors: dict[str, str] = {}
+    weights = mode.weights
     for p in mode.decided or mode.parameters:
         values[p.key] = None
+        if p.key in weights:
+            continue  # posted with each chosen value of its select, and read there
         if p.when and not condition_holds(p.when, values):
             continue
         try:
+            if p.weight is not None:
+                values[p.key] = _weighted(p, mode.parameter(p.weight), form, allowed_for, values)
+                continue
             values[p.key] = _value(p, form, files, allowed_for, stored, values)
         except FieldError as exc:
             errors[p.key] = f"{p.title} {exc}"
@@ -102,3 +108,39 @@ def _value(
         return None
     allowed = allowed_for(p) if p.type == "select" and p.sources else None
     return coerce(p, raw, allowed, values)
+
+
+def _weighted(
+    p: Parameter,
+    weight: Parameter | None,
+    form: Mapping[str, str],
+    allowed_for: Callable[[Parameter], Sequence[Choice]],
+    values: dict[str, Any],
+) -> list[dict[str, Any]] | None:
+    """The chosen values of a select with weights, each with the weight posted beside it
+    (under the weight parameter's key, in the same order): a list of ``{value, weight}``."""
+    assert weight is not None  # the load-time check makes sure
+    getlist = getattr(form, "getlist", None)
+    raws = getlist(p.key) if getlist else [form.get(p.key)]
+    posted = getlist(weight.key) if getlist else [form.get(weight.key)]
+    pairs = [(raw, posted[i] if i < len(posted) else None)
+             for i, raw in enumerate(raws) if raw and raw.strip()]
+    if not pairs:
+        if p.required:
+            raise FieldError("is required: choose at least one")
+        return None
+    if not p.multiple and len(pairs) > 1:
+        raise FieldError("takes one value")
+    allowed = allowed_for(p) if p.sources else None
+    out = []
+    for raw, text in pairs:
+        value = coerce(p, raw, allowed, values)
+        if text is None or not text.strip():
+            number = weight.defaultValue
+        else:
+            try:
+                number = coerce(weight, text, None)
+            except FieldError as exc:
+                raise FieldError(f"{str(value)!r}: {weight.title} {exc}") from None
+        out.append({"value": value, "weight": number})
+    return out

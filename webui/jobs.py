@@ -91,13 +91,14 @@ class Job:
     def prompt(self) -> str | None:
         return self.text_of("prompt")
 
-    def value_of(self, role: str) -> Any:
-        """The value of the parameter with this role (prompt, width…), if any."""
-        return next((self.values.get(p.key) for p in self.mode.parameters if p.kind == role),
-                    None)
+    def value_of(self, role: str, *, sent: bool = False) -> Any:
+        """The value of the parameter with this role (prompt, width…), if any: as asked, or
+        as sent (styles merged, LoRA tags appended)."""
+        values = self.sent if sent else self.values
+        return next((values.get(p.key) for p in self.mode.parameters if p.kind == role), None)
 
-    def text_of(self, role: str) -> str | None:
-        value = self.value_of(role)
+    def text_of(self, role: str, *, sent: bool = False) -> str | None:
+        value = self.value_of(role, sent=sent)
         return value if isinstance(value, str) else None
 
     @property

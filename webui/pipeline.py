@@ -21,9 +21,9 @@ from urllib.parse import quote
 import requests
 
 from .backend import BackendError, call, humanize, read_json, scrub
-from .format import DEFAULT_SEED_RANGE, FILE_KEY, PLACEHOLDER, Mode, Step
+from .format import DEFAULT_SEED_RANGE, FILE_KEY, PLACEHOLDER, Mode, Step, item_parts
 from .format.paths import PathError, format_path, get_path, set_path
-from .format.resolved import Edits
+from .format.resolved import Copies, Edits
 from .images import ImageStore, UploadedImage, to_base64
 from .results import Generation, SavedImage, extract, search
 from .service import Service
@@ -31,9 +31,15 @@ from .service import Service
 # After a stop was asked for, how long a polled job may take to confirm it.
 STOP_GRACE = 15.0
 
+# The value (among a job's values) holding the prompt styles chosen on the form, each as it
+# was when the job was made: {name, prompt, negative, source}. Not a parameter key (those are
+# identifiers), so no definition's parameter can take its place.
+STYLES_KEY = "webui-styles"
+
 
 def prepare_values(mode: Mode, values: dict[str, Any]) -> dict[str, Any]:
-    """Values as they will be sent: appended text joined in, random seeds picked."""
+    """Values as they will be sent: styles merged into the prompts, appended text joined in,
+    random seeds picked."""
     values = dict(values)
     for p in mode.parameters:
         if p.picks_seed and values.get(p.key) in (None, -1):
@@ -41,18 +47,41 @@ def prepare_values(mode: Mode, values: dict[str, Any]) -> dict[str, Any]:
             low = max(0, int(low or 0))
             high = int(high if high is not None else DEFAULT_SEED_RANGE[1])
             values[p.key] = low + secrets.randbelow(high - low + 1)
+    styles = [s for s in values.get(STYLES_KEY) or [] if isinstance(s, dict)]
+    for role, part in (("prompt", "prompt"), ("negative", "negative")):
+        p = next((q for q in mode.parameters if q.kind == role), None)
+        if p is not None and styles:
+            values[p.key] = apply_styles(values.get(p.key) or "",
+                                         [str(s.get(part) or "") for s in styles])
     for p in mode.parameters:
-        if p.appendTo is None or values.get(p.key) in (None, ""):
+        if p.appendTo is None or values.get(p.key) in (None, "", []):
             continue
-        fields = {k: ("" if v is None else v) for k, v in values.items()}
-        fields["value"] = values[p.key]
-        try:
-            text = p.appendTo.format.format(**fields)
-        except (ValueError, KeyError, IndexError, AttributeError) as exc:
-            raise BackendError(f"The definition's format for {p.key!r} cannot be applied: "
-                               f"{exc}", kind="definition") from None
-        values[p.appendTo.to] = (values.get(p.appendTo.to) or "") + text
+        items = values[p.key] if isinstance(values[p.key], list) else [values[p.key]]
+        for item in items:
+            fields = {k: ("" if v is None else v) for k, v in values.items()}
+            value, weight = item_parts(item)
+            fields["value"] = value
+            if p.weight:
+                fields[p.weight] = weight
+            try:
+                text = p.appendTo.format.format(**fields)
+            except (ValueError, KeyError, IndexError, AttributeError) as exc:
+                raise BackendError(f"The definition's format for {p.key!r} cannot be applied: "
+                                   f"{exc}", kind="definition") from None
+            values[p.appendTo.to] = (values.get(p.appendTo.to) or "") + text
     return values
+
+
+def apply_styles(prompt: str, styles: list[str]) -> str:
+    """Each style's text merged into the prompt in turn, as A1111 does (modules/styles.py
+    merge_prompts, apply_styles_to_prompt): a style with ``{prompt}`` puts the prompt there;
+    any other is added after it with ", " (empty parts left out)."""
+    for style in styles:
+        if "{prompt}" in style:
+            prompt = style.replace("{prompt}", prompt)
+        else:
+            prompt = ", ".join(part for part in (prompt.strip(), style.strip()) if part)
+    return prompt
 
 
 # Where a ``query:``/``path:``/``header:`` target writes in a Request.
@@ -93,8 +122,8 @@ def build_request(
                       if spec.body is not None else {})
     for p in mode.parameters:
         value = values.get(p.key)
-        if value is None:
-            continue
+        if value is None or p.key in mode.repeats:
+            continue  # a repeated object's values go into its copies (below)
         for target in mode.targets.get(p.key, ()):
             if target.step != step:
                 continue
@@ -108,6 +137,10 @@ def build_request(
             _write(request.body, target.tokens, copy.copy(value), p.key)
     for tokens, raw in mode.sets[step]:
         _write(request.body, tokens, substitute(raw, variables), format_path(tokens))
+    for key, copies in mode.repeats.items():
+        items = values.get(key)
+        if copies.object.step == step and items not in (None, "", []):
+            _repeat(request.body, copies, items if isinstance(items, list) else [items], key)
     # Last, so a removed node stays removed whatever else was written into it.
     for key, edits in mode.if_empty.items():
         if values.get(key) in (None, "", []):
@@ -128,6 +161,52 @@ def _apply_if_empty(body: dict[str, Any], edits: Edits, step: int) -> None:
             continue
         if isinstance(parent, dict):
             parent.pop(target.tokens[-1], None)
+
+
+def _repeat(body: dict[str, Any], copies: Copies, items: list[Any], key: str) -> None:
+    """The repeated object copied once per item, in its place: ``<key>-1``, ``<key>-2``, …
+    and the object's own key for the last copy, so whatever referred to the object gets the
+    end of the chain. Each copy gets its item's value and weight where the parameter and its
+    weight target inside the object; each copy after the first gets ``chain``."""
+    tokens = copies.object.tokens
+    try:
+        parent = get_path(body, tokens[:-1])
+        template = parent[tokens[-1]]
+    except (KeyError, TypeError):
+        raise BackendError(f"Cannot repeat {format_path(tokens)!r} for {key!r}: it is not "
+                           "in the request.", kind="definition") from None
+    name = str(tokens[-1])
+    names: list[str] = []
+    counter = 0
+    for _ in items[:-1]:
+        counter += 1
+        while f"{name}-{counter}" in parent:
+            counter += 1
+        names.append(f"{name}-{counter}")
+    names.append(name)
+    made: dict[str, Any] = {}
+    previous: str | None = None
+    for item, copy_name in zip(items, names, strict=True):
+        node = copy.deepcopy(template)
+        value, weight = item_parts(item)
+        writes = [(path, value) for path in copies.value]
+        writes += [(path, weight) for path in copies.weight if weight is not None]
+        if previous is not None:
+            writes += [(path, substitute(raw, {"previous": previous}))
+                       for path, raw in copies.chain]
+        for path, written in writes:
+            _write(node, path, copy.copy(written), f"{key}: {format_path(path)}")
+        made[copy_name] = node
+        previous = copy_name
+    # The copies take the object's place in the mapping's order.
+    rebuilt: dict[str, Any] = {}
+    for k, v in parent.items():
+        if k == tokens[-1]:
+            rebuilt.update(made)
+        else:
+            rebuilt[k] = v
+    parent.clear()
+    parent.update(rebuilt)
 
 
 def _write(body: dict[str, Any], tokens: tuple[Any, ...], value: Any, what: str) -> None:

@@ -166,11 +166,13 @@ class Recorder(JobEvents):
     # -- helpers -------------------------------------------------------------------------------
 
     def _write(self, job: Job, status: str, images: list[ImageRecord] | None = None) -> None:
-        negative = job.text_of("negative")
+        # The prompts as sent (styles merged in): what the gallery shows and searches. The
+        # parameters keep what was asked, with the styles' names, for Reuse parameters.
         record = JobRecord(
             id=job.id, service_id=job.service.id, service_name=job.service.name,
             mode=job.mode.name, status=status, instance=job.instance, parameters=job.values,
-            prompt=job.prompt, negative_prompt=negative if isinstance(negative, str) else None,
+            prompt=job.text_of("prompt", sent=True),
+            negative_prompt=job.text_of("negative", sent=True),
             seeds=[im.seed for im in job.images], info=job.info, error=job.error,
             created=job.created, started=job.started, finished=job.finished,
             seconds=job.seconds if job.started else None, images=images or [],

@@ -13,7 +13,7 @@ import requests
 
 from . import backend, expr, images
 from .backend import Auth, BackendError, origin, read_json, resolve_auth
-from .format import Mode, Result
+from .format import Mode, Result, items_text
 from .format.check import WEBUI_KEYWORD
 from .images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, ImageDataError, ImageStore
 from .infotext import build_infotext, read_png_infotext, write_png_infotext, write_png_text
@@ -113,7 +113,7 @@ def describe(mode: Mode, values: dict[str, Any], seed: Any) -> str:
         (p for p in mode.parameters if p.type == "textarea"), None)
     negative_p = next((p for p in mode.parameters if p.kind == "negative"), None)
     skip = {p.key for p in (prompt_p, negative_p) if p is not None}
-    fields = {p.key: values.get(p.key) for p in mode.parameters
+    fields = {p.key: items_text(values.get(p.key)) for p in mode.parameters
               if p.type != "image" and p.key not in skip}
     if seed is not None:
         fields["seed"] = seed

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import expr
-from .format import FieldError, Mode, Parameter, coerce
+from .format import FieldError, Mode, Parameter, coerce, item_parts, items_text
 from .format.check import WEBUI_KEYWORD
 from .infotext import (
     MAX_INFOTEXT,
@@ -98,6 +98,11 @@ def carry(mode: Mode, values: dict[str, Any], roles: dict[str, Any], *, by_key: 
         if raw is None:
             continue
         value = typed(p, raw)
+        if p.weight and isinstance(value, list):
+            weight = mode.parameter(p.weight)
+            for item in value:  # a value written without its weight: the weight's default
+                if item["weight"] is None and weight is not None:
+                    item["weight"] = weight.defaultValue
         if value is not None:
             out[p.key] = value
     return out
@@ -109,7 +114,10 @@ def typed(p: Parameter, raw: Any) -> Any:
     if isinstance(raw, dict) or (isinstance(raw, list) and not p.multiple):
         return None  # a graph link, an upload's record: not a value of a field
     if p.multiple:
-        return [str(v) for v in (raw if isinstance(raw, list) else [raw])]
+        items = raw if isinstance(raw, list) else [raw]
+        if p.weight:  # each chosen value with its weight (None: not written)
+            return [{"value": str(v), "weight": w} for v, w in map(item_parts, items)]
+        return [str(item_parts(v)[0]) for v in items]
     try:
         return coerce(p, raw, None)
     except FieldError:
@@ -188,10 +196,21 @@ MAX_SHOWN = 200
 MAX_SHOWN_TEXT = 5000
 
 
+def _chosen_item(item: Any) -> bool:
+    """One value of a multiple select as an image may carry it: text, or {value, weight}."""
+    if isinstance(item, dict):
+        weight = item.get("weight")
+        return isinstance(item.get("value"), str) and set(item) <= {"value", "weight"} and (
+            weight is None or (isinstance(weight, int | float) and not isinstance(weight, bool)))
+    return isinstance(item, str)
+
+
 def _shown(values: dict[str, Any], labels: dict[str, str]) -> list[tuple[str, str]]:
-    return _capped((labels.get(key, key),
-                    ", ".join(map(str, value)) if isinstance(value, list) else str(value))
-                   for key, value in values.items()
+    def text(value: Any) -> str:
+        value = items_text(value)
+        return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+    return _capped((labels.get(key, key), text(value)) for key, value in values.items()
                    if value not in (None, "") and not isinstance(value, dict))
 
 
@@ -266,7 +285,7 @@ def _from_definitions(data: bytes, services: list[Service]) -> list[Reading]:
                 except expr.ExprError:
                     continue
                 if isinstance(value, str | int | float | bool) or (
-                        isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                        isinstance(value, list) and all(map(_chosen_item, value))):
                     values[key] = value
             if not values:
                 continue  # JSON, but not this service's: none of its values is there

@@ -555,6 +555,11 @@ class SDNextBackend(DemoBackend):
     def list_answer(self, name: str) -> Any:
         if name == "latent-upscale-modes":
             raise _ApiError(404, {"detail": "Not Found"})
+        if name == "prompt-styles":
+            # modules/api/endpoints.py get_prompt_styles: each style of its styles folder with
+            # extra, filename and preview besides A1111's three fields.
+            return [{**style, "extra": "", "filename": f"models/styles/{style['name']}.json",
+                     "preview": ""} for style in super().list_answer(name)]
         return super().list_answer(name)
 
     def schedulers_answer(self) -> tuple[int, Any]:

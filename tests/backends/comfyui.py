@@ -575,6 +575,10 @@ class FakeComfyUI:
             "CheckpointLoaderSimple": lambda run, nid, a: (("MODEL", a["ckpt_name"]),
                                                            ("CLIP", a["ckpt_name"]),
                                                            ("VAE", a["ckpt_name"])),
+            # nodes.py LoraLoader.load_lora: (MODEL, CLIP) with the LoRA applied; nodes may
+            # be chained ("Multiple LoRA nodes can be linked together"), each fed by the one
+            # before. A node id is any string: a link is [str id, int slot]
+            # (comfy_execution/graph_utils.py is_link), so "10-1" is as good as "10".
             "LoraLoader": lambda run, nid, a: (a["model"], a["clip"]),
             "CLIPTextEncode": lambda run, nid, a: ({"text": a["text"]},),
             "EmptyLatentImage": self._empty_latent,

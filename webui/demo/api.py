@@ -4,13 +4,15 @@ handlers and Starlette-like JSON answers.
 Routes (all under ``/sdapi/v1/``):
 
 - GET ``memory``, ``sd-models``, ``samplers``, ``schedulers``, ``upscalers``,
-  ``latent-upscale-modes``, ``loras``, ``sd-vae``; GET/POST ``options``; GET ``progress``
-  (query ``skip_current_image``); POST ``interrupt`` (answers ``{}``), ``skip``,
-  ``refresh-checkpoints``, ``refresh-loras``, ``refresh-vae`` (these answer ``null``); POST
-  ``txt2img`` and ``img2img``.
+  ``latent-upscale-modes``, ``loras``, ``sd-vae``, ``prompt-styles``; GET/POST ``options``;
+  GET ``progress`` (query ``skip_current_image``); POST ``interrupt`` (answers ``{}``),
+  ``skip``, ``refresh-checkpoints``, ``refresh-loras``, ``refresh-vae`` (these answer
+  ``null``); POST ``txt2img`` and ``img2img``.
 
 Decisions of the demo (not A1111 behaviour):
 
+- ``prompt-styles`` lists three styles (data/prompt-styles.json), as a server with a
+  styles.csv does; a fresh A1111 without one answers ``[]``.
 - ``create_demo_app(api_auth="user:pass[,user2:pass2]")`` enables HTTP basic auth like
   ``--api-auth`` (401 on every route except ``loras``).
 - ``create_demo_app(backend=...)`` serves a ``DemoBackend`` subclass: the test suite's fakes of

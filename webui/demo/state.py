@@ -99,14 +99,20 @@ DATA_DIR = Path(__file__).with_name("data")
 # GET routes that answer a fixed list (or object) from data/<name>.json.
 # cmd-flags: the launch flags of an API-only A1111 1.10.1 at their defaults (the Flags schema
 # of its /openapi.json); webui's a1111 definition recognises A1111 by them.
+# prompt-styles: modules/api/api.py get_prompt_styles, one {name, prompt, negative_prompt} per
+# style of the server's styles.csv (none without one; the demo has three).
 LIST_ROUTES = ("memory", "sd-models", "samplers", "schedulers", "upscalers",
-               "latent-upscale-modes", "loras", "sd-vae", "cmd-flags")
+               "latent-upscale-modes", "loras", "sd-vae", "cmd-flags", "prompt-styles")
 
 MAX_SIDE = 4096
 MIN_SIDE = 8
 MAX_STEPS = 1000
 MAX_BATCH_SIZE = 64
 MAX_IMAGES = 100
+
+
+# extensions-builtin/Lora/extra_networks_lora.py remove_symbols.
+_HASH_KEY_DROPS = str.maketrans("", "", ":,")
 
 
 def _lora_hash(name: str) -> str:
@@ -319,6 +325,42 @@ class DemoBackend:
                     # The option's onchange callback reloads the weights.
                     self._load_checkpoint(self.select_checkpoint(self.options))
 
+    def prompt_loras(self, prompt: str) -> list[tuple[str, str, float]]:
+        """(name as written, LoRA name, unet weight) of each LoRA the prompt's tags apply, as
+        A1111 1.10.1 reads them. modules/extra_networks.py parse_prompt finds every
+        ``<(\\w+):([^>]+)>`` and splits its text at ":"; ExtraNetworkParams makes each part
+        holding one "=" a named argument, the others positional. extensions-builtin/Lora/
+        extra_networks_lora.py activate: the name is positional[0], the text-encoder weight
+        positional[1] or te= (1.0 without), the unet weight positional[2] or unet= (else the
+        text-encoder one); a weight that is no number (a name holding ":") raises, which
+        extra_networks.activate catches (errors.display): then no LoRA of the prompt is
+        applied and the job goes on. A name is looked up among names and aliases
+        (networks.available_network_aliases); one not found is skipped."""
+        found: list[tuple[str, str, float]] = []
+        for kind, args in _EXTRA_NETWORK_RE.findall(prompt):
+            if kind != "lora":
+                continue
+            positional: list[str] = []
+            named: dict[str, str] = {}
+            for item in args.split(":"):
+                parts = item.split("=", 2)
+                if len(parts) == 2:
+                    named[parts[0]] = parts[1]
+                else:
+                    positional.append(item)
+            try:
+                mentioned = positional[0]
+                te = float(positional[1]) if len(positional) > 1 else 1.0
+                te = float(named.get("te", te))
+                unet = float(positional[2]) if len(positional) > 2 else te
+                unet = float(named.get("unet", unet))
+            except (IndexError, ValueError):
+                return []
+            lora = self.find_lora(mentioned)
+            if lora is not None:
+                found.append((mentioned, lora["name"], unet))
+        return found
+
     def find_lora(self, name: str) -> dict[str, Any] | None:
         for lora in self.lists["loras"]:
             if name in (lora["name"], lora["alias"]):
@@ -479,24 +521,14 @@ class DemoBackend:
 
         prompt = _value(params, "prompt", "")
         negative = _value(params, "negative_prompt", "")
-        loras: list[tuple[str, float]] = []
+        loras: list[tuple[str, str, float]] = []
         if not _value(params, "disable_extra_networks", False):
-            default_weight = options.get("extra_networks_default_multiplier", 1.0)
-            for kind, args in _EXTRA_NETWORK_RE.findall(prompt):
-                if kind != "lora":
-                    continue
-                parts = args.split(":")
-                lora = self.find_lora(parts[0])
-                if lora is None:
-                    continue
-                try:
-                    weight = float(parts[1]) if len(parts) > 1 else float(default_weight)
-                except ValueError:
-                    weight = 1.0
-                loras.append((lora["name"], weight))
+            loras = self.prompt_loras(prompt)
             if loras:
-                names = dict.fromkeys(name for name, _ in loras)
-                extra["Lora hashes"] = ", ".join(f"{n}: {_lora_hash(n)}" for n in names)
+                # p.lora_hashes: keyed by the name as the prompt wrote it, ":" and "," removed.
+                hashes = {mentioned.translate(_HASH_KEY_DROPS): _lora_hash(name)
+                          for mentioned, name, _ in loras}
+                extra["Lora hashes"] = ", ".join(f"{k}: {v}" for k, v in hashes.items())
         if schedule != "Automatic":
             extra["Schedule type"] = schedule
 
@@ -534,7 +566,7 @@ class DemoBackend:
             batch_size=batch_size,
             n_iter=n_iter,
             denoising=denoising,
-            loras=tuple(loras),
+            loras=tuple((name, weight) for _, name, weight in loras),
             refiner=refiner,
             hr_model=hr_model,
         )

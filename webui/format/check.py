@@ -31,6 +31,7 @@ from .paths import PathError, Token, format_path, get_path, overlaps, parse_path
 from .resolved import (
     BUILTIN_VARIABLES,
     FILE_KEY,
+    Copies,
     DefinitionError,
     Edits,
     Mode,
@@ -113,7 +114,15 @@ def resolve(
 
     job_endpoints: set[str] = set()
     jobs = Jobs()
+    styles = None
     for ci, cap in enumerate(model.capabilities):
+        if cap.styles is not None:
+            sloc = f"capabilities[{ci}].styles"
+            if cap.capability != GENERATION_CAPABILITY:
+                problems.append((sloc, "only an image_generation capability has styles"))
+            _check_helper_endpoint(cap.styles.endpoint, endpoints, f"{sloc}.endpoint", problems)
+            _check_jmespath(cap.styles.path, f"{sloc}.path", problems)
+            styles = cap.styles
         if cap.jobs is None:
             continue
         jloc = f"capabilities[{ci}].jobs"
@@ -189,7 +198,10 @@ def resolve(
             sets=tuple(tuple((parse_path(path), value) for path, value in step.set.items())
                        for step in ep.step_list) if not problems else (),
             if_empty={p.key: _edits(p, ep.step_list) for p in params
-                      if p.ifEmpty} if not problems else {})
+                      if p.ifEmpty} if not problems else {},
+            repeats={p.key: _copies(p, next((q for q in params if q.key == p.weight), None),
+                                    ep.step_list) for p in params
+                     if p.repeat} if not problems else {})
 
     for name, (eloc, ep) in endpoint_locs.items():
         if ep.result and name not in raw_sets:
@@ -205,7 +217,8 @@ def resolve(
         error.dependencies = tuple(files)  # a fixed workflow file loads it again
         raise error
     deps = tuple(p for p in (path, *parents, *files) if p is not None)
-    return ServiceDefinition(model, path, modes, endpoints, health, dependencies=deps, jobs=jobs)
+    return ServiceDefinition(model, path, modes, endpoints, health, dependencies=deps, jobs=jobs,
+                             styles=styles)
 
 
 def _edits(p: Parameter, steps: list[Step]) -> Edits:
@@ -214,6 +227,20 @@ def _edits(p: Parameter, steps: list[Step]) -> Edits:
     return Edits(
         set=tuple((parse_target(path, steps), value) for path, value in p.ifEmpty.set.items()),
         remove=tuple(parse_target(path, steps) for path in p.ifEmpty.remove))
+
+
+def _copies(p: Parameter, weight: Parameter | None, steps: list[Step]) -> Copies:
+    """A parameter's repeat with its paths parsed (they were checked above): where each
+    copy gets the item's value and weight, relative to the copy."""
+    assert p.repeat is not None
+    obj = parse_target(p.repeat, steps)
+
+    def inside(q: Parameter | None) -> tuple[tuple[Token, ...], ...]:
+        targets = [parse_target(t, steps) for t in (q.targets if q else [])]
+        return tuple(t.tokens[len(obj.tokens):] for t in targets)
+
+    return Copies(object=obj, value=inside(p), weight=inside(weight),
+                  chain=tuple((parse_path(path), value) for path, value in p.chain.items()))
 
 
 def _check_steps(
@@ -438,8 +465,15 @@ def _check_parameters(
                 target = _parse_target(path, steps, f"{ploc}.ifEmpty", problems)
                 if target:
                     _check_in_file(target, steps, regions, f"{ploc}.ifEmpty", problems)
+        if p.weight is not None:
+            _check_weight(p, by_key, params, ploc, problems)
+        if p.chain and not p.repeat:
+            problems.append((f"{ploc}.chain", "goes with repeat"))
         if p.appendTo:
             _check_append(p, by_key, ploc, problems)
+            if p.repeat:
+                problems.append((f"{ploc}.repeat", "a parameter has appendTo or repeat, not "
+                                                   "both"))
             continue
         found: list[Target] = []
         for text in p.targets:
@@ -451,6 +485,8 @@ def _check_parameters(
                 problems.append((f"{ploc}.target", f"{text!r} is given twice"))
             found.append(target)
         written[p.key] = found
+        if p.repeat:
+            _check_repeat(p, by_key.get(p.weight or ""), steps, regions, ploc, problems)
     return written
 
 
@@ -595,8 +631,11 @@ def _check_parameter_value_spec(p: Parameter, ploc: str, problems: list[tuple[st
         problems.append((f"{ploc}.range", "min is greater than max"))
     if p.type == "select" and not p.options and not p.sources:
         problems.append((ploc, "a select needs options or optionsEndpoint"))
-    if p.multiple and p.appendTo:
-        problems.append((f"{ploc}.appendTo", "a select with several values cannot append"))
+    for regex in p.refuse:
+        try:
+            re.compile(regex)
+        except re.error as exc:
+            problems.append((f"{ploc}.refuse", f"{regex!r} is not a regular expression: {exc}"))
     if p.type == "image" and p.defaultValue is not None:
         problems.append((f"{ploc}.defaultValue", "an image parameter has no default"))
     if p.defaultValue is not None and p.type != "image":
@@ -608,6 +647,84 @@ def _check_parameter_value_spec(p: Parameter, ploc: str, problems: list[tuple[st
                 coerce(p, value, allowed=None)
         except FieldError as exc:
             problems.append((f"{ploc}.defaultValue", str(exc)))
+
+
+def _check_weight(
+    p: Parameter, by_key: dict[str, Parameter], params: list[Parameter], ploc: str,
+    problems: list[tuple[str, str]],
+) -> None:
+    """A select's weight is a number parameter of the set, the weight of no other select,
+    sent only as part of each chosen value (no target of its own outside the repeated
+    object)."""
+    weight = by_key.get(p.weight or "")
+    wloc = f"{ploc}.weight"
+    if weight is None or weight.key == p.key:
+        problems.append((wloc, f"no other parameter {p.weight!r}"))
+        return
+    if weight.type not in ("number", "integer"):
+        problems.append((wloc, f"{weight.key!r} is a {weight.type}: a weight is a number or "
+                               "an integer"))
+    if weight.when:
+        problems.append((wloc, f"{weight.key!r} has a condition: a weight goes with each "
+                               "chosen value, and only there"))
+    others = [q.key for q in params if q.weight == weight.key and q.key != p.key]
+    if others:
+        problems.append((wloc, f"{weight.key!r} is also the weight of {others[0]!r}"))
+    if weight.targets and not p.repeat:
+        problems.append((wloc, f"{weight.key!r} has targets of its own: give it target: [] "
+                               "(each value's weight goes into appendTo's format as "
+                               f"{{{weight.key}}}), or repeat an object to write it into"))
+
+
+def _check_repeat(
+    p: Parameter, weight: Parameter | None, steps: list[Step], regions: list[list[Region]],
+    ploc: str, problems: list[tuple[str, str]],
+) -> None:
+    """The repeated object is an object of a file-loaded body (a workflow node); the
+    parameter's targets, and its weight's, are inside it; the chain's paths parse and use
+    only {previous}."""
+    assert p.repeat is not None
+    rloc = f"{ploc}.repeat"
+    target = _parse_target(p.repeat, steps, rloc, problems)
+    if target is None:
+        return
+    if target.place != "body" or not isinstance(target.tokens[-1], str):
+        problems.append((rloc, "names a key of an object in the body"))
+        return
+    if not _in_region(target.tokens, regions[target.step]):
+        problems.append((rloc, "must name an object of a file-loaded body (a workflow): its "
+                               "copies take its place there"))
+        return
+    before = len(problems)
+    _check_in_file(target, steps, regions, rloc, problems)
+    if len(problems) == before and not isinstance(_region_value(target, regions), dict):
+        problems.append((rloc, "is not an object (only an object is copied)"))
+    for q in (p, weight):
+        for text in q.targets if q is not None else []:
+            inner = _parse_target(text, steps, f"{ploc}.target", problems)
+            if inner is not None and not (
+                    inner.step == target.step and inner.place == "body"
+                    and len(inner.tokens) > len(target.tokens)
+                    and inner.tokens[: len(target.tokens)] == target.tokens):
+                where = "target" if q is p else f"weight {q.key!r}'s target"
+                problems.append((rloc, f"the {where} {text!r} is not inside the repeated "
+                                       f"object {p.repeat!r} (it is written into each copy)"))
+    for path in p.chain:
+        try:
+            parse_path(path)
+        except PathError as exc:
+            problems.append((f"{ploc}.chain", str(exc)))
+    for name in sorted(placeholders(list(p.chain.values())) - {"previous"}):
+        problems.append((f"{ploc}.chain", f"unknown placeholder {{{name}}} (known here: "
+                                          "{previous})"))
+
+
+def _region_value(target: Target, regions: list[list[Region]]) -> Any:
+    """What a target inside a file-loaded body names (it exists)."""
+    for at, _name, content in regions[target.step]:
+        if target.tokens[: len(at)] == at:
+            return get_path(content, target.tokens[len(at):])
+    return None
 
 
 def _leaf_paths(doc: Any, prefix: tuple[Token, ...] = ()) -> list[tuple[Token, ...]]:

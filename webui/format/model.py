@@ -275,14 +275,15 @@ class IfEmpty(_Model):
 _COMMON = {"key", "label", "type", "description", "defaultValue", "target", "when",
            "together", "role", "group", "advanced", "before", "appendTo", "ifEmpty"}
 _BY_TYPE = {
-    "text": {"placeholder", "required", "range"},
-    "textarea": {"placeholder", "required", "range"},
+    "text": {"placeholder", "required", "range", "refuse"},
+    "textarea": {"placeholder", "required", "range", "refuse"},
     "integer": {"required", "range", "step"},
     "number": {"required", "range", "step"},
     "seed": {"required", "range", "step"},
     "boolean": set(),
     "select": {"required", "options", "optionsEndpoint", "optionsPath", "optionsValueKey",
-               "optionsLabelKey", "optionsAliases", "defaultFrom", "multiple"},
+               "optionsLabelKey", "optionsAliases", "defaultFrom", "multiple", "weight",
+               "refuse", "repeat", "chain"},
     "image": {"required", "as_"},
 }
 # The roles webui understands; a parameter without one gets it from its key or type.
@@ -317,7 +318,28 @@ class Parameter(_Model):
     defaultFrom: Source | None = Field(
         None, description="select: take the selected value from the service (e.g. the model "
         "its settings load) instead of a fixed defaultValue")
-    multiple: bool = Field(False, description="select only: several values, sent as a list")
+    multiple: bool = Field(
+        False, description="select only: several values, sent as a list. Shown as a picker: "
+        "the list is searched on the server as you type (label, value, aliases), the chosen "
+        "values are chips")
+    weight: str | None = Field(
+        None, description="select: the key of a number parameter each chosen value gets a "
+        "value of (a LoRA's weight), shown in its chip; the value is then a list of {value, "
+        "weight}, and the number parameter's key in appendTo's format, or its targets inside "
+        "the repeated object, take each value's weight")
+    refuse: dict[str, str] = Field(
+        {}, description="Values refused at the field: regular expression -> the message "
+        "shown when a value (each chosen value of a select) holds a match, e.g. characters "
+        "the service's syntax cannot carry")
+    repeat: str | None = Field(
+        None, description="select: a target naming an object of a file-loaded body (a "
+        "workflow node), copied for each chosen value in its place (keys <key>-1, <key>-2, …, "
+        "the last one keeps the key, so what referred to the object gets the last copy); this "
+        "parameter's targets inside it, and its weight's, are written into each copy")
+    chain: dict[str, Any] = Field(
+        {}, description="With repeat: written into each copy but the first, path inside the "
+        "copy -> value; {previous} is the key of the copy before (a link: "
+        "[\"{previous}\", 0])")
     target: str | list[str] | None = Field(
         None, description="Where the value goes (default: the key): a path in the body "
         "(override_settings.sd_model_checkpoint, init_images[0]), query:NAME, path:NAME or "
@@ -393,6 +415,11 @@ class Parameter(_Model):
                      else self.optionsEndpoint or [])
         return [OptionsSource(e, self.optionsPath, self.optionsValueKey, self.optionsLabelKey,
                               self.optionsAliases) for e in endpoints]
+
+    @property
+    def picker(self) -> bool:
+        """Shown as a picker searched on the server, with chips, rather than a dropdown."""
+        return self.type == "select" and (self.multiple or self.weight is not None)
 
     @property
     def targets(self) -> list[str]:
@@ -493,6 +520,10 @@ class Capability(_Model):
     endpoints: dict[str, Endpoint]
     parameters: dict[str, ParameterSetSpec] = {}
     jobs: Jobs | None = Field(None, description="image_generation only")
+    styles: Source | None = Field(
+        None, description="image_generation only: the service's own saved styles (prompt "
+        "snippets), offered on its forms next to webui's: path gives a list of {name, "
+        "prompt, negative}; {prompt} in a style's prompt stands for the user's")
 
 
 class Definition(_Model):

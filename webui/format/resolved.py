@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .model import Definition, Endpoint, Jobs, Parameter, Step
+from .model import Definition, Endpoint, Jobs, Parameter, Source, Step
 from .paths import PathError, Token, parse_path
 
 
@@ -32,6 +32,17 @@ class Edits:
 
 
 @dataclass(frozen=True)
+class Copies:
+    """A parameter's ``repeat``, its paths parsed: the object copied, where in each copy the
+    item's value and its weight go, and what every copy after the first gets (``chain``)."""
+
+    object: Target
+    value: tuple[tuple[Token, ...], ...] = ()
+    weight: tuple[tuple[Token, ...], ...] = ()
+    chain: tuple[tuple[tuple[Token, ...], Any], ...] = ()
+
+
+@dataclass(frozen=True)
 class Mode:
     """A generation mode (txt2img, img2img, …): its endpoint and its resolved parameters,
     with everything a request needs parsed once, at load."""
@@ -49,6 +60,8 @@ class Mode:
     sets: tuple[tuple[tuple[tuple[Token, ...], Any], ...], ...] = ()
     # Per parameter key: its ``ifEmpty`` edits.
     if_empty: dict[str, Edits] = field(default_factory=dict)
+    # Per parameter key: its ``repeat``.
+    repeats: dict[str, Copies] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -70,6 +83,12 @@ class Mode:
             return pair  # type: ignore[return-value]
         return None
 
+    @property
+    def weights(self) -> set[str]:
+        """Keys of the number parameters that are another's weight (shown in its chips, not
+        as fields of their own)."""
+        return {p.weight for p in self.parameters if p.weight}
+
 
 MODE_LABELS = {"txt2img": "Text to image", "img2img": "Image to image"}
 
@@ -87,6 +106,8 @@ class ServiceDefinition:
     # Old keywords the file used, rewritten at load: (field path, what to write instead).
     warnings: tuple[tuple[str, str], ...] = ()
     jobs: Jobs = field(default_factory=lambda: Jobs())
+    # Where the service's own prompt styles are listed (None: it has none webui knows of).
+    styles: Source | None = None
 
     @property
     def id(self) -> str:

@@ -5,6 +5,7 @@ the server and by the load-time check of defaults."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,9 @@ def coerce(
             raise FieldError(f"is longer than {_fmt(high)} characters ({len(text)})")
         if text.strip() and len(text) < low:
             raise FieldError(f"is shorter than {_fmt(low)} characters")
+        problem = refused(p, text) if text else None
+        if problem:
+            raise FieldError(f"is refused: {problem}")
         return text
     if p.type == "boolean":
         if isinstance(raw, bool):
@@ -67,8 +71,40 @@ def coerce(
     if p.type == "number":
         return _check_number(p, _to_float(raw))
     if p.type == "select":
-        return _choose(p, raw, allowed, values)
+        value = _choose(p, raw, allowed, values)
+        problem = refused(p, value)
+        if problem:
+            raise FieldError(f"{str(value)!r} is refused: {problem}")
+        return value
     raise FieldError(f"cannot take a value of type {p.type}")
+
+
+def item_parts(item: Any) -> tuple[Any, Any]:
+    """(value, weight) of one chosen value: a ``{value, weight}`` of a select with weights,
+    or a plain value (no weight)."""
+    if isinstance(item, dict) and "value" in item:
+        return item["value"], item.get("weight")
+    return item, None
+
+
+def items_text(value: Any) -> Any:
+    """The chosen values of a select with weights as text, ``name: weight, …`` (as A1111
+    writes its "Lora hashes"); any other value as it is."""
+    if isinstance(value, list) and value and all(
+            isinstance(v, dict) and "value" in v for v in value):
+        return ", ".join(f"{v['value']}: {v.get('weight')}" for v in value)
+    return value
+
+
+def refused(p: Parameter, value: Any) -> str | None:
+    """Why the parameter refuses a value (the message of the first ``refuse`` pattern it
+    matches), or None. Checked on the server at Generate, and said by a picker as soon as
+    such a value is chosen."""
+    if value is None:
+        return None
+    text = str(value)
+    return next((message for regex, message in p.refuse.items() if re.search(regex, text)),
+                None)
 
 
 def _to_int(raw: Any) -> int:

@@ -8,9 +8,11 @@ from .records import (
     ImageRecord,
     JobRecord,
     Page,
+    StyleRecord,
 )
 from .search import cursor_text, match_expression, parse_cursor
 from .store import HistoryStore, clean
 
 __all__ = ["FILENAME", "STATUSES", "GalleryItem", "HistoryError", "HistoryStore", "ImageRecord",
-           "JobRecord", "Page", "clean", "cursor_text", "match_expression", "parse_cursor"]
+           "JobRecord", "Page", "StyleRecord", "clean", "cursor_text", "match_expression",
+           "parse_cursor"]

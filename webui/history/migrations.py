@@ -112,10 +112,25 @@ def _v3_search(db: sqlite3.Connection) -> None:
     db.execute("INSERT INTO jobs_fts (jobs_fts) VALUES ('rebuild')")  # rows of older versions
 
 
+def _v4_styles(db: sqlite3.Connection) -> None:
+    # Prompt styles saved in webui: a name (unique whatever its case), the text merged into the
+    # prompt ({prompt} stands for the user's) and the text merged into the negative prompt.
+    db.execute("""
+        CREATE TABLE styles (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            prompt TEXT NOT NULL DEFAULT '',
+            negative_prompt TEXT NOT NULL DEFAULT '',
+            created REAL NOT NULL,
+            updated REAL NOT NULL
+        )""")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_tables,
     _v2_gallery_columns,
     _v3_search,
+    _v4_styles,
 ]
 
 

@@ -87,3 +87,16 @@ class Page:
 
     items: list[GalleryItem]
     next: Cursor | None
+
+
+@dataclass
+class StyleRecord:
+    """A prompt style saved in webui: merged into the prompt (``{prompt}`` stands for the
+    user's text; without it the style is added after it) and into the negative prompt."""
+
+    name: str
+    prompt: str = ""
+    negative_prompt: str = ""
+    id: int | None = None  # given by the store
+    created: float | None = None
+    updated: float | None = None

@@ -37,6 +37,7 @@ from .records import (
     ImageRecord,
     JobRecord,
     Page,
+    StyleRecord,
 )
 from .search import match_expression
 
@@ -471,3 +472,52 @@ class HistoryStore:
     def image_paths(self) -> set[str]:
         """The paths of every recorded image (relative to the images folder)."""
         return self._read(lambda db: {r[0] for r in db.execute("SELECT path FROM images")})
+
+    # Prompt styles
+
+    def styles(self) -> list[StyleRecord]:
+        """Every saved style, by name (any case)."""
+        rows = self._read(lambda db: db.execute(
+            "SELECT id, name, prompt, negative_prompt, created, updated FROM styles "
+            "ORDER BY name COLLATE NOCASE, id").fetchall())
+        return [_style(r) for r in rows]
+
+    def get_style(self, style_id: int) -> StyleRecord | None:
+        """The style with this id; None if there is none."""
+        return self._read(lambda db: next((_style(r) for r in db.execute(
+            "SELECT id, name, prompt, negative_prompt, created, updated FROM styles "
+            "WHERE id = ?", (style_id,))), None))
+
+    def save_style(self, style: StyleRecord) -> StyleRecord:
+        """Insert the style (no id) or update the one with its id; its id and times are set.
+        ValueError if another style has its name (in any case), or if the id is unknown."""
+        now = time.time()
+        with self._write() as db:
+            clash = db.execute("SELECT id FROM styles WHERE name = ? AND id IS NOT ?",
+                               (style.name, style.id)).fetchone()
+            if clash is not None:
+                raise ValueError(f"a style named {style.name!r} exists already")
+            if style.id is None:
+                cursor = db.execute(
+                    "INSERT INTO styles (name, prompt, negative_prompt, created, updated) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (style.name, style.prompt, style.negative_prompt, now, now))
+                style.id, style.created = cursor.lastrowid, now
+            elif db.execute("UPDATE styles SET name = ?, prompt = ?, negative_prompt = ?, "
+                            "updated = ? WHERE id = ?",
+                            (style.name, style.prompt, style.negative_prompt, now,
+                             style.id)).rowcount == 0:
+                raise ValueError("this style no longer exists")
+            style.updated = now
+        return style
+
+    def delete_style(self, style_id: int) -> bool:
+        """Delete a style; False if there was none with this id."""
+        with self._write() as db:
+            return db.execute("DELETE FROM styles WHERE id = ?", (style_id,)).rowcount > 0
+
+
+def _style(row: sqlite3.Row) -> StyleRecord:
+    return StyleRecord(id=row["id"], name=row["name"], prompt=row["prompt"],
+                       negative_prompt=row["negative_prompt"], created=row["created"],
+                       updated=row["updated"])

@@ -6,13 +6,13 @@ from __future__ import annotations
 from flask import Flask
 
 from ..format import condition_holds, when_json
-from . import compare, gallery, generate, jobs, pnginfo, services
+from . import compare, gallery, generate, jobs, pnginfo, services, styles
 from .common import backticks, input_image_mode, seed_parameter
 
 
 def register(app: Flask) -> None:
     """Attach every page's blueprint, and the template helpers they use."""
-    for module in (services, generate, jobs, gallery, pnginfo, compare):
+    for module in (services, generate, jobs, gallery, styles, pnginfo, compare):
         app.register_blueprint(module.bp)
     app.jinja_env.filters["backticks"] = backticks
     app.jinja_env.filters["when_json"] = when_json
@@ -23,3 +23,6 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["result_slots"] = jobs.result_slots
     app.jinja_env.globals["png_info_send_url"] = pnginfo.send_url
     app.jinja_env.globals["can_compare"] = compare.can_compare
+    # Pickers (a select searched on the server, the styles of a form).
+    app.jinja_env.globals["param_picker"] = services.param_picker
+    app.jinja_env.globals["styles_picker"] = styles.styles_picker

@@ -8,9 +8,10 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, abort, render_template, request, send_from_directory, url_for
 
-from ..format import Mode
+from ..format import Mode, items_text
 from ..history import HistoryError, HistoryStore, ImageRecord, JobRecord, cursor_text, parse_cursor
 from ..jobs import asked_images
+from ..pipeline import STYLES_KEY
 from .common import state
 
 bp = Blueprint("gallery", __name__)
@@ -126,6 +127,7 @@ def labelled(job: JobRecord, mode: Mode | None, image: ImageRecord) -> list[tupl
     it was asked with). The prompts are shown on their own; keys the definition no longer
     has come last, as they are."""
     values = {k: v for k, v in job.parameters.items() if v is not None and v != ""}
+    values.pop(STYLES_KEY, None)  # the styles have a line of their own
     rows: list[tuple[str, Any]] = []
     for p in mode.parameters if mode else []:
         if p.key not in values or p.kind in ("prompt", "negative"):
@@ -136,6 +138,8 @@ def labelled(job: JobRecord, mode: Mode | None, image: ImageRecord) -> list[tupl
             value = image.seed
         elif isinstance(value, dict):
             value = value.get("upload") or "uploaded image"
+        elif p.weight:
+            value = items_text(value)  # LoRAs with their weights
         elif p.type == "boolean":
             value = "on" if value else "off"
         elif p.options:

@@ -8,17 +8,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, url_for
-from werkzeug.datastructures import FileStorage
+from werkzeug.datastructures import FileStorage, MultiDict
 
 from .. import forms, images, pipeline, recorder, reuse
 from ..backend import BackendError, resolve_auth
 from ..choices import choices
 from ..format import Choice, FieldError, Mode, Parameter
 from ..jobs import Job
+from ..pipeline import STYLES_KEY
 from ..service import Service
 from . import pnginfo
 from .common import find_mode, find_service, state
 from .services import layout
+from .styles import chosen_styles
 
 bp = Blueprint("generate", __name__)
 
@@ -112,7 +114,7 @@ def input_image(ref: str) -> Response:
                                                   "X-Content-Type-Options": "nosniff"})
 
 
-def checked(service: Service, mode: Mode, form: Mapping[str, str],
+def checked(service: Service, mode: Mode, form: MultiDict[str, str],
             files: Mapping[str, FileStorage]) -> tuple[dict[str, Any], dict[str, str]]:
     """A submitted form's values and its errors by key, checked as Generate checks them.
     BackendError when the service cannot be asked (a missing secret, its choices)."""
@@ -133,7 +135,14 @@ def checked(service: Service, mode: Mode, form: Mapping[str, str],
     resolve_auth(service)  # a missing secret is a setup problem, not a queued failure
     # A backend that cannot list its choices cannot generate either: one clear message
     # beats the same connection error under every select.
-    return forms.validate(mode, form, files, allowed_for, stored)
+    values, errors = forms.validate(mode, form, files, allowed_for, stored)
+    # Prompt styles: webui's and the service's, kept with the job as they are now.
+    styles, problem = chosen_styles(service, form.getlist(STYLES_KEY))
+    if problem:
+        errors[STYLES_KEY] = problem
+    elif styles:
+        values[STYLES_KEY] = styles
+    return values, errors
 
 
 def queue(service: Service, mode: Mode, values: dict[str, Any],

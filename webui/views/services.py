@@ -17,8 +17,9 @@ from flask import (
 )
 
 from ..backend import BackendError, StatusChecks
-from ..choices import choices, current_value, match_current
-from ..format import Mode, Parameter, schema_text
+from ..choices import choice_index, choices, current_value, match_current, search
+from ..format import Mode, Parameter, refused, schema_text
+from ..pipeline import STYLES_KEY
 from ..redact import redact_url
 from . import pnginfo
 from .common import find_mode, find_service, image_id, seed_parameter, state
@@ -40,7 +41,10 @@ class Group:
 def layout(mode: Mode) -> list[Group]:
     """Parameters by group, in order of first appearance; advanced ones folded away."""
     groups: dict[str, Group] = {}
+    weights = mode.weights  # shown in the chips of their select, not as fields
     for p in mode.parameters:
+        if p.key in weights:
+            continue
         group = groups.setdefault(p.group or "", Group(p.group or "", [], []))
         (group.more if p.advanced else group.fields).append(p)
     return list(groups.values())
@@ -118,7 +122,7 @@ def service_page(service_id: str, mode_name: str) -> str:
     # What the form starts with, for the fields shown only when others have certain values.
     form_values = {p.key: values.get(p.key, p.defaultValue) for p in mode.parameters}
     return render_template("service.html", service=service, mode=mode, groups=layout(mode),
-                           form_values=form_values,
+                           form_values=form_values, styles_after=styles_after(mode),
                            job=job, position=state().jobs.position(job) if job else None,
                            missing=state().jobs.missing(service, mode),
                            broken=next((f for f in state().folders.catalog().failures
@@ -175,6 +179,96 @@ def favicon() -> Response:
     return redirect(url_for("static", filename="favicon.svg"), 301)
 
 
+@bp.get("/services/<service_id>/<mode_name>/options/<key>/search")
+def search_options(service_id: str, mode_name: str, key: str) -> tuple[str, int]:
+    """A picker's matches for what was typed: the first SEARCH_LIMIT of the select's choices
+    (read once per answer of the backend) whose label, value or alias holds the words."""
+    service = find_service(service_id)
+    mode = find_mode(service, mode_name)
+    param = mode.parameter(key)
+    if param is None or not param.picker:
+        abort(404, f"{mode.label} has no searchable list {key!r}.")
+    query = request.args.get(f"{key}__q", request.args.get("q", ""))[:200]
+    context: dict[str, Any] = {"picker_id": picker_id(mode, key), "query": query,
+                               "error": None, "noun": param.title}
+    try:
+        index = choice_index(service, param, state().options,
+                             refresh=bool(request.args.get("refresh")))
+    except BackendError as exc:
+        context["error"] = exc.message
+        return render_template("_picker_results.html", **context), 200
+    found = search(index, query)
+    context["total"] = found.total
+    context["items"] = [{"value": c.value, "label": c.label,
+                         "detail": str(c.value) if str(c.value) != c.label else "",
+                         "problem": refused(param, c.value)} for c in found.items]
+    return render_template("_picker_results.html", **context), 200
+
+
+@dataclass
+class Picker:
+    """What a picker shows: its chosen values as chips (with their weights), where it
+    searches, and how a new chip's weight starts."""
+
+    key: str
+    id: str
+    label: str
+    search_url: str
+    items: list[dict[str, Any]]
+    multiple: bool = True
+    weight: Parameter | None = None  # the number each chosen value carries
+    placeholder: str = "Type to search"
+    description: str = ""
+
+
+def picker_id(mode: Mode, key: str) -> str:
+    """The id of a picker's element (its chips, results and options are named after it)."""
+    return f"pk-{mode.name}-{key}"
+
+
+def param_picker(service: Any, mode: Mode, p: Parameter, current: Any) -> Picker:
+    """The picker of a select parameter (search or weight), its chips from ``current``."""
+    weight = mode.parameter(p.weight) if p.weight else None
+    items = []
+    for item in picker_values(current):
+        value = item["value"]
+        number = item.get("weight")
+        if weight is not None and number in (None, ""):
+            number = weight.defaultValue
+        items.append({"value": value, "label": item.get("label") or value, "weight": number,
+                      "problem": refused(p, value)})
+    return Picker(key=p.key, id=picker_id(mode, p.key), label=p.title,
+                  search_url=url_for("services.search_options", service_id=service.id,
+                                     mode_name=mode.name, key=p.key),
+                  items=items, multiple=p.multiple, weight=weight,
+                  placeholder=f"Search {p.title} by name" + (
+                      " or alias" if any(s.labelKey or s.aliases for s in p.sources) else ""))
+
+
+def picker_values(current: Any) -> list[dict[str, Any]]:
+    """A picker's value in any form it was kept in (a name, a list of names, a list of
+    ``{value, weight}``) as a list of ``{value, weight?, label?}``."""
+    if current in (None, ""):
+        return []
+    out = []
+    for item in current if isinstance(current, list) else [current]:
+        if isinstance(item, dict) and item.get("value") not in (None, ""):
+            out.append({k: item.get(k) for k in ("value", "weight", "label") if k in item})
+        elif isinstance(item, str | int | float) and not isinstance(item, bool) and item != "":
+            out.append({"value": item})
+    return out
+
+
+def styles_after(mode: Mode) -> str | None:
+    """The field the styles picker follows: the negative prompt, else the prompt (None: the
+    mode has no prompt for styles to go into)."""
+    for role in ("negative", "prompt"):
+        p = next((q for q in mode.parameters if q.kind == role), None)
+        if p is not None and any(q.kind == "prompt" for q in mode.parameters):
+            return p.key
+    return None
+
+
 @bp.get("/definition.schema.json")
 def definition_schema() -> Response:
     return Response(schema_text(), mimetype="application/schema+json")
@@ -198,7 +292,7 @@ def prefill(mode_params: list[Any], image_ref: str | None) -> dict[str, Any]:
     job = state().history.get_job(image.job_id) if image else None
     if job is None:
         return {}
-    keys = {p.key for p in mode_params if p.type != "image"}
+    keys = {p.key for p in mode_params if p.type != "image"} | {STYLES_KEY}
     values = {k: v for k, v in job.parameters.items() if k in keys}
     # The seed of this very image, not the -1 the job was asked with.
     for p in mode_params:
