@@ -50,6 +50,7 @@ A11Y_PAGES = [
     "/png-info/{png}",
     "/compare/new?job={job}",
     "/compare?jobs={job},{cell}",
+    "/styles",
 ]
 FAILING_IMPACTS = ("serious", "critical")
 
@@ -272,8 +273,17 @@ def test_axe_finds_no_serious_violation_on_any_page(browser, page, everything, t
             checked += 1
             if bad:
                 found[f"{path} ({scheme})"] = bad
+        # The viewer, a dialog over the page that opened it (the result's image).
+        tab.goto(f"{url}/services/demo/txt2img?job={job_id}")
+        settle(tab)
+        tab.locator("#result figure a.result-link").first.click()
+        expect(tab.locator("dialog.viewer")).to_be_visible()
+        bad = [v for v in axe_violations(tab) if v["impact"] in FAILING_IMPACTS]
+        checked += 1
+        if bad:
+            found[f"the viewer ({scheme})"] = bad
         context.close()
-    assert checked == 2 * len(A11Y_PAGES)
+    assert checked == 2 * (len(A11Y_PAGES) + 1)
     assert not found, "axe-core found serious or critical violations:\n" + readable(found)
 
 
