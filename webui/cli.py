@@ -170,6 +170,7 @@ def serve_ui(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(f"--host {args.host} serves other machines: set WEBUI_PASSWORD (the UI's "
                      "password), or pass --no-password on a network you trust")
     settings.allowed_hosts = list(args.allow_host)
+    settings.max_streams = max(1, args.threads // 2)
     if not is_loopback(args.host) and args.host not in ("0.0.0.0", "::"):
         settings.allowed_hosts.append(args.host)
     if args.data_dir:

@@ -81,6 +81,8 @@ class Job:
         self.pending_calls: list[str] = []
         # Images cut short, by position: "skipped" or "interrupted" (made as far as they got).
         self.marks: dict[int, str] = {}
+        # Bumped (by the JobManager) on every change a page shows: its followers compare it.
+        self.version = 0
         self._lock = threading.Lock()
 
     @property
@@ -230,6 +232,29 @@ class JobManager:
         self._pools: dict[str, Pool] = {}
         # (service id, mode) -> (instance URL, message): modes a server answered 404 for.
         self._missing: dict[tuple[str, str], tuple[str, str]] = {}
+        # Whoever follows jobs (a job's event stream, the queue's) waits on this for the next
+        # change of any job, rather than asking again and again. Its own lock: a progress
+        # report does not wake the dispatchers.
+        self._changes = threading.Condition()
+        self.version = 0
+
+    # -- following -----------------------------------------------------------------------------
+
+    def changed(self, job: Job | None = None) -> None:
+        """Something a page shows has changed (``job``'s progress, status, images…, or the
+        queues): wake every follower."""
+        with self._changes:
+            self.version += 1
+            if job is not None:
+                job.version = self.version
+            self._changes.notify_all()
+
+    def wait_changed(self, version: int, timeout: float) -> int:
+        """Wait until something changed after ``version`` (a value of :attr:`version`), at
+        most ``timeout`` seconds; the version now."""
+        with self._changes:
+            self._changes.wait_for(lambda: self.version != version, timeout)
+            return self.version
 
     # -- asking --------------------------------------------------------------------------------
 
@@ -293,6 +318,7 @@ class JobManager:
                                                name=f"dispatch-{service.id}", daemon=True)
                 pool.thread.start()
             self._cond.notify_all()
+        self.changed(job)
         return job
 
     def cancel(self, job: Job) -> bool:
@@ -314,6 +340,7 @@ class JobManager:
             return None
         job.mark_current("interrupted")
         job.stop_requested = True
+        self.changed(job)
         with job._lock:
             job.pending_calls = list(job.service.definition.jobs.interrupt_calls)
         return self._send_calls(job)
@@ -322,6 +349,7 @@ class JobManager:
         if job.status != "running":
             return None
         job.mark_current("skipped")
+        self.changed(job)
         with job._lock:
             job.pending_calls += job.service.definition.jobs.skip_calls
         return self._send_calls(job)
@@ -396,6 +424,7 @@ class JobManager:
                 job.started = time.time()
                 job.instance = chosen.url
                 chosen.running += 1
+            self.changed(job)  # and the places of the jobs behind it
             try:
                 self.events.started(job)
             except Exception as exc:
@@ -452,11 +481,16 @@ class JobManager:
                 self.events.image(job, image)
             except Exception:
                 log.exception("recording an image of job %s failed", job.id)
+            self.changed(job)  # shown as soon as it is on disk and recorded
+
+        def on_remote(where: str, ahead: int | None) -> None:
+            job.set_remote(where, ahead)
+            self.changed(job)
 
         control = pipeline.Control(should_stop=lambda: job.stop_requested,
                                  on_image=on_image,
                                  on_saved=lambda: self._send_calls(job),
-                                 on_remote=job.set_remote, variables=job.variables,
+                                 on_remote=on_remote, variables=job.variables,
                                  stamp=_stamp(job))
         status = "failed"
         key = (service.id, job.mode.name)
@@ -489,14 +523,16 @@ class JobManager:
             log.exception("job %s failed unexpectedly", job.id)
             job.error = "Something went wrong inside webui; the details are in the server log."
         finally:
+            # The follower is told to stop, and not waited for: the job is recorded and shown
+            # as ended at once, while a progress request it may be making still runs out.
             following.set()
-            if follower is not None:
-                follower.join(timeout=5)
             with self._cond:
                 instance.running -= 1
                 instance.finished += 1
                 self._cond.notify_all()
             self._end(job, status)
+            if follower is not None:
+                follower.join(timeout=5)
 
     def _end(self, job: Job, status: str) -> None:
         """Record a job that ended (outside the lock), then show it as ended: whoever sees
@@ -513,6 +549,7 @@ class JobManager:
             self._drop_old()
             self._cond.notify_all()
         job.done.set()
+        self.changed(job)
 
     def _follow(self, service: Service, job: Job, ended: threading.Event) -> None:
         """Follow the job's progress while it runs: poll the progress endpoint (once the
@@ -527,6 +564,7 @@ class JobManager:
             if ended.is_set() or (spec.when and not _truthy(spec.when, data, context)):
                 return  # not about this job: what is left of the last one, another client's
             job.progress = _progress(spec, data, job.progress, context)
+            self.changed(job)
 
         if endpoint.method == "websocket":
             self._listen(service, endpoint, job, ended, read)
