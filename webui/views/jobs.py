@@ -40,7 +40,7 @@ def job_page(job_id: str) -> Any:
             abort(404, f"This job ended {record.status}"
                        + (f": {record.error}" if record.error else "") + " (no images).")
     job = _job(job_id)
-    return render_template("job.html", job=job, position=state().jobs.position(job))
+    return render_template("job.html", job=job.snapshot(), position=state().jobs.position(job))
 
 
 def job_mark(job: Job) -> str:
@@ -73,6 +73,7 @@ def changed_parts(job: Job, seen: str) -> set[str]:
 def update_html(job: Job, seen: str, **extra: Any) -> str:
     """What changed in the panel since ``seen``; a job that ended: its final panel. Polled
     (:func:`job_update`) or pushed (:func:`job_events`)."""
+    job = job.snapshot()
     context: dict[str, Any] = {"job": job, "mode": job.mode, "service": job.service,
                                "position": state().jobs.position(job), **extra}
     if not job.active:
@@ -85,6 +86,7 @@ def update_html(job: Job, seen: str, **extra: Any) -> str:
 
 def _update(job: Job, seen: str, **extra: Any) -> tuple[str, int, dict[str, str]]:
     """An answer of what changed; a job that ended: its final panel, replacing the old one."""
+    job = job.snapshot()  # one instant for the headers and the fragment
     headers = {} if job.active else {"HX-Retarget": f"#job-{job.id}",
                                      "HX-Reswap": "outerHTML"}
     return update_html(job, seen, **extra), 200, headers
@@ -98,7 +100,7 @@ def job_update(job_id: str) -> tuple[str, int, dict[str, str]]:
 
 @bp.get("/jobs/<job_id>/panel")
 def job_panel(job_id: str) -> str:
-    job = _job(job_id)
+    job = _job(job_id).snapshot()
     return render_template("_job.html", job=job, mode=job.mode, service=job.service,
                            position=state().jobs.position(job))
 
@@ -139,7 +141,7 @@ def _queue_context(problems: list[tuple[Job, str]] | None = None) -> dict[str, A
     jobs = state().jobs
     groups: dict[str, list[tuple[Job, int | None]]] = {}
     for job in jobs.active():
-        groups.setdefault(job.service.id, []).append((job, jobs.position(job)))
+        groups.setdefault(job.service.id, []).append((job.snapshot(), jobs.position(job)))
     return {"groups": list(groups.values()), "problems": problems, "queue_id": QUEUE_ID,
             "now": time.time()}
 
