@@ -743,7 +743,7 @@ document.addEventListener("focusout", (event) => {
 
 document.addEventListener("htmx:afterSwap", (event) => {
   const list = event.detail.target;
-  if (!list.matches?.(".picker-results")) return;
+  if (!list?.matches?.(".picker-results")) return;  // (a pushed swap has no target)
   const picker = list.closest(".picker");
   const { input } = pickerParts(picker);
   // Matches already chosen say so (choosing one again does nothing).

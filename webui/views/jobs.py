@@ -196,14 +196,15 @@ def job_events() -> Response:
 
     def render() -> tuple[list[str], bool]:
         out = []
-        for job in followed:
-            if job.id in ended:
+        for live in followed:
+            if live.id in ended:
                 continue
+            job = live.snapshot()  # one instant: its status, its mark and its fragment agree
             if not job.active:
                 out.append(events.event(f"end-{job.id}", update_html(job, marks[job.id])))
                 ended.add(job.id)
                 continue
-            mark = job_mark(job)  # before rendering: a later change is sent again next time
+            mark = job_mark(job)
             html = update_html(job, marks[job.id])
             if html != shown.get(job.id):
                 shown[job.id], marks[job.id] = html, mark
