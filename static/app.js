@@ -985,11 +985,13 @@ for (const zone of document.querySelectorAll("[data-read-zone]")) {
 //   six connections to one server over HTTP/1.1, shared by all its tabs, and a stream holds
 //   one (and a server thread) while it is open;
 // - knows whether it is live: it heard something (an update, or the server's ping every 5 s)
-//   within STALE_MS.
+//   within STALE_MS, or it was opened less than GRACE_MS ago and has not failed (the first
+//   event comes at once: the poller does not race it).
 // While the stream around it is live, a poller (data-poll) does not ask: polling is the
 // fallback when there is no EventSource, the stream is refused or dropped, or a proxy holds
 // its data back.
 const STALE_MS = 12000;
+const GRACE_MS = 3000;
 const liveSources = new Set();
 
 class LiveSource {
@@ -1000,6 +1002,7 @@ class LiveSource {
     this.onerror = null;
     this.source = null;
     this.heard = 0;
+    this.opened = 0;  // when it was (re)opened; 0 once it failed
     this.closed = false;
     this.readyState = 0;  // CONNECTING until it opens (also while resting)
     this.relay = (event) => {
@@ -1011,15 +1014,22 @@ class LiveSource {
   }
 
   get live() {
-    return !this.closed && this.source !== null && Date.now() - this.heard < STALE_MS;
+    const now = Date.now();
+    return !this.closed && this.source !== null
+      && (now - this.heard < STALE_MS || now - this.opened < GRACE_MS);
   }
 
   connect() {
     if (this.closed || this.source || !window.EventSource) return;
     const source = this.source = new EventSource(this.url);
-    source.onopen = (event) => { this.readyState = 1; this.onopen?.(event); };
+    this.opened = Date.now();
+    source.onopen = (event) => {
+      this.readyState = 1;
+      this.opened = Date.now();  // (also when the browser connected again by itself)
+      this.onopen?.(event);
+    };
     source.onerror = (event) => {
-      this.heard = 0;
+      this.heard = this.opened = 0;
       this.readyState = source.readyState;
       // Refused (not a stream): this source is done; the extension makes a new one later.
       if (source.readyState === 2) this.end();
@@ -1032,7 +1042,7 @@ class LiveSource {
   rest() {
     this.source?.close();
     this.source = null;
-    this.heard = 0;
+    this.heard = this.opened = 0;
     if (!this.closed) this.readyState = 0;
   }
 
