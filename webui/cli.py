@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="port of the (first) demo backend on 127.0.0.1 (default: any free)")
     serve.add_argument("--demo-instances", type=int, default=1, metavar="N",
                        help="run N demo backends as one pool (default 1)")
-    serve.add_argument("--threads", type=int, default=16, help="server threads (default 16)")
+    serve.add_argument("--threads", type=int, default=16,
+                       help="server threads (default 16); at most half follow live pages "
+                            "(job event streams), the others answer requests")
     serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                        help="a host name webui is reached by, e.g. gpu-box.lan (repeatable; "
                             "loopback names and IP addresses are always accepted)")
