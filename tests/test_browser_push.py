@@ -122,3 +122,13 @@ def test_when_every_stream_is_taken_the_panel_polls(page, served):
     finished(panel)
     assert {status for _, status in seen.of(rf"/jobs/events\?{job_id}=")} == {503}
     assert seen.of(rf"/jobs/{job_id}/update\?seen=")
+
+
+def test_a_stream_that_ends_midway_is_followed_again(page, served):
+    # Each stream lasts 0.3 s (as one cut by a proxy, or ended after `stream_seconds`): the
+    # browser connects again, saying what it had (Last-Event-ID), and the job is followed
+    # to its end all the same.
+    url, seen = served(stream_seconds=0.3)
+    panel, job_id = generate(page, url)
+    finished(panel)
+    assert len(seen.of(rf"/jobs/events\?{job_id}=")) >= 2
