@@ -112,6 +112,7 @@ function formValues(form) {
     if (!el.name || el.type === "file" || el.tagName === "FIELDSET") continue;
     if (el.type === "hidden" && !("remember" in el.dataset)) continue;
     if (el.closest(".picker")) continue;  // a picker is remembered whole, below
+    if (el.closest("[data-no-remember]")) continue;  // an X/Y/Z grid is made once
     if (el.type === "checkbox") values[el.name] = el.checked;
     else if (el.multiple) values[el.name] = [...el.selectedOptions].map((o) => o.value);
     else values[el.name] = el.value;
