@@ -118,7 +118,9 @@ def axis_values(service_id: str, mode_name: str, name: str) -> tuple[str, int,
     key = request.args.get(f"grid-{name}-param", "")
     p = mode.parameter(key)
     context: dict[str, Any] = {"service": service, "mode": mode, "name": name, "key": key,
-                               "p": p, "options": None, "error": None}
+                               "p": p, "options": None, "error": None,
+                               # What was typed already stays (a field changed for another).
+                               "typed": request.args.get(f"grid-{name}-values", "")}
     if p is not None and p.type == "select":
         try:
             context["options"] = _options(service, p)
