@@ -23,6 +23,8 @@ pytestmark = pytest.mark.browser
 
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
+# The values field of a number axis (its placeholder): it shows once the axis has loaded.
+NUMBERS_HINT = "e.g. 20-40 (+10) or 1, 2, 5"
 LOOKED_AT = Path("/work/shots-grids")  # where the screenshots were looked at, if it exists
 
 
@@ -59,7 +61,7 @@ def fill_form(page: Page, url: str) -> None:
 
 def choose_axes(page: Page, steps: str) -> None:
     page.select_option("#f-txt2img-grid-x-param", "steps")
-    expect(page.locator("#f-txt2img-grid-x")).to_have_attribute("placeholder", "e.g. 20-40 (+10) or 1, 2, 5")
+    expect(page.locator("#f-txt2img-grid-x")).to_have_attribute("placeholder", NUMBERS_HINT)
     page.fill("#f-txt2img-grid-x", steps)
     page.select_option("#f-txt2img-grid-y-param", "sampler_name")
     picks = page.locator("#f-txt2img-grid-y")
@@ -170,7 +172,7 @@ def test_cancel_stops_the_whole_grid(browser, make_settings):
         fill_form(page, server.url)
         page.fill("#f-txt2img-steps", "20")
         page.select_option("#f-txt2img-grid-x-param", "cfg_scale")
-        expect(page.locator("#f-txt2img-grid-x")).to_have_attribute("placeholder", "e.g. 20-40 (+10) or 1, 2, 5")
+        expect(page.locator("#f-txt2img-grid-x")).to_have_attribute("placeholder", NUMBERS_HINT)
         page.fill("#f-txt2img-grid-x", "3-7")
         expect(page.locator("#grid-txt2img-cost")).to_have_text("5 × 1: 5 jobs, 5 images.")
         page.get_by_role("button", name="Make grid").click()

@@ -17,7 +17,7 @@ from webui import create_app
 from webui.demo import create_demo_app
 from webui.grids import AxisError, compose, expand_numbers, split_values
 
-from .helpers import HX, ServerThread, demo_extra, form, wait_for
+from .helpers import HX, ServerThread, defaults, demo_extra, form, image_bytes, wait_for
 
 # -- the values of an axis ---------------------------------------------------------------------
 
@@ -236,3 +236,26 @@ def test_the_panel_sends_only_the_cells_that_changed(pool_app):
         sent = re.findall(r'id="grid-\w+-cell-(\d+)"', now)
         assert set(sent) == {str(i) for i, j in enumerate(grid.jobs) if j.status == "running"}
     wait_for(lambda: not grid.active, timeout=30, what="the grid to end")
+
+
+@pytest.mark.parametrize(("service", "mode", "axes"), [
+    ("comfyui", "txt2img", {"grid-y-param": "steps", "grid-y-values": "2, 3",
+                            "ckpt_name": "sdxl-demo.safetensors", "width": "64", "height": "64"}),
+    ("openai", "txt2img", {}),
+    ("openai", "img2img", {}),  # the uploaded image goes with every cell
+    ("stability", "txt2img", {"grid-y-param": "aspect_ratio", "grid-y-pick": ["1:1", "16:9"]}),
+])
+def test_every_bundled_service_makes_grids(services_app, service, mode, axes):
+    client = services_app.test_client()
+    data = {**defaults(services_app, service, mode), "prompt": "a fox in the snow",
+            "grid-x-param": "prompt-sr", "grid-x-values": "fox, owl", **axes}
+    if mode == "img2img":
+        data["image"] = (io.BytesIO(image_bytes((64, 64))), "input.png")
+    r = client.post(f"/services/{service}/{mode}/grid", headers=HX, data=data,
+                    content_type="multipart/form-data")
+    assert r.status_code == 202, r.get_data(as_text=True)
+    grid = grid_of(services_app, r.get_data(as_text=True))
+    wait_for(lambda: not grid.active, timeout=60, what=f"the {service} grid")
+    assert grid.status == "done", [(j.status, j.error) for j in grid.jobs]
+    assert [j.sent["prompt"] for j in grid.jobs[:2]] == ["a fox in the snow", "a owl in the snow"]
+    assert len(grid.pictures) == 1 and all(j.images for j in grid.jobs)
