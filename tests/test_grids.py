@@ -16,6 +16,7 @@ from PIL import Image
 from webui import create_app
 from webui.demo import create_demo_app
 from webui.grids import AxisError, compose, expand_numbers, split_values
+from webui.infotext import read_png_infotext
 
 from .helpers import HX, ServerThread, defaults, demo_extra, form, image_bytes, wait_for
 
@@ -141,6 +142,11 @@ def test_a_3x3_grid_runs_on_both_instances_and_lands_in_the_gallery(pool_app):
     assert picture.path in page or f"/gallery/{picture.id}" in page
     for job in grid.jobs:
         assert history.get_job(job.id).images
+    # Its page links back to its cells; its PNG carries the first cell's parameters.
+    image_page = client.get(f"/gallery/{picture.id}").get_data(as_text=True)
+    assert "An X/Y/Z grid of 9 cells (X: Steps, Y: Sampler)" in image_page
+    assert f'href="/grids/{grid.id}"' in image_page
+    assert "Steps: 2, Sampler: Euler a" in read_png_infotext(data)
     # The grid's page: the picture, the labelled axes and every cell.
     shown = client.get(f"/grids/{grid.id}").get_data(as_text=True)
     assert f"/gallery/{picture.id}" in shown and "Steps: 4" in shown and "DPM++ 2M" in shown

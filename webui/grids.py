@@ -29,6 +29,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .format import DEFAULT_SEED_RANGE, Mode, Parameter
 from .history import HistoryError, HistoryStore, ImageRecord, JobRecord
 from .images import ImageStore, StorageError, ThumbnailError, make_thumbnail
+from .infotext import write_png_infotext
 from .jobs import Job, JobManager
 from .service import Service
 
@@ -417,7 +418,12 @@ class GridManager:
                               y.labels if y else [], z.labels[index] if z else None, notes)
             out = io.BytesIO()
             picture.save(out, "PNG")
-            path = self.store.save(out.getvalue(), "png", f"grid-{grid.mode.name}")
+            data = out.getvalue()
+            first = next((j.images[0] for j in cell_jobs if j.images), None)
+            if first is not None and first.infotext:
+                # A1111 writes its first cell's parameters into a grid: PNG Info reads them.
+                data = write_png_infotext(data, first.infotext)
+            path = self.store.save(data, "png", f"grid-{grid.mode.name}")
             thumb: str | None = f"{path}.webp"
             try:
                 make_thumbnail(self.store.path(path), self.thumbs / thumb)
