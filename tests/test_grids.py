@@ -265,3 +265,17 @@ def test_every_bundled_service_makes_grids(services_app, service, mode, axes):
     assert grid.status == "done", [(j.status, j.error) for j in grid.jobs]
     assert [j.sent["prompt"] for j in grid.jobs[:2]] == ["a fox in the snow", "a owl in the snow"]
     assert len(grid.pictures) == 1 and all(j.images for j in grid.jobs)
+
+
+def test_a_grid_page_is_drawn_from_the_history_after_a_restart(make_settings, demo_server):
+    first = create_app(make_settings(extras=[demo_extra(demo_server.url)]))
+    r = first.test_client().post("/services/demo/txt2img/grid", headers=HX, data=grid_form(
+        **{"grid-x-param": "cfg_scale", "grid-x-values": "4, 8"}))
+    grid = grid_of(first, r.get_data(as_text=True))
+    wait_for(lambda: grid.status == "done", timeout=30, what="the grid")
+    again = create_app(make_settings(extras=[demo_extra(demo_server.url)]))
+    page = again.test_client().get(f"/grids/{grid.id}").get_data(as_text=True)
+    assert f"/gallery/{grid.pictures[0].id}" in page
+    assert "CFG scale: 4" in page and "CFG scale: 8" in page
+    assert page.count('class="grid-cell cell-done"') == 2
+    assert "Cancel grid" not in page and "data-poll" not in page
