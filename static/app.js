@@ -977,3 +977,13 @@ for (const zone of document.querySelectorAll("[data-read-zone]")) {
     readInto(zone, imageFileOf(event.dataTransfer));
   });
 }
+
+// --- Issue 14: X/Y/Z grids ------------------------------------------------------------------
+
+// "Reset to defaults" puts each axis of a grid back to "Nothing": its values control follows
+// (after the reset has happened: the event comes before it).
+document.addEventListener("reset", (event) => {
+  const axes = event.target.querySelectorAll?.(".grid-axis select");
+  if (!axes?.length) return;
+  setTimeout(() => { for (const select of axes) htmx.trigger(select, "change"); });
+}, true);

@@ -228,20 +228,30 @@ def test_cancel_stops_every_cell_and_composes_nothing(make_settings):
         slow.stop()
 
 
-def test_the_panel_sends_only_the_cells_that_changed(pool_app):
-    app, _ = pool_app
-    client = app.test_client()
-    r = client.post("/services/demo/txt2img/grid", headers=HX, data=grid_form(
-        **{"grid-x-param": "seed", "grid-x-values": "1-4"}))
-    grid = grid_of(app, r.get_data(as_text=True))
-    seen = grid.mark()
-    wait_for(lambda: grid.mark() != seen and grid.active, timeout=30, what="a cell to change")
-    now = client.get(f"/grids/{grid.id}/update", query_string={"seen": grid.mark()},
-                     headers=HX).get_data(as_text=True)
-    if grid.active:  # nothing changed since: only what runs is sent again
-        sent = re.findall(r'id="grid-\w+-cell-(\d+)"', now)
-        assert set(sent) == {str(i) for i, j in enumerate(grid.jobs) if j.status == "running"}
-    wait_for(lambda: not grid.active, timeout=30, what="the grid to end")
+def test_the_panel_sends_only_the_cells_that_changed(make_settings):
+    slow = ServerThread(create_demo_app(step_delay=0.2))
+    try:
+        app = create_app(make_settings(extras=[demo_extra(slow.url)]))
+        client = app.test_client()
+        r = client.post("/services/demo/txt2img/grid", headers=HX, data=grid_form(
+            steps="30", **{"grid-x-param": "seed", "grid-x-values": "1-4"}))
+        grid = grid_of(app, r.get_data(as_text=True))
+        wait_for(lambda: grid.jobs[0].status == "running", what="the first cell to run")
+
+        def sent(seen):
+            html = client.get(f"/grids/{grid.id}/update", query_string={"seen": seen},
+                              headers=HX).get_data(as_text=True)
+            return set(re.findall(r'id="grid-\w+-cell-(\d+)"', html))
+
+        # Nothing changed: only the running cell (its progress) comes again.
+        assert sent(grid.mark()) == {"0"}
+        # The page shows cell 2 otherwise than it is: it is sent again.
+        seen = grid.mark()
+        assert sent(seen[:4] + "d1" + seen[6:]) == {"0", "2"}
+        client.post(f"/grids/{grid.id}/cancel", headers=HX)
+        wait_for(lambda: not grid.active, what="the grid to end")
+    finally:
+        slow.stop()
 
 
 @pytest.mark.parametrize(("service", "mode", "axes"), [
@@ -279,3 +289,31 @@ def test_a_grid_page_is_drawn_from_the_history_after_a_restart(make_settings, de
     assert "CFG scale: 4" in page and "CFG scale: 8" in page
     assert page.count('class="grid-cell cell-done"') == 2
     assert "Cancel grid" not in page and "data-poll" not in page
+
+
+def test_the_model_changes_slowest_in_the_queue(pool_app):
+    # Loading a checkpoint is slow: its axis is run outermost (as A1111's plot does), while the
+    # grid keeps its reading order.
+    app, _ = pool_app
+    r = app.test_client().post("/services/demo/txt2img/grid", headers=HX, data=grid_form(**{
+        "grid-x-param": "sd_model_checkpoint",
+        "grid-x-pick": ["demo-procedural", "demo-pastel"],
+        "grid-y-param": "cfg_scale", "grid-y-values": "4, 6, 8"}))
+    assert r.status_code == 202, r.get_data(as_text=True)
+    grid = grid_of(app, r.get_data(as_text=True))
+    def models(jobs):
+        return [j.values["sd_model_checkpoint"].split(".")[0] for j in jobs]
+    assert models(grid.jobs) == ["demo-procedural", "demo-pastel"] * 3
+    queued = sorted(grid.jobs, key=lambda j: j.created)
+    assert models(queued) == ["demo-procedural"] * 3 + ["demo-pastel"] * 3
+    wait_for(lambda: not grid.active, timeout=30, what="the grid")
+
+
+def test_without_javascript_the_grid_page_follows(pool_app):
+    app, _ = pool_app
+    r = app.test_client().post("/services/demo/txt2img/grid", data=grid_form(**{
+        "grid-x-param": "sampler_name", "grid-x-values": "Euler a, DDIM"}))  # typed, not ticked
+    assert r.status_code == 303 and r.headers["Location"].startswith("/grids/")
+    grid = app.extensions["webui"].grids.get(r.headers["Location"].rsplit("/", 1)[1])
+    assert [j.values["sampler_name"] for j in grid.jobs] == ["Euler a", "DDIM"]
+    wait_for(lambda: not grid.active, timeout=30, what="the grid")

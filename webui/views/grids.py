@@ -33,6 +33,7 @@ from ..grids import (
     search_replace_offered,
 )
 from ..images import StorageError
+from ..jobs import Job
 from ..service import Service
 from .common import find_mode, find_service, state
 from .generate import STATUS_BY_KIND, checked, queue
@@ -192,15 +193,17 @@ def start(service_id: str, mode_name: str) -> Any:
         return _failure(service, mode, exc, htmx)
     if errors:
         return _errors(service, mode, errors, htmx)
-    jobs = []
+    queued: dict[int, Job] = {}
     try:
-        for values, sent in planned:
-            jobs.append(queue(service, mode, values, sent))
+        for index in _queue_order(mode, axes, size):
+            values, sent = planned[index]
+            queued[index] = queue(service, mode, values, sent)
     except (BackendError, StorageError) as exc:
-        for job in jobs:  # a grid is queued whole or not at all
+        for job in queued.values():  # a grid is queued whole or not at all
             state().jobs.cancel(job)
         failure = exc if isinstance(exc, BackendError) else BackendError(str(exc))
         return _failure(service, mode, failure, htmx)
+    jobs = [queued[i] for i in range(len(planned))]
     grid = _grids().start(Grid(service, mode, axes, jobs))
     if not htmx:
         return redirect(url_for("grids.grid_page", grid_id=grid.id), 303)
@@ -209,6 +212,20 @@ def start(service_id: str, mode_name: str) -> Any:
     page = url_for("services.service_page", service_id=service.id, mode_name=mode.name,
                    grid=grid.id)
     return html, 202, {"HX-Push-Url": page}
+
+
+def _queue_order(mode: Mode, axes: list[Axis], size: tuple[int, int, int]) -> list[int]:
+    """The cells in the order they are queued: the reading order, but with the model's axis
+    changing slowest (loading a checkpoint is slow: A1111's X/Y/Z plot also runs it outermost)."""
+    order = list(range(math.prod(size)))
+    model = mode.by_role("model")
+    axis = next((a for a in axes if model is not None and a.key == model.key), None)
+    if axis is None:
+        return order
+    columns, rows, _ = size
+    def position(i: int) -> int:
+        return {"X": i % columns, "Y": i // columns % rows, "Z": i // (columns * rows)}[axis.name]
+    return sorted(order, key=lambda i: (position(i), i))
 
 
 def _plan(service: Service, mode: Mode, axes: list[Axis], size: tuple[int, int, int],
@@ -294,6 +311,17 @@ class Cell:
     image: Any = None  # the first image of its job (path, width, height)
     error: str | None = None
     fraction: float | None = None
+
+    @property
+    def src(self) -> str | None:
+        """Where its picture is seen: its thumbnail once made (a grid of large pictures
+        stays light), else the image."""
+        if self.image is None:
+            return None
+        thumb = f"{self.image.path}.webp"
+        if (state().settings.thumbs_dir / thumb).is_file():
+            return url_for("gallery.thumb", name=thumb)
+        return url_for("gallery.image", name=self.image.path)
 
 
 def panel(grid: Grid) -> dict[str, Any]:
