@@ -987,3 +987,17 @@ document.addEventListener("reset", (event) => {
   if (!axes?.length) return;
   setTimeout(() => { for (const select of axes) htmx.trigger(select, "change"); });
 }, true);
+
+// Cancel grid: its button leaves with the grid's state line; the focus goes to the grid's
+// panel rather than back to the page's start.
+let cancelledGrid = null;
+document.addEventListener("htmx:beforeRequest", (event) => {
+  const elt = event.detail.elt;
+  if (elt?.matches?.(".grid-panel button[id$='-cancel']")) cancelledGrid = elt.closest(".grid-panel").id;
+});
+document.addEventListener("htmx:afterSettle", () => {
+  if (!cancelledGrid) return;
+  const panel = document.getElementById(cancelledGrid);
+  cancelledGrid = null;
+  if (panel && (!document.activeElement || document.activeElement === document.body)) panel.focus();
+});

@@ -182,6 +182,7 @@ def test_cancel_stops_the_whole_grid(browser, make_settings):
         keep("grid-running-desktop-light")
         page.get_by_role("button", name="Cancel grid").click()
         expect(panel).to_have_attribute("data-status", "cancelled", timeout=20_000)
+        expect(panel).to_be_focused()  # not lost with the button
         expect(panel).to_contain_text("no grid picture was made")
         expect(panel.locator(".grid-cell.cell-cancelled")).to_have_count(4)
         expect(panel.locator(".grid-cell.cell-interrupted")).to_have_count(1)
