@@ -317,3 +317,25 @@ def test_without_javascript_the_grid_page_follows(pool_app):
     grid = app.extensions["webui"].grids.get(r.headers["Location"].rsplit("/", 1)[1])
     assert [j.values["sampler_name"] for j in grid.jobs] == ["Euler a", "DDIM"]
     wait_for(lambda: not grid.active, timeout=30, what="the grid")
+
+
+def test_the_cost_counts_the_images_of_each_cell(pool_app):
+    app, _ = pool_app
+    client = app.test_client()
+
+    def cost(**fields):
+        answer = client.post("/services/demo/txt2img/grid/cost", headers=HX,
+                             data=grid_form(**fields))
+        text = re.sub(r"<[^>]+>", "", answer.get_data(as_text=True))
+        return " ".join(html.unescape(text).split())
+
+    assert cost(batch_size="2", **{"grid-x-param": "steps", "grid-x-values": "1-3"}) == \
+        "3 × 1: 3 jobs, 6 images (2 per job; the grid shows the first of each)."
+    assert cost(**{"grid-x-param": "batch_size", "grid-x-values": "1, 4"}) == \
+        "2 × 1: 2 jobs, 5 images."
+    assert cost(**{"grid-x-param": "steps", "grid-x-values": "1-20",
+                   "grid-y-param": "cfg_scale", "grid-y-values": "1-6"}) == \
+        "120 cells: a grid has 100 at most."
+    assert cost(**{"grid-x-param": "steps", "grid-x-values": "5-1 (+1)"}) == \
+        "X (Steps) '5-1 (+1)': the step 1 never reaches 1"
+    assert not app.extensions["webui"].jobs._jobs  # asking the cost queues nothing

@@ -4,6 +4,7 @@ cells end, cancel, and its page (also from the history after a restart)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 from dataclasses import dataclass
@@ -142,22 +143,32 @@ def cost(service_id: str, mode_name: str) -> str:
     axes, errors = posted_axes(service, mode, request.form)
     columns, rows, grids = shape(axes)
     jobs = columns * rows * grids
-    per_job = _images_per_job(mode, request.form)
+    if jobs > MAX_JOBS:
+        return render_template("_grid_cost.html", mode=mode, axes=axes, errors=errors,
+                               jobs=jobs, most=MAX_JOBS)
+    counts = [_images_per_job(mode, request.form, axes, at) for at in cells((columns, rows,
+                                                                            grids))]
+    per_job = counts[0] if len(set(counts)) == 1 else 0  # 0: it varies with an axis
     return render_template("_grid_cost.html", mode=mode, axes=axes, errors=errors,
                            columns=columns, rows=rows, grids=grids, jobs=jobs,
-                           images=jobs * per_job, per_job=per_job, most=MAX_JOBS)
+                           images=sum(counts), per_job=per_job, most=MAX_JOBS)
 
 
-def _images_per_job(mode: Mode, form: MultiDict) -> int:
-    """Images each cell asks for (batch size x batch count, as the form says now)."""
+def _images_per_job(mode: Mode, form: MultiDict, axes: list[Axis],
+                    at: tuple[int, int, int]) -> int:
+    """Images a cell asks for: batch size x batch count, as its axes or the form say."""
     count = 1
     for role in ("batch", "batch_count"):
         p = mode.by_role(role)
-        try:
-            value = int(form.get(p.key) or p.defaultValue or 1) if p else 1
-        except (TypeError, ValueError):
-            value = 1
-        count *= max(1, value)
+        if p is None:
+            continue
+        raw = form.get(p.key) or p.defaultValue or 1
+        for axis in axes:
+            if axis.key == p.key:
+                raw = axis.values[at["XYZ".index(axis.name)]]
+        # Not a number: the check when the grid is made says so.
+        with contextlib.suppress(TypeError, ValueError):
+            count *= max(1, int(raw))
     return count
 
 
@@ -183,7 +194,7 @@ def start(service_id: str, mode_name: str) -> Any:
         errors["grid-x"] = "Choose a field for the X axis of the grid (Y and Z are optional)"
     planned: list[tuple[dict[str, Any], dict[str, Any]]] = []
     size = shape(axes)
-    if math.prod(size) > MAX_JOBS:
+    if math.prod(size) > MAX_JOBS:  # (said by the cost too, before anything is made)
         errors["grid-x"] = (f"The grid has {math.prod(size)} cells; it may have {MAX_JOBS} "
                             "at most")
     try:
