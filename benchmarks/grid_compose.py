@@ -1,7 +1,8 @@
 """What composing an X/Y/Z grid's picture costs (webui.grids.compose: the cells pasted, the
 labels wrapped and drawn) and saving it as a PNG, for grids of 512 × 512 cells of noise (the
-worst case for PNG compression): 3 × 3, 5 × 5
-and 10 × 10 (the largest a grid may be). Prints each median in ms.
+worst case for PNG compression): 3 × 3, 5 × 5 and 10 × 10 (the largest a grid may be). Prints
+each median in ms. It runs on the grid's own thread once its cells have ended, never while a
+page is served.
 
     python benchmarks/grid_compose.py [--runs 5]
 """
