@@ -138,6 +138,14 @@ def test_a_3x3_grid_over_two_instances_fills_in_and_lands_in_the_gallery(browser
     for row in range(3):
         assert dark_pixels(composed, (0, top + 64 * row, left, top + 64 * (row + 1))) > 10
 
+    # Its page names its axes and leads to the grid's own page, with its cells.
+    expect(page.locator(".image-meta")).to_contain_text(
+        "An X/Y/Z grid of 9 cells (X: Steps, Y: Sampler)")
+    page.get_by_role("link", name="its cells").click()
+    expect(page.locator(".grid-panel .grid-cell img")).to_have_count(9)
+    natural_size(page.locator(".grid-pictures img"))
+    shot(page, "grid-page-desktop-light")
+
     # Screenshots: the form's axes and the finished grid, phone and dark too.
     for name, viewport, scheme in (("desktop-dark", DESKTOP, "dark"),
                                    ("phone-light", PHONE, "light"),
@@ -158,6 +166,7 @@ def test_a_3x3_grid_over_two_instances_fills_in_and_lands_in_the_gallery(browser
         assert not seen, seen
     context.close()
     assert not problems, problems
+    keep("grid-page-desktop-light")
     for name in ("form", "done"):
         for view in ("desktop-light", "desktop-dark", "phone-light", "phone-dark"):
             keep(f"grid-{name}-{view}")
