@@ -287,6 +287,7 @@ def test_a_grid_page_is_drawn_from_the_history_after_a_restart(make_settings, de
     page = again.test_client().get(f"/grids/{grid.id}").get_data(as_text=True)
     assert f"/gallery/{grid.pictures[0].id}" in page
     assert "CFG scale: 4" in page and "CFG scale: 8" in page
+    assert "A1111 demo · Text to image · X: CFG scale" in page
     assert page.count('class="grid-cell cell-done"') == 2
     assert "Cancel grid" not in page and "data-poll" not in page
 

@@ -374,12 +374,15 @@ def _record_panel(grid_id: str) -> dict[str, Any] | None:
         shown.append(Cell(i, job_id, job.status if job else "unknown", ", ".join(parts),
                           job.images[0] if job and job.images else None,
                           job.error if job else None))
+    service = state().folders.catalog().get(record.service_id)
+    mode = service.definition.modes.get(record.mode) if service else None
     view = Grid.__new__(Grid)
     view.__dict__ = {"id": record.id, "status": "done", "error": None, "cancelled": False,
                      "pictures": record.images, "axes": axes, "jobs": []}
     return {"grid": view, "cells": shown, "x": x, "y": y, "z": z, "columns": columns,
             "rows": rows, "grids": grids, "live": False,
-            "service_name": record.service_name, "mode_label": record.mode}
+            "service_name": record.service_name,
+            "mode_label": mode.label if mode else record.mode}
 
 
 def grid_panel(grid_id: str | None) -> dict[str, Any] | None:
