@@ -340,3 +340,19 @@ def test_the_cost_counts_the_images_of_each_cell(pool_app):
     assert cost(**{"grid-x-param": "steps", "grid-x-values": "5-1 (+1)"}) == \
         "X (Steps) '5-1 (+1)': the step 1 never reaches 1"
     assert not app.extensions["webui"].jobs._jobs  # asking the cost queues nothing
+
+
+def test_an_on_off_field_is_an_axis_of_its_two_values(pool_app):
+    app, _ = pool_app
+    client = app.test_client()
+    options = client.get("/services/demo/txt2img/grid/axis/x",
+                         query_string={"grid-x-param": "enable_hr"}).get_data(as_text=True)
+    assert re.findall(r'name="grid-x-pick" value="(\w+)"> (\w+)', options) == [
+        ("true", "on"), ("false", "off")]
+    r = client.post("/services/demo/txt2img/grid", headers=HX, data=grid_form(**{
+        "grid-x-param": "enable_hr", "grid-x-pick": ["true", "false"]}))
+    assert r.status_code == 202, r.get_data(as_text=True)
+    grid = grid_of(app, r.get_data(as_text=True))
+    assert [j.values["enable_hr"] for j in grid.jobs] == [True, False]
+    assert grid.axes[0].labels == ["Hires fix: on", "Hires fix: off"]
+    wait_for(lambda: not grid.active, timeout=30, what="the grid")
