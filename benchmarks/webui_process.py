@@ -109,8 +109,10 @@ def start(data_dir: Path, step_delay: float, demo_instances: int = 1) -> Webui:
         port = s.getsockname()[1]
     argv = ["serve", "--port", str(port), "--data-dir", str(data_dir),
             "--demo-instances", str(demo_instances)]
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = (data_dir / "webui.log").open("w")
     proc = subprocess.Popen([sys.executable, __file__, str(step_delay), "--", *argv],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            stdout=subprocess.PIPE, stderr=log, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     demos: list[str] = []
     for line in proc.stdout:
@@ -119,7 +121,7 @@ def start(data_dir: Path, step_delay: float, demo_instances: int = 1) -> Webui:
         if line.startswith("webui on"):
             break
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while True:
         try:
             if requests.get(url + "/", timeout=2).ok:
@@ -128,7 +130,7 @@ def start(data_dir: Path, step_delay: float, demo_instances: int = 1) -> Webui:
             pass
         if time.monotonic() > deadline:
             proc.kill()
-            raise RuntimeError("webui did not start")
+            raise RuntimeError(f"webui did not start: see {data_dir / 'webui.log'}")
         time.sleep(0.05)
     return Webui(proc, url, demos, data_dir)
 

@@ -187,3 +187,28 @@ def test_a_browser_that_connects_again_gets_what_changed_since_its_last_event(ma
         **{"Last-Event-ID": f"{job.id}={job_mark(job)}"})
     client.post(f"/jobs/{job.id}/interrupt")
     assert job.done.wait(20)
+
+
+def test_a_job_ends_without_waiting_for_its_progress_request(make_settings):
+    # The demo's /progress is held 3 s (a backend slow to draw a preview). The job itself
+    # is done well before: it is recorded and shown ended while that request is still out —
+    # it used to wait for the progress thread, which waited for that request.
+    demo_app = create_demo_app(step_delay=0.02)
+    inner = demo_app.wsgi_app
+    job_holder: list = []
+    ended_first: list[bool] = []
+
+    def slow_progress(environ, start_response):
+        if environ["PATH_INFO"].endswith("/progress") and job_holder:
+            job_holder[0].done.wait(3)
+            ended_first.append(job_holder[0].done.is_set())
+        return inner(environ, start_response)
+
+    demo_app.wsgi_app = slow_progress
+    with ServerThread(demo_app) as demo:
+        client = create_app(make_settings(extras=[demo_extra(demo.url)])).test_client()
+        job, _ = start(client, steps="40", width="64", height="64")
+        job_holder.append(job)
+        assert job.done.wait(20) and job.status == "done"
+        wait_for(lambda: ended_first, what="a progress request to be answered")
+        assert ended_first[0] is True

@@ -81,8 +81,6 @@ class Job:
         self.pending_calls: list[str] = []
         # Images cut short, by position: "skipped" or "interrupted" (made as far as they got).
         self.marks: dict[int, str] = {}
-        # Bumped (by the JobManager) on every change a page shows: its followers compare it.
-        self.version = 0
         self._lock = threading.Lock()
 
     @property
@@ -248,13 +246,11 @@ class JobManager:
 
     # -- following -----------------------------------------------------------------------------
 
-    def changed(self, job: Job | None = None) -> None:
-        """Something a page shows has changed (``job``'s progress, status, images…, or the
+    def changed(self) -> None:
+        """Something a page shows has changed (a job's progress, status, images…, or the
         queues): wake every follower."""
         with self._changes:
             self.version += 1
-            if job is not None:
-                job.version = self.version
             self._changes.notify_all()
 
     def wait_changed(self, version: int, timeout: float) -> int:
@@ -326,7 +322,7 @@ class JobManager:
                                                name=f"dispatch-{service.id}", daemon=True)
                 pool.thread.start()
             self._cond.notify_all()
-        self.changed(job)
+        self.changed()
         return job
 
     def cancel(self, job: Job) -> bool:
@@ -348,7 +344,7 @@ class JobManager:
             return None
         job.mark_current("interrupted")
         job.stop_requested = True
-        self.changed(job)
+        self.changed()
         with job._lock:
             job.pending_calls = list(job.service.definition.jobs.interrupt_calls)
         return self._send_calls(job)
@@ -357,7 +353,7 @@ class JobManager:
         if job.status != "running":
             return None
         job.mark_current("skipped")
-        self.changed(job)
+        self.changed()
         with job._lock:
             job.pending_calls += job.service.definition.jobs.skip_calls
         return self._send_calls(job)
@@ -432,7 +428,7 @@ class JobManager:
                 job.started = time.time()
                 job.instance = chosen.url
                 chosen.running += 1
-            self.changed(job)  # and the places of the jobs behind it
+            self.changed()  # and the places of the jobs behind it
             try:
                 self.events.started(job)
             except Exception as exc:
@@ -489,11 +485,11 @@ class JobManager:
                 self.events.image(job, image)
             except Exception:
                 log.exception("recording an image of job %s failed", job.id)
-            self.changed(job)  # shown as soon as it is on disk and recorded
+            self.changed()  # shown as soon as it is on disk and recorded
 
         def on_remote(where: str, ahead: int | None) -> None:
             job.set_remote(where, ahead)
-            self.changed(job)
+            self.changed()
 
         control = pipeline.Control(should_stop=lambda: job.stop_requested,
                                  on_image=on_image,
@@ -557,7 +553,7 @@ class JobManager:
             self._drop_old()
             self._cond.notify_all()
         job.done.set()
-        self.changed(job)
+        self.changed()
 
     def _follow(self, service: Service, job: Job, ended: threading.Event) -> None:
         """Follow the job's progress while it runs: poll the progress endpoint (once the
@@ -572,7 +568,7 @@ class JobManager:
             if ended.is_set() or (spec.when and not _truthy(spec.when, data, context)):
                 return  # not about this job: what is left of the last one, another client's
             job.progress = _progress(spec, data, job.progress, context)
-            self.changed(job)
+            self.changed()
 
         if endpoint.method == "websocket":
             self._listen(service, endpoint, job, ended, read)
