@@ -743,7 +743,7 @@ document.addEventListener("focusout", (event) => {
 
 document.addEventListener("htmx:afterSwap", (event) => {
   const list = event.detail.target;
-  if (!list.matches?.(".picker-results")) return;
+  if (!list?.matches?.(".picker-results")) return;  // (no target: htmx restoring its history)
   const picker = list.closest(".picker");
   const { input } = pickerParts(picker);
   // Matches already chosen say so (choosing one again does nothing).
@@ -1002,7 +1002,10 @@ function galleryDrop(page) {
     gallery.kept.add(page);
     return;
   }
-  page.style.height = `${page.getBoundingClientRect().height}px`;  // CSSOM: allowed by the CSP
+  // CSSOM: allowed by the CSP. The height is also kept in data-height: a copy of the page
+  // (htmx's history snapshot, restored on Back) loses the style attribute to the CSP.
+  page.dataset.height = `${page.getBoundingClientRect().height}px`;
+  page.style.height = page.dataset.height;
   page.replaceChildren();
   page.classList.add("dropped");
 }
@@ -1025,6 +1028,7 @@ function galleryWatch(root) {
   }, { rootMargin: "300% 0px" });
   const pages = root.matches?.(".gallery-page") ? [root] : root.querySelectorAll?.(".gallery-page") ?? [];
   for (const page of pages) {
+    if (page.classList.contains("dropped")) page.style.height = page.dataset.height;
     gallery.near.observe(page);
     gallery.far.observe(page);
   }
@@ -1037,7 +1041,17 @@ function galleryRecheck(page) {
 }
 
 galleryWatch(document);
-document.addEventListener("htmx:load", (event) => galleryWatch(event.detail.elt));
+// htmx keeps a copy of the page for Back (it is about to be replaced): without the style
+// attributes, which the CSP would refuse when the copy is put back (data-height has them).
+document.addEventListener("htmx:beforeHistorySave", () => {
+  for (const page of document.querySelectorAll(".gallery-page[style]")) {
+    page.removeAttribute("style");
+    if (!page.classList.contains("dropped")) continue;
+    queueMicrotask(() => { page.style.height = page.dataset.height; });  // once it is copied
+  }
+});
+document.addEventListener("htmx:historyRestore", () => galleryWatch(document));
+document.addEventListener("htmx:load", (event) => galleryWatch(event.target));
 document.addEventListener("htmx:beforeCleanupElement", (event) => {
   if (!event.target.classList?.contains("gallery-page")) return;
   gallery.near?.unobserve(event.target);
@@ -1045,10 +1059,12 @@ document.addEventListener("htmx:beforeCleanupElement", (event) => {
   gallery.kept.delete(event.target);
 });
 document.addEventListener("htmx:afterSwap", (event) => {
-  const page = event.detail.target;
-  if (!page.classList?.contains("gallery-page") || !page.classList.contains("dropped")) return;
+  const page = event.detail?.target;
+  if (!page?.classList?.contains("gallery-page") || !page.classList.contains("dropped")) return;
+  if (!page.children.length) return;  // an error page has no tiles: still a spacer, asked again later
   page.classList.remove("dropped");
   page.style.height = "";
+  delete page.dataset.height;
   galleryRecheck(page);  // scrolled away again while it was asked for: emptied again
 });
 // A page kept for the focus goes once the focus has moved on (and is still far away).

@@ -152,3 +152,29 @@ def test_the_page_with_the_focus_stays_while_scrolled_away(page: Page, big_galle
         const r = t.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; })""")
     in_view.as_element().focus()
     expect(first_page).to_have_class("gallery-page dropped")
+
+
+def test_back_after_a_search_finds_the_gallery_as_it_was(page: Page, big_gallery):
+    server, ids = big_gallery
+    refused: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if "Security Policy" in m.text else None)
+    page.goto(server.url + "/gallery")
+    scroll_to_page(page, 8)
+    settled(page)
+    # The search box is at the top: the reader goes back up to it.
+    search = page.get_by_label("Search prompts")
+    search.focus()
+    settled(page)
+    height = page.evaluate("document.documentElement.scrollHeight")
+    assert page.locator(".gallery-page.dropped").count() >= 5
+    search.fill("lighthouse")
+    expect(page).to_have_url(server.url + "/gallery?q=lighthouse")
+    expect(page.locator(".gallery-page")).to_have_count(1)
+    page.go_back()
+    # htmx puts back its copy of the page: the first tiles, the emptied pages with their
+    # heights (the CSP refusing none of it); further down, the tiles come back as they near.
+    expect(page.locator(f'.tile[data-image="{ids[0]}"]')).to_be_in_viewport()
+    assert page.evaluate("document.documentElement.scrollHeight") == height
+    page.locator(".gallery-page").nth(6).scroll_into_view_if_needed()
+    expect(page.locator(".gallery-page").nth(6).locator(".tile")).to_have_count(PAGE_SIZE)
+    assert not refused, refused
