@@ -178,3 +178,17 @@ def test_back_after_a_search_finds_the_gallery_as_it_was(page: Page, big_gallery
     page.locator(".gallery-page").nth(6).scroll_into_view_if_needed()
     expect(page.locator(".gallery-page").nth(6).locator(".tile")).to_have_count(PAGE_SIZE)
     assert not refused, refused
+
+
+def test_closing_the_viewer_focuses_the_tile_of_the_image_shown_last(page: Page, big_gallery):
+    server, ids = big_gallery
+    page.goto(server.url + "/gallery")
+    page.locator(f'.tile[data-image="{ids[0]}"]').click()
+    dialog = page.locator("dialog.viewer")
+    expect(dialog.locator(".viewer-body")).to_have_attribute("data-image", str(ids[0]))
+    for shown in ids[1:4]:
+        page.keyboard.press("ArrowRight")
+        expect(dialog.locator(".viewer-body")).to_have_attribute("data-image", str(shown))
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(page.locator(f'.tile[data-image="{ids[3]}"]')).to_be_focused()
