@@ -6,11 +6,11 @@ as webui records them (hard links to a few 512×512 pictures of blurred noise: e
 gallery serves is there), then starts ``webui serve`` on a free port of 127.0.0.1 in a process
 of its own (waitress, as users run it) and:
 
-- times whole HTTP answers from a keep-alive client: the gallery page, the next page and page
-  50 (the fragments infinite scroll asks for), searches for a common word, a rare one and one
-  that matches nothing (the worst case: the whole index is searched), and one thumbnail;
-  against a baseline in the same run: the published JSON Schema (cached in memory, almost no
-  work). min / median / max in ms, and the ratio of the medians;
+- times whole HTTP answers from a keep-alive client: the gallery page, the next page and
+  page 50 (--pages; the fragments infinite scroll asks for), searches for a common word, a
+  rare one and one that matches nothing (the worst case: the whole index is searched), and
+  one thumbnail of each size; against a baseline in the same run: the published JSON Schema
+  (cached in memory, almost no work). min / median / max in ms, and the ratio of the medians;
 - in Chromium (/usr/bin/chromium over CDP), scrolls a window of 1280×900 a screen at a time,
   waiting each time for the pictures in view, until page 50 has come (50 × 60 tiles), and
   reports the DOM elements, the DOM nodes and the JS heap (after a garbage collection), the
@@ -127,7 +127,7 @@ def cursor_of_page(session: requests.Session, base: str, n: int) -> str:
     return url
 
 
-def http_figures(base: str, runs: int) -> None:
+def http_figures(base: str, runs: int, deep: int) -> None:
     """Times of the gallery's answers, against the cached schema."""
     session = requests.Session()
     small, large = re.search(r'srcset="(\S+) \d+w, (\S+)', session.get(base + "/gallery").text
@@ -136,7 +136,7 @@ def http_figures(base: str, runs: int) -> None:
         ("baseline: /definition.schema.json", base + "/definition.schema.json"),
         ("gallery, first page (whole page)", base + "/gallery"),
         ("next page (fragment)", cursor_of_page(session, base, 2)),
-        ("page 50 (fragment)", cursor_of_page(session, base, 50)),
+        (f"page {deep} (fragment)", cursor_of_page(session, base, deep)),
         ("search, common word", base + "/gallery/page?q=lighthouse"),
         (f"search, rare word ({GALLERY_RARE})", base + f"/gallery/page?q={GALLERY_RARE}"),
         ("search matching nothing", base + f"/gallery/page?q={NOTHING}"),
@@ -266,6 +266,8 @@ def main() -> None:
     parser.add_argument("--scrolls", type=int, default=1, help="browser runs of each kind")
     parser.add_argument("--no-browser", action="store_true")
     args = parser.parse_args()
+    if args.images < args.pages * 60:
+        parser.error(f"--pages {args.pages} needs --images {args.pages * 60} at least")
     print(f"gallery benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {load()}")
     with tempfile.TemporaryDirectory(prefix="webui-gallery-") as tmp:
         data_dir = Path(tmp) / "data"
@@ -275,7 +277,7 @@ def main() -> None:
               f"{time.perf_counter() - began:.1f} s")
         process, base = start(data_dir)
         try:
-            http_figures(base, args.runs)
+            http_figures(base, args.runs, args.pages)
             if not args.no_browser:
                 browser_figures(base, args.pages, args.scrolls)
         finally:
