@@ -990,7 +990,7 @@ for (const zone of document.querySelectorAll("[data-read-zone]")) {
 // (its hx-get, on "restore": the same images). A page holding the focus, or the tile the
 // viewer was opened from, is kept until they leave it. Without JavaScript the gallery is
 // plain pages with Older / Newer links.
-const gallery = { near: null, far: null, kept: new Set() };
+const gallery = { near: null, far: null, kept: new Set(), focusTo: null };
 
 function galleryHolds(page) {
   return page.contains(document.activeElement) || (viewer.opener && page.contains(viewer.opener));
@@ -1006,9 +1006,34 @@ function galleryDrop(page) {
   // (htmx's history snapshot, restored on Back) loses the style attribute to the CSP.
   page.dataset.height = `${page.getBoundingClientRect().height}px`;
   page.style.height = page.dataset.height;
-  page.replaceChildren();
+  page.dataset.count = page.querySelectorAll(".tile").length;
+  gallerySkips(page);
   page.classList.add("dropped");
 }
+
+// An emptied page holds two links (to its images as a plain page), at its top and its bottom:
+// the keyboard (Tab from above, Shift+Tab from below) or a screen reader arriving there finds
+// something, and the page is asked for; its tile at that end then takes the focus.
+function gallerySkips(page) {
+  page.replaceChildren(...["first", "last"].map((end) => {
+    const link = document.createElement("a");
+    link.className = `gallery-skip ${end}`;
+    link.href = page.dataset.plain;
+    link.textContent = `${page.dataset.count} images scrolled out of view`;
+    return link;
+  }));
+}
+
+document.addEventListener("focusin", (event) => {
+  const skip = event.target.closest?.(".gallery-skip");
+  if (!skip) return;
+  const page = skip.closest(".gallery-page");
+  gallery.focusTo = { page, end: skip.classList.contains("last") ? "last" : "first" };
+  galleryRestore(page);
+});
+document.addEventListener("click", (event) => {
+  if (event.target.closest?.(".gallery-skip")) event.preventDefault();  // it is being asked for
+});
 
 function galleryRestore(page) {
   if (page.classList.contains("dropped") && !page.classList.contains("htmx-request")) {
@@ -1061,10 +1086,19 @@ document.addEventListener("htmx:beforeCleanupElement", (event) => {
 document.addEventListener("htmx:afterSwap", (event) => {
   const page = event.detail?.target;
   if (!page?.classList?.contains("gallery-page") || !page.classList.contains("dropped")) return;
-  if (!page.children.length) return;  // an error page has no tiles: still a spacer, asked again later
+  const tiles = page.querySelectorAll(".tile");
+  if (!tiles.length) {  // an error page has no tiles: still a spacer, asked again later
+    gallerySkips(page);
+    return;
+  }
   page.classList.remove("dropped");
   page.style.height = "";
   delete page.dataset.height;
+  // The focus was on one of its links (now gone), and nowhere else since: on its tile there.
+  if (gallery.focusTo?.page === page && (!document.activeElement || document.activeElement === document.body)) {
+    tiles[gallery.focusTo.end === "last" ? tiles.length - 1 : 0].focus();
+  }
+  if (gallery.focusTo?.page === page) gallery.focusTo = null;
   galleryRecheck(page);  // scrolled away again while it was asked for: emptied again
 });
 // A page kept for the focus goes once the focus has moved on (and is still far away).

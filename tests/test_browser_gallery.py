@@ -192,3 +192,19 @@ def test_closing_the_viewer_focuses_the_tile_of_the_image_shown_last(page: Page,
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
     expect(page.locator(f'.tile[data-image="{ids[3]}"]')).to_be_focused()
+
+
+def test_shift_tab_from_a_page_reaches_the_page_before_it_again(page: Page, big_gallery):
+    server, _ids = big_gallery
+    page.goto(server.url + "/gallery")
+    scroll_to_page(page, 10)
+    settled(page)
+    # Back up to the fourth page (emptied on the way down), then the keyboard goes back from
+    # its first tile: into the third page, its tiles back as the window neared it.
+    fourth = page.locator(".gallery-page").nth(3)
+    fourth.scroll_into_view_if_needed()
+    expect(fourth.locator(".tile")).to_have_count(PAGE_SIZE)
+    fourth.locator(".tile").first.focus()
+    page.keyboard.press("Shift+Tab")
+    third = page.locator(".gallery-page").nth(2)
+    expect(third.locator(".tile").last).to_be_focused()

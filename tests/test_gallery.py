@@ -253,12 +253,14 @@ def test_gallery_pages_without_javascript_asked_again_and_sized_thumbnails(app, 
     # A page asked again from its own address (as app.js does when it comes back into view)
     # has the same tiles, though newer images came in since.
     own = link(second, r'class="gallery-page" hx-get="([^"]+)"')
+    plain = link(second, r'data-plain="([^"]+)"')  # the same as a whole page (keyboard's link)
     later = gallery_jobs(1, random.Random(4))
     later[0].id = later[0].images[0].job_id = "f" * 32
     fill_gallery(app.extensions["webui"].history, later, pictures[:1],
                  settings.images_dir / "later", settings.thumbs_dir / "later")
     assert tiles(client.get("/gallery").get_data(as_text=True))[1:] == tiles(first)[:-1]
     assert tiles(client.get(own).get_data(as_text=True)) == tiles(second)
+    assert tiles(client.get(plain).get_data(as_text=True)) == tiles(second)
 
 
 def test_broken_history_file_does_not_stop_webui(make_settings, demo_server):

@@ -50,9 +50,9 @@ def _kept(filters: dict[str, str]) -> dict[str, str | None]:
 
 def _page(filters: dict[str, str]) -> dict[str, Any]:
     """One page of tiles (older than ``before``, or just newer than ``after``), with the
-    addresses around it: its own (``src``, to fetch it again), the next page's fragment
-    (``more``, for infinite scroll) and the plain pages older and newer (``older``,
-    ``newer``: the gallery without JavaScript)."""
+    addresses around it: its own (``src``, to fetch it again; ``plain``, the same as a whole
+    page), the next page's fragment (``more``, for infinite scroll) and the plain pages older
+    and newer (``older``, ``newer``: the gallery without JavaScript)."""
     history = _history()
     before = parse_cursor(request.args.get("before"))
     after = None if before else parse_cursor(request.args.get("after"))
@@ -68,13 +68,15 @@ def _page(filters: dict[str, str]) -> dict[str, Any]:
         # The picture itself is only shown (or said missing) where there is no thumbnail.
         items.append((item, thumb, small_thumb_name(thumb) if thumb else None,
                       thumb is not None or store.path(im.path).is_file()))
-    links: dict[str, str | None] = {"src": None, "more": None, "older": None, "newer": None}
+    links: dict[str, str | None] = {"src": None, "plain": None, "more": None, "older": None,
+                                    "newer": None}
     if items:
         # Just above its first image (the same id would leave it out): asked again, the page
         # has the same images, whatever came in since.
         first = page.items[0].cursor
-        links["src"] = url_for("gallery.gallery_page", **filters,
-                               before=cursor_text((first[0], first[1] + 1)))
+        here = cursor_text((first[0], first[1] + 1))
+        links["src"] = url_for("gallery.gallery_page", **filters, before=here)
+        links["plain"] = url_for("gallery.gallery", **filters, before=here)
     if page.next is not None:
         links["more"] = url_for("gallery.gallery_page", **filters, before=cursor_text(page.next))
         links["older"] = url_for("gallery.gallery", **filters, before=cursor_text(page.next))
