@@ -984,12 +984,12 @@ for (const zone of document.querySelectorAll("[data-read-zone]")) {
 }
 
 // --- Gallery: a bounded page -------------------------------------------------------------------
-// Infinite scroll would keep every page it loaded (at page 50: 2,400 tiles, 12,000 elements,
-// 17 MB of thumbnails). A page of tiles far out of view is emptied instead, keeping its height,
-// so nothing on the screen moves; when it comes back near, it asks its own address again
-// (its hx-get, on "restore": the same images). A page holding the focus, or the tile the
-// viewer was opened from, is kept until they leave it. Without JavaScript the gallery is
-// plain pages with Older / Newer links.
+// Infinite scroll would keep every page it loaded (at page 50: 3,000 tiles, 15,000 elements,
+// the pixels of every thumbnail). A page of tiles far out of view is emptied instead, keeping
+// its height, so nothing on the screen moves; when it comes back near, it asks its own address
+// again (its hx-get, on "restore": the same images). A page holding the focus, or the tile
+// the viewer was opened from, is kept until they leave it. benchmarks/gallery.py measures it.
+// Without JavaScript the gallery is plain pages with Older / Newer links.
 const gallery = { near: null, far: null, kept: new Set(), focusTo: null };
 
 function galleryHolds(page) {
