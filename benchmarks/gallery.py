@@ -9,8 +9,9 @@ of its own (waitress, as users run it) and:
 - times whole HTTP answers from a keep-alive client: the gallery page, the next page and
   page 50 (--pages; the fragments infinite scroll asks for), searches for a common word, a
   rare one and one that matches nothing (the worst case: the whole index is searched), and
-  one thumbnail of each size; against a baseline in the same run: the published JSON Schema
-  (cached in memory, almost no work). min / median / max in ms, and the ratio of the medians;
+  one thumbnail of each size; against a baseline in the same run, asked in turn with each:
+  the published JSON Schema (cached in memory, almost no work). min / median / max in ms, and
+  the ratio of the medians;
 - in Chromium (/usr/bin/chromium over CDP), scrolls a window of 1280×900 a screen at a time,
   waiting each time for the pictures in view, until page 50 has come (50 × 60 tiles), and
   reports the DOM elements, the DOM nodes and the JS heap (after a garbage collection), the
@@ -103,17 +104,28 @@ def start(data_dir: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit("webui serve did not answer within 60 s")
 
 
-def timed(session: requests.Session, url: str, runs: int) -> tuple[list[float], int]:
-    """Seconds of each whole answer (body read), and its size; one warm-up request first."""
-    size = len(session.get(url, timeout=30).content)
-    out = []
+def fetch(session: requests.Session, url: str) -> tuple[float, int]:
+    """Seconds of one whole answer (body read), and its size."""
+    start = time.perf_counter()
+    response = session.get(url, timeout=30)
+    size = len(response.content)
+    seconds = time.perf_counter() - start
+    assert response.status_code == 200, (url, response.status_code)
+    return seconds, size
+
+
+def timed(session: requests.Session, url: str, baseline: str, runs: int
+          ) -> tuple[list[float], list[float], int]:
+    """Seconds of each answer of URL and of BASELINE, asked in turn (the machine's load falls on
+    both alike), and URL's size; one warm-up request of each first."""
+    fetch(session, baseline)
+    size = fetch(session, url)[1]
+    out: list[float] = []
+    base: list[float] = []
     for _ in range(runs):
-        start = time.perf_counter()
-        response = session.get(url, timeout=30)
-        response.content  # noqa: B018 (the whole body)
-        out.append(time.perf_counter() - start)
-        assert response.status_code == 200, (url, response.status_code)
-    return out, size
+        base.append(fetch(session, baseline)[0])
+        out.append(fetch(session, url)[0])
+    return out, base, size
 
 
 def cursor_of_page(session: requests.Session, base: str, n: int) -> str:
@@ -143,15 +155,15 @@ def http_figures(base: str, runs: int, deep: int) -> None:
         ("one thumbnail (256 px WEBP)", base + small),
         ("the same, 384 px (all tiles before)", base + large),
     ]
-    print(f"HTTP, {runs} requests each, keep-alive, {load()}")
-    baseline = None
+    print(f"HTTP, {runs} requests each, each after one of the baseline, keep-alive, {load()}")
+    baseline_url = cases[0][1]
     for name, url in cases:
-        seconds, size = timed(session, url, runs)
+        seconds, base, size = timed(session, url, baseline_url, runs)
         ms = [s * 1000 for s in seconds]
-        median = statistics.median(seconds)
-        baseline = baseline or median
+        ratio = statistics.median(seconds) / statistics.median(base)
         print(f"  {name:<36} min {min(ms):7.2f}  median {statistics.median(ms):7.2f}  "
-              f"max {max(ms):7.2f} ms  {size / 1024:7.1f} KB  ratio {median / baseline:6.2f}")
+              f"max {max(ms):7.2f} ms  {size / 1024:7.1f} KB  ratio {ratio:6.2f}")
+    print(f"  (ratio: median over the median of the baseline asked in turn with it; {load()})")
 
 
 # What the page holds, read in the page.
