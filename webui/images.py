@@ -144,6 +144,36 @@ def upload(data: bytes, filename: str) -> UploadedImage:
     return UploadedImage(data, info.mime, filename, info.width, info.height)
 
 
+def painted_mask(mask: UploadedImage, size: tuple[int, int], transparent: bool) -> UploadedImage:
+    """A mask painted in the form (white where to repaint, on black; grey at soft edges) as a
+    service takes it: a PNG of ``size`` (its input image's, which some services require),
+    either the same white on black (A1111, ComfyUI's LoadImageMask on the red channel) or,
+    ``transparent``, opaque black with the painted area transparent (OpenAI's edits: "fully
+    transparent areas indicate where the image should be edited")."""
+    with Image.open(io.BytesIO(mask.data)) as img:
+        # A mask with transparency marks by its alpha (what a canvas exports), else by its
+        # brightness; A1111's create_binary_mask reads an RGBA mask the same way.
+        if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+            img = img.convert("RGBA")
+            gray = ImageOps.grayscale(img)
+            alpha = img.getchannel("A")
+            white = Image.new("L", img.size, 0)
+            white.paste(gray, mask=alpha)
+        else:
+            white = img.convert("L")
+    if white.size != size:
+        white = white.resize(size, Image.Resampling.BILINEAR)
+    if transparent:
+        out = Image.new("RGBA", size, (0, 0, 0, 255))
+        out.putalpha(ImageOps.invert(white))
+    else:
+        out = white
+    buf = io.BytesIO()
+    out.save(buf, "PNG")
+    data = buf.getvalue()
+    return UploadedImage(data, "image/png", "mask.png", size[0], size[1])
+
+
 def text_kind(text: str, encoding: str) -> str:
     """How an image given as text is encoded: "base64", "data_url" or "url". ``auto``
     decides per value; base64 text may itself start with "/" (every JPEG's: "/9j/")."""
