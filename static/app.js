@@ -986,6 +986,7 @@ for (const zone of document.querySelectorAll("[data-read-zone]")) {
 // transparent where to repaint). An empty canvas names nothing: no mask is sent.
 const MASK_COLOUR = "rgb(255, 40, 120)";
 const MASK_UNDO_LIMIT = 30;
+const MASK_HEIGHT = 420;
 
 function maskParts(editor) {
   return {
@@ -1022,10 +1023,13 @@ function maskFollowImage(editor) {
   empty.hidden = Boolean(src);
   if (!src) { base.removeAttribute("src"); return; }
   if (base.getAttribute("src") === src) return;
-  base.onload = null;
   base.addEventListener("load", () => {
     const w = base.naturalWidth, h = base.naturalHeight;
-    if (!w || !h || (canvas.width === w && canvas.height === h && editor.dataset.sized)) return;
+    if (!w || !h) return;
+    // As wide as the field allows, at most MASK_HEIGHT pixels high: a small picture is
+    // enlarged to paint on, a tall one fits the screen.
+    maskParts(editor).stage.style.width = `min(100%, ${Math.round((MASK_HEIGHT * w) / h)}px)`;
+    if (canvas.width === w && canvas.height === h && editor.dataset.sized) return;
     const old = editor.dataset.sized && !maskIsEmpty(canvas) ? maskCopy(canvas) : null;
     canvas.width = w;
     canvas.height = h;

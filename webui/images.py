@@ -145,8 +145,8 @@ def upload(data: bytes, filename: str) -> UploadedImage:
 
 
 def painted_mask(mask: UploadedImage, size: tuple[int, int], transparent: bool) -> UploadedImage:
-    """A mask painted in the form (white where to repaint, on black; grey at soft edges) as a
-    service takes it: a PNG of ``size`` (its input image's, which some services require),
+    """A mask painted in the form (its alpha: opaque where to repaint, the colour only for
+    show; an opaque image: white where to repaint) as a service takes it: a PNG of ``size`` (its input image's, which some services require),
     either the same white on black (A1111, ComfyUI's LoadImageMask on the red channel) or,
     ``transparent``, opaque black with the painted area transparent (OpenAI's edits: "fully
     transparent areas indicate where the image should be edited")."""
@@ -154,11 +154,7 @@ def painted_mask(mask: UploadedImage, size: tuple[int, int], transparent: bool) 
         # A mask with transparency marks by its alpha (what a canvas exports), else by its
         # brightness; A1111's create_binary_mask reads an RGBA mask the same way.
         if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-            img = img.convert("RGBA")
-            gray = ImageOps.grayscale(img)
-            alpha = img.getchannel("A")
-            white = Image.new("L", img.size, 0)
-            white.paste(gray, mask=alpha)
+            white = img.convert("RGBA").getchannel("A")
         else:
             white = img.convert("L")
     if white.size != size:

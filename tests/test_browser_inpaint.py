@@ -1,0 +1,205 @@
+"""Inpainting in a real browser: a mask painted with the mouse over the input image reaches
+the backend as the image its definition says (A1111: white where painted, on black, base64
+PNG; ComfyUI: an uploaded PNG read by LoadImageMask's red channel; OpenAI: transparent where
+painted), and comes back with Reuse parameters."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from playwright.sync_api import expect
+
+from webui import create_app
+from webui.demo import create_demo_app
+
+from .backends import record_request
+from .helpers import ServerThread, demo_extra, image_bytes, natural_size
+
+pytestmark = pytest.mark.browser
+
+SHOTS = Path("/work/shots-inpaint")
+
+
+def shot(page, name: str, full_page: bool = True) -> None:
+    """A screenshot of what was built, to be looked at."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
+
+
+@pytest.fixture
+def recorded_demo(make_settings):
+    """webui with the demo service on a demo backend that keeps each request's body."""
+    backend_app = create_demo_app(step_delay=0.001)
+    backend_app.config["REQUESTS"] = []
+    backend_app.before_request(lambda: record_request(backend_app) and None)
+    backend = ServerThread(backend_app)
+    app = create_app(make_settings(extras=[demo_extra(backend.url)],
+                                   url_overrides={"a1111": "http://127.0.0.1:9"}))
+    server = ServerThread(app)
+    yield server, app, backend_app.config["REQUESTS"]
+    server.stop()
+    backend.stop()
+
+
+def choose_image(page, field_id: str, size=(200, 96), colour=(40, 90, 200)) -> None:
+    page.set_input_files(field_id, files=[{"name": "blue.png", "mimeType": "image/png",
+                                           "buffer": image_bytes(size, colour)}])
+
+
+def paint(page, canvas_selector: str, frm: tuple[float, float], to: tuple[float, float]) -> None:
+    """Drag the mouse across the canvas between two points given as fractions of its size
+    (the canvas first brought to the top of the screen, away from the Generate bar that stays
+    at its bottom)."""
+    page.locator(canvas_selector).evaluate("c => c.closest('.field').scrollIntoView({block: 'start'})")
+    box = page.locator(canvas_selector).bounding_box()
+    x0, y0 = box["x"] + box["width"] * frm[0], box["y"] + box["height"] * frm[1]
+    x1, y1 = box["x"] + box["width"] * to[0], box["y"] + box["height"] * to[1]
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x1, y1, steps=12)
+    page.mouse.up()
+
+
+def decode(text: str) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(text.split(",")[-1])))
+
+
+def test_a_mask_painted_with_the_mouse_reaches_a1111_as_white_on_black(page, recorded_demo):
+    server, app, requests = recorded_demo
+    page.goto(server.url + "/services/demo/img2img")
+    editor = page.locator("[data-mask-editor]")
+    expect(editor.locator("[data-mask-empty]")).to_be_visible()
+    choose_image(page, "#f-img2img-init_image")
+    canvas = page.locator("#f-img2img-mask")
+    expect(canvas).to_be_visible()
+    expect(canvas).to_have_js_property("width", 200)
+    expect(canvas).to_have_js_property("height", 96)
+
+    # Paint a thick stroke across the left quarter, top to bottom; erase nothing.
+    page.fill("[data-mask-size]", "30")
+    paint(page, "#f-img2img-mask", (0.12, 0.05), (0.12, 0.95))
+    expect(editor.locator("[data-mask-status]")).to_contain_text("Painted areas are redrawn")
+    ref = editor.locator("[data-mask-ref]")
+    expect(ref).not_to_have_value("")
+    shot(page, "a1111-painted-desktop-light")
+
+    page.fill("#f-img2img-prompt", "a red door")
+    page.fill("#f-img2img-steps", "2")
+    page.fill("#f-img2img-seed", "7")
+    page.fill("#f-img2img-width", "200")
+    page.fill("#f-img2img-height", "96")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator("#result figure img")).to_have_count(1, timeout=15_000)
+
+    sent = [r["json"] for r in requests if r["path"] == "/sdapi/v1/img2img"]
+    assert len(sent) == 1
+    body = sent[0]
+    mask = decode(body["mask"])
+    assert mask.mode == "L" and mask.size == (200, 96)
+    # White where the stroke went (the left quarter's middle column), black far from it.
+    assert mask.getpixel((24, 50)) == 255 and mask.getpixel((24, 10)) == 255
+    assert mask.getpixel((150, 48)) == 0 and mask.getpixel((100, 20)) == 0
+    white = sum(1 for v in mask.getdata() if v > 127)
+    assert 0.03 < white / (200 * 96) < 0.3
+    # The inpainting fields, with the UI's defaults.
+    assert (body["mask_blur"], body["inpainting_fill"], body["inpaint_full_res"],
+            body["inpainting_mask_invert"]) == (4, 1, False, 0)
+    assert "inpaint_full_res_padding" not in body  # only with "only masked"
+
+    # The demo repaints only under the mask: the right of the picture is the input's blue.
+    result = page.locator("#result figure img").first
+    assert natural_size(result) == [200, 96]
+    saved = app.extensions["webui"].store.path(result.get_attribute("src").removeprefix("/images/"))
+    with Image.open(saved) as picture:
+        assert picture.convert("RGB").getpixel((180, 50)) == (40, 90, 200)
+        assert picture.convert("RGB").getpixel((24, 50)) != (40, 90, 200)
+
+
+def test_undo_invert_and_clear(page, recorded_demo):
+    server, _app, _requests = recorded_demo
+    page.goto(server.url + "/services/demo/img2img")
+    editor = page.locator("[data-mask-editor]")
+    choose_image(page, "#f-img2img-init_image", size=(100, 100))
+    canvas = page.locator("#f-img2img-mask")
+    expect(canvas).to_have_js_property("width", 100)
+    ref = editor.locator("[data-mask-ref]")
+    undo = editor.get_by_role("button", name="Undo")
+    expect(undo).to_be_disabled()
+
+    def painted() -> float:
+        return canvas.evaluate("""c => { const d = c.getContext('2d').getImageData(0, 0, c.width,
+            c.height).data; let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 127) n++;
+            return n / (c.width * c.height); }""")
+
+    paint(page, "#f-img2img-mask", (0.1, 0.5), (0.9, 0.5))
+    expect(ref).not_to_have_value("")
+    one = painted()
+    assert 0.05 < one < 0.6
+    editor.get_by_role("button", name="Invert").click()
+    assert abs(painted() - (1 - one)) < 0.02
+    undo.click()
+    assert abs(painted() - one) < 0.001
+    editor.get_by_role("button", name="Erase").click()
+    expect(editor.get_by_role("button", name="Erase")).to_have_attribute("aria-pressed", "true")
+    page.fill("[data-mask-size]", "160")
+    paint(page, "#f-img2img-mask", (0.0, 0.5), (1.0, 0.5))
+    assert painted() < one / 4
+    editor.get_by_role("button", name="Paint").click()
+    paint(page, "#f-img2img-mask", (0.5, 0.0), (0.5, 1.0))
+    editor.get_by_role("button", name="Clear").click()
+    assert painted() == 0
+    expect(ref).to_have_value("")
+    expect(editor.locator("[data-mask-status]")).to_contain_text("Cleared")
+
+
+@pytest.mark.parametrize(("device", "scheme"), [("desktop", "light"), ("desktop", "dark"),
+                                                ("phone", "light"), ("phone", "dark")])
+def test_the_editor_on_desktop_and_phone_light_and_dark(browser, recorded_demo, device, scheme):
+    """Screenshots to look at; the canvas lies exactly over the picture at every size, and a
+    stroke lands where the pointer went (touch too, on the phone)."""
+    from .backends import draw_image
+
+    server, _app, _requests = recorded_demo
+    viewport = {"width": 1280, "height": 900} if device == "desktop" else {"width": 390, "height": 844}
+    context = browser.new_context(viewport=viewport, color_scheme=scheme,
+                                  has_touch=device == "phone", is_mobile=device == "phone")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        page.goto(server.url + "/services/demo/img2img")
+        picture = io.BytesIO()
+        draw_image(512, 384, "a picture").save(picture, "PNG")
+        page.set_input_files("#f-img2img-init_image", files=[
+            {"name": "picture.png", "mimeType": "image/png", "buffer": picture.getvalue()}])
+        canvas = page.locator("#f-img2img-mask")
+        expect(canvas).to_have_js_property("width", 512)
+        # At the top of the screen: not under the Generate bar that stays at its bottom.
+        page.locator("label[for=f-img2img-mask]").evaluate("e => e.scrollIntoView({block: 'start'})")
+        base = page.locator("[data-mask-base]").bounding_box()
+        box = canvas.bounding_box()
+        assert abs(box["width"] - base["width"]) < 1 and abs(box["height"] - base["height"]) < 1
+        assert abs(box["width"] / box["height"] - 512 / 384) < 0.02
+        if device == "phone":
+            # A finger: touch events become pointer events of type touch.
+            x, y = box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5
+            cdp = context.new_cdp_session(page)
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
+            for i in range(1, 11):
+                cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [
+                    {"x": x + i * box["width"] * 0.03, "y": y}]})
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+        else:
+            paint(page, "#f-img2img-mask", (0.3, 0.3), (0.7, 0.6))
+        expect(page.locator("[data-mask-ref]")).not_to_have_value("")
+        centre = canvas.evaluate("""c => c.getContext('2d').getImageData(
+            Math.round(c.width * 0.55), Math.round(c.height * 0.5), 1, 1).data[3]""")
+        assert centre == 255
+        shot(page, f"editor-{device}-{scheme}", full_page=False)
+    finally:
+        context.close()
+    assert not errors, errors
