@@ -54,7 +54,8 @@ def paint(page, canvas_selector: str, frm: tuple[float, float], to: tuple[float,
     """Drag the mouse across the canvas between two points given as fractions of its size
     (the canvas first brought to the top of the screen, away from the Generate bar that stays
     at its bottom)."""
-    page.locator(canvas_selector).evaluate("c => c.closest('.field').scrollIntoView({block: 'start'})")
+    page.locator(canvas_selector).evaluate(
+        "c => c.closest('.field').scrollIntoView({block: 'start'})")
     box = page.locator(canvas_selector).bounding_box()
     x0, y0 = box["x"] + box["width"] * frm[0], box["y"] + box["height"] * frm[1]
     x1, y1 = box["x"] + box["width"] * to[0], box["y"] + box["height"] * to[1]
@@ -164,7 +165,8 @@ def test_the_editor_on_desktop_and_phone_light_and_dark(browser, recorded_demo, 
     from .backends import draw_image
 
     server, _app, _requests = recorded_demo
-    viewport = {"width": 1280, "height": 900} if device == "desktop" else {"width": 390, "height": 844}
+    viewport = ({"width": 1280, "height": 900} if device == "desktop"
+                else {"width": 390, "height": 844})
     context = browser.new_context(viewport=viewport, color_scheme=scheme,
                                   has_touch=device == "phone", is_mobile=device == "phone")
     page = context.new_page()
@@ -179,7 +181,8 @@ def test_the_editor_on_desktop_and_phone_light_and_dark(browser, recorded_demo, 
         canvas = page.locator("#f-img2img-mask")
         expect(canvas).to_have_js_property("width", 512)
         # At the top of the screen: not under the Generate bar that stays at its bottom.
-        page.locator("label[for=f-img2img-mask]").evaluate("e => e.scrollIntoView({block: 'start'})")
+        page.locator("label[for=f-img2img-mask]").evaluate(
+            "e => e.scrollIntoView({block: 'start'})")
         base = page.locator("[data-mask-base]").bounding_box()
         box = canvas.bounding_box()
         assert abs(box["width"] - base["width"]) < 1 and abs(box["height"] - base["height"]) < 1
@@ -188,7 +191,8 @@ def test_the_editor_on_desktop_and_phone_light_and_dark(browser, recorded_demo, 
             # A finger: touch events become pointer events of type touch.
             x, y = box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5
             cdp = context.new_cdp_session(page)
-            cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
+            cdp.send("Input.dispatchTouchEvent",
+                     {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
             for i in range(1, 11):
                 cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [
                     {"x": x + i * box["width"] * 0.03, "y": y}]})

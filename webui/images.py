@@ -145,14 +145,13 @@ def upload(data: bytes, filename: str) -> UploadedImage:
 
 
 def painted_mask(mask: UploadedImage, size: tuple[int, int], transparent: bool) -> UploadedImage:
-    """A mask painted in the form (its alpha: opaque where to repaint, the colour only for
-    show; an opaque image: white where to repaint) as a service takes it: a PNG of ``size`` (its input image's, which some services require),
-    either the same white on black (A1111, ComfyUI's LoadImageMask on the red channel) or,
-    ``transparent``, opaque black with the painted area transparent (OpenAI's edits: "fully
-    transparent areas indicate where the image should be edited")."""
+    """A mask painted in the form as a service takes it: a PNG of ``size`` (its input
+    image's, which some services require), white where to repaint on black or, with
+    ``transparent``, opaque black with that area fully transparent. The painted mask marks
+    the area by its alpha (opaque: repaint; its colour is only for show) or, without
+    transparency, by its brightness (white: repaint)."""
     with Image.open(io.BytesIO(mask.data)) as img:
-        # A mask with transparency marks by its alpha (what a canvas exports), else by its
-        # brightness; A1111's create_binary_mask reads an RGBA mask the same way.
+        # What a canvas exports has transparency: its alpha is the paint.
         if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
             white = img.convert("RGBA").getchannel("A")
         else:

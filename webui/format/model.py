@@ -366,8 +366,7 @@ class Parameter(_Model):
     maskTransparent: bool = Field(
         False, description="image with the role mask (painted in the form's mask editor, "
         "over the mode's init_image, and sent as a PNG of that image's size): the area to "
-        "repaint is sent fully transparent, the rest opaque black (OpenAI's edits), instead "
-        "of white on black (A1111's mask, ComfyUI's LoadImageMask with channel red)")
+        "repaint is sent fully transparent, the rest opaque black, instead of white on black")
     group: str | None = None
     advanced: bool = False
     before: str | None = Field(None, description="In 'add': insert before this key")
