@@ -72,7 +72,8 @@ capabilities:
      "maskTransparent: goes with role: mask"),
     ("        - {key: mask, type: image, role: mask}",
      "the mode needs an image parameter with the role init_image"),
-    ("        - {key: image, type: image}\n        - {key: n, type: integer, maskTransparent: true}",
+    ("        - {key: image, type: image}\n"
+     "        - {key: n, type: integer, maskTransparent: true}",
      "an integer parameter has no maskTransparent"),
 ])
 def test_a_mask_is_an_image_painted_over_the_modes_input_image(tmp_path, params, message):
@@ -149,6 +150,9 @@ def test_the_demo_repaints_only_under_the_mask(demo_app):
         out = out.convert("RGB")
         assert out.getpixel((60, 30)) == (40, 90, 200)  # not painted: kept
         assert out.getpixel((10, 30)) != (40, 90, 200)  # painted: repainted
+    # A1111's infotext: no "Mask blur" at 0; "Whole picture" is not written.
+    info = r.job.images[0].infotext
+    assert "Mask blur" not in info and "Inpaint area" not in info and "Mask mode" not in info
 
 
 # --- OpenAI ------------------------------------------------------------------------------------
@@ -275,3 +279,31 @@ def test_a_plain_img2img_job_keeps_no_inputs(demo_app):
     st = demo_app.extensions["webui"]
     assert "kept" not in st.history.get_job(r.job.id).parameters["init_image"]
     assert not list(st.settings.inputs_dir.iterdir())
+
+
+@pytest.mark.parametrize(("fields", "written", "absent"), [
+    ({"mask_blur": 4, "inpaint_full_res": True, "inpaint_full_res_padding": 32},
+     ["Mask blur: 4", "Inpaint area: Only masked", "Masked area padding: 32"], ["Mask mode"]),
+    ({"mask_blur": 0, "inpaint_full_res": False, "inpainting_mask_invert": 1},
+     ["Mask mode: Inpaint not masked"], ["Mask blur", "Inpaint area"]),
+    # The API's defaults: blur 4 (x and y), inpaint_full_res true, padding 0.
+    ({}, ["Mask blur: 4", "Inpaint area: Only masked", "Masked area padding: 0"], []),
+])
+def test_the_demo_writes_a1111s_inpainting_infotext(fields, written, absent):
+    from webui.demo import create_demo_app
+
+    client = create_demo_app(step_delay=0).test_client()
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (0, 0, 32, 64))
+    buf = io.BytesIO()
+    mask.save(buf, "PNG")
+    r = client.post("/sdapi/v1/img2img", json={
+        "prompt": "x", "steps": 2, "width": 64, "height": 64,
+        "init_images": [base64.b64encode(image_bytes()).decode()],
+        "mask": base64.b64encode(buf.getvalue()).decode(), **fields})
+    assert r.status_code == 200, r.get_json()
+    info = r.get_json()["info"]
+    for text in written:
+        assert text in info
+    for text in absent:
+        assert text not in info
