@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,27 @@ def test_a_mask_painted_with_the_mouse_reaches_a1111_as_white_on_black(page, rec
         assert picture.convert("RGB").getpixel((180, 50)) == (40, 90, 200)
         assert picture.convert("RGB").getpixel((24, 50)) != (40, 90, 200)
 
+    # Reuse parameters: the image and the mask come back, the mask painted where it was.
+    page.locator("#result").get_by_role("link", name="Reuse parameters").first.click()
+    expect(page.locator("#f-img2img-prompt")).to_have_value("a red door")
+    canvas = page.locator("#f-img2img-mask")
+    expect(canvas).to_have_js_property("width", 200)
+    alpha_at = """([x, y]) => document.getElementById('f-img2img-mask').getContext('2d')
+        .getImageData(x, y, 1, 1).data[3]"""
+    page.wait_for_function(f"() => ({alpha_at})([24, 50]) === 255")
+    assert page.evaluate(alpha_at, [150, 48]) == 0
+    # Kept with the job (k-…), not a draft that may be gone.
+    expect(editor.locator("[data-mask-ref]")).to_have_value(re.compile(r"k-[0-9a-f]{32}\.png"))
+    expect(page.locator("[name=init_image__from]")).to_have_value(
+        re.compile(r"k-[0-9a-f]{32}\.png"))
+    shot(page, "a1111-reused-desktop-light")
+    # Generate again as it is: the same mask is sent.
+    page.get_by_role("button", name="Generate").click()
+    page.wait_for_function("() => document.querySelectorAll('#result figure img').length === 1"
+                           " && location.search.includes('job=')", timeout=15_000)
+    again = [r["json"] for r in requests if r["path"] == "/sdapi/v1/img2img"]
+    assert len(again) == 2 and again[1]["mask"] == body["mask"]
+
 
 def test_undo_invert_and_clear(page, recorded_demo):
     server, _app, _requests = recorded_demo
@@ -151,6 +173,15 @@ def test_undo_invert_and_clear(page, recorded_demo):
     assert painted() < one / 4
     editor.get_by_role("button", name="Paint").click()
     paint(page, "#f-img2img-mask", (0.5, 0.0), (0.5, 1.0))
+    expect(editor.locator("[data-mask-status]")).to_contain_text("Painted areas")
+    kept = painted()
+    # A reload keeps the image and the mask (remembered with the form, stored as drafts).
+    page.reload()
+    expect(canvas).to_have_js_property("width", 100)
+    page.wait_for_function("""() => { const c = document.getElementById('f-img2img-mask');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        for (let i = 3; i < d.length; i += 4) if (d[i]) return true; return false; }""")
+    assert abs(painted() - kept) < 0.01
     editor.get_by_role("button", name="Clear").click()
     assert painted() == 0
     expect(ref).to_have_value("")
@@ -207,3 +238,32 @@ def test_the_editor_on_desktop_and_phone_light_and_dark(browser, recorded_demo, 
     finally:
         context.close()
     assert not errors, errors
+
+
+def test_a_mask_painted_for_comfyui_is_uploaded_for_loadimagemask(page, services_app, fakes):
+    """ComfyUI's inpaint mode: the mask is required, uploaded like the image, and read by
+    LoadImageMask's red channel (white where painted)."""
+    server = ServerThread(services_app)
+    try:
+        page.goto(server.url + "/services/comfyui/inpaint")
+        page.fill("#f-inpaint-prompt", "a window")
+        page.get_by_role("button", name="Generate").click()
+        # Nothing painted: said at the field, nothing sent.
+        expect(page.locator("#err-inpaint-mask")).to_have_text(
+            "Mask is required: paint the area to change")
+        choose_image(page, "#f-inpaint-image", size=(160, 96))
+        expect(page.locator("#f-inpaint-mask")).to_have_js_property("width", 160)
+        paint(page, "#f-inpaint-mask", (0.8, 0.1), (0.8, 0.9))
+        expect(page.locator("[data-mask-ref]")).not_to_have_value("")
+        page.locator("#f-inpaint-ckpt_name").select_option("sd15-demo.safetensors")
+        page.get_by_role("button", name="Generate").click()
+        expect(page.locator("#result figure img")).to_have_count(1, timeout=15_000)
+    finally:
+        server.stop()
+    requests = fakes["comfyui"].server.app.config["REQUESTS"]
+    graph = [r for r in requests if r["path"] == "/prompt"][-1]["json"]["prompt"]
+    stored = fakes["comfyui"].server.app.config["COMFYUI"].files[
+        ("input", "", graph["14"]["inputs"]["image"])]
+    with Image.open(io.BytesIO(stored)) as mask:
+        assert mask.size == (160, 96) and mask.mode == "L"
+        assert mask.getpixel((128, 48)) == 255 and mask.getpixel((20, 48)) == 0

@@ -304,7 +304,7 @@ def reused_inputs(mode: Mode, image_ref: str | None) -> dict[str, pnginfo.InputI
         if p.type == "image" and isinstance(value, dict) and value.get("kept"):
             ref = str(value["kept"])
             out[p.key] = pnginfo.InputImage(ref, url_for("generate.input_image", ref=ref),
-                                            "the job reused")
+                                            "the reused job")
     return out
 
 
