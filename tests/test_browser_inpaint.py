@@ -19,6 +19,7 @@ from webui.demo import create_demo_app
 
 from .backends import record_request
 from .helpers import ServerThread, demo_extra, image_bytes, natural_size
+from .test_browser_extras import FAILING_IMPACTS, axe_violations, readable
 
 pytestmark = pytest.mark.browser
 
@@ -235,6 +236,9 @@ def test_the_editor_on_desktop_and_phone_light_and_dark(browser, recorded_demo, 
             Math.round(c.width * 0.55), Math.round(c.height * 0.5), 1, 1).data[3]""")
         assert centre == 255
         shot(page, f"editor-{device}-{scheme}", full_page=False)
+        # The editor, shown and painted, passes the project's accessibility audit.
+        bad = [v for v in axe_violations(page) if v["impact"] in FAILING_IMPACTS]
+        assert not bad, readable({"img2img with a mask": bad})
     finally:
         context.close()
     assert not errors, errors
@@ -258,6 +262,8 @@ def test_a_mask_painted_for_comfyui_is_uploaded_for_loadimagemask(page, services
         page.locator("#f-inpaint-ckpt_name").select_option("sd15-demo.safetensors")
         page.get_by_role("button", name="Generate").click()
         expect(page.locator("#result figure img")).to_have_count(1, timeout=15_000)
+        page.evaluate("() => window.scrollTo(0, 0)")
+        shot(page, "comfyui-inpaint-desktop-light", full_page=False)
     finally:
         server.stop()
     requests = fakes["comfyui"].server.app.config["REQUESTS"]
