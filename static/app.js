@@ -1125,7 +1125,10 @@ function maskChanged(editor, said = "") {
 function maskPoint(canvas, event) {
   const rect = canvas.getBoundingClientRect();
   const scale = canvas.width / rect.width;
-  return { x: (event.clientX - rect.left) * scale, y: (event.clientY - rect.top) * scale, scale };
+  // A pen presses lighter or harder (0.5, its middle, is the brush's size); mouse and touch
+  // have no pressure that means anything.
+  const weight = event.pointerType === "pen" && event.pressure > 0 ? 0.25 + event.pressure * 1.5 : 1;
+  return { x: (event.clientX - rect.left) * scale, y: (event.clientY - rect.top) * scale, scale: scale * weight };
 }
 
 function maskStroke(editor, from, to) {
@@ -1208,6 +1211,19 @@ function setupMaskEditor(editor) {
     }
     undo.disabled = !editor._undo.length;
     maskChanged(editor, "Undone.");
+  });
+  // With the focus on the canvas or its tools: Ctrl+Z undoes, [ and ] change the brush.
+  editor.addEventListener("keydown", (event) => {
+    if (event.target.closest("input[type=file]")) return;
+    if ((event.ctrlKey || event.metaKey) && !event.shiftKey && event.key.toLowerCase() === "z") {
+      event.preventDefault();
+      undo.click();
+    } else if (event.key === "[" || event.key === "]") {
+      event.preventDefault();
+      const step = Number(size.step) * (event.key === "]" ? 1 : -1);
+      size.value = String(Number(size.value) + step);
+      size.dispatchEvent(new Event("input"));
+    }
   });
   editor.querySelector("[data-mask-invert]").addEventListener("click", () => {
     if (!editor.dataset.sized) return;

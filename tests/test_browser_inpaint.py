@@ -165,8 +165,11 @@ def test_undo_invert_and_clear(page, recorded_demo):
     assert 0.05 < one < 0.6
     editor.get_by_role("button", name="Invert").click()
     assert abs(painted() - (1 - one)) < 0.02
-    undo.click()
+    canvas.focus()
+    page.keyboard.press("Control+z")  # the same as Undo
     assert abs(painted() - one) < 0.001
+    page.keyboard.press("]")
+    expect(editor.locator("[data-mask-size-out]")).to_have_text("42")
     editor.get_by_role("button", name="Erase").click()
     expect(editor.get_by_role("button", name="Erase")).to_have_attribute("aria-pressed", "true")
     page.fill("[data-mask-size]", "160")
@@ -273,3 +276,39 @@ def test_a_mask_painted_for_comfyui_is_uploaded_for_loadimagemask(page, services
     with Image.open(io.BytesIO(stored)) as mask:
         assert mask.size == (160, 96) and mask.mode == "L"
         assert mask.getpixel((128, 48)) == 255 and mask.getpixel((20, 48)) == 0
+
+
+def test_a_pen_paints_wider_the_harder_it_presses(page, recorded_demo):
+    server, _app, _requests = recorded_demo
+    page.goto(server.url + "/services/demo/img2img")
+    choose_image(page, "#f-img2img-init_image", size=(200, 96))
+    canvas = page.locator("#f-img2img-mask")
+    expect(canvas).to_have_js_property("width", 200)
+    canvas.evaluate("c => c.closest('.field').scrollIntoView({block: 'start'})")
+    box = canvas.bounding_box()
+    cdp = page.context.new_cdp_session(page)
+
+    def pen_stroke(y: float, force: float) -> None:
+        x0, x1 = box["x"] + box["width"] * 0.2, box["x"] + box["width"] * 0.8
+        at = box["y"] + box["height"] * y
+        common = {"pointerType": "pen", "button": "left", "clickCount": 1}
+        cdp.send("Input.dispatchMouseEvent", {"type": "mousePressed", "x": x0, "y": at,
+                                              "force": force, **common})
+        for i in range(1, 9):
+            cdp.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x0 + (x1 - x0) * i / 8,
+                                                  "y": at, "force": force, "buttons": 1,
+                                                  "pointerType": "pen"})
+        cdp.send("Input.dispatchMouseEvent", {"type": "mouseReleased", "x": x1, "y": at,
+                                              "force": force, **common})
+
+    def thickness(row_fraction: float) -> int:
+        """How many pixels of the canvas's column at x = 50% are painted around a row."""
+        return canvas.evaluate("""(c, f) => { const d = c.getContext('2d').getImageData(
+            Math.round(c.width / 2), 0, 1, c.height).data; const mid = Math.round(c.height * f);
+            let n = 0; for (let y = Math.max(0, mid - 30); y < Math.min(c.height, mid + 30); y++)
+            if (d[y * 4 + 3] > 127) n++; return n; }""", row_fraction)
+
+    pen_stroke(0.25, 0.1)
+    pen_stroke(0.75, 1.0)
+    light, hard = thickness(0.25), thickness(0.75)
+    assert 0 < light < hard
