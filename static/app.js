@@ -1253,9 +1253,12 @@ document.addEventListener("click", (event) => {
   for (const editor of form?.querySelectorAll("[data-mask-editor]") || []) {
     const { canvas, ref } = maskParts(editor);
     canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+    editor._version = (editor._version || 0) + 1;  // a store still on its way is dropped
+    editor._storing = null;
     editor._undo = [];
     maskParts(editor).undo.disabled = true;
     ref.value = "";
+    ref.dispatchEvent(new Event("change", { bubbles: true }));  // forgotten by the form too
     maskSay(editor, "Nothing painted: the whole image is redrawn.");
   }
 });

@@ -191,6 +191,15 @@ def test_undo_invert_and_clear(page, recorded_demo):
     expect(ref).to_have_value("")
     expect(editor.locator("[data-mask-status]")).to_contain_text("Cleared")
 
+    # Reset to defaults forgets the mask, also after a reload.
+    paint(page, "#f-img2img-mask", (0.5, 0.0), (0.5, 1.0))
+    expect(ref).not_to_have_value("")
+    page.get_by_role("button", name="Reset to defaults").click()
+    expect(ref).to_have_value("")
+    page.reload()
+    expect(page.locator("[data-mask-empty]")).to_be_visible()
+    assert painted() == 0 and ref.input_value() == ""
+
 
 @pytest.mark.parametrize(("device", "scheme"), [("desktop", "light"), ("desktop", "dark"),
                                                 ("phone", "light"), ("phone", "dark")])
