@@ -289,17 +289,21 @@ def seed_of(mode: Mode, image_ref: str | None) -> tuple[str, Any] | None:
     return (seed_p.key, image.seed) if image is not None and image.seed is not None else None
 
 
+def reused_job(image_ref: str | None) -> tuple[Any, Any] | tuple[None, None]:
+    """(image, job record) of a history image whose job is reused; (None, None) if none."""
+    if image_id(image_ref) is None or state().history is None:
+        return None, None
+    image = state().history.get_image(image_id(image_ref))
+    job = state().history.get_job(image.job_id) if image else None
+    return (image, job) if job is not None else (None, None)
+
+
 def reused_inputs(mode: Mode, image_ref: str | None) -> dict[str, pnginfo.InputImage]:
     """The input images kept with a history image's job (an inpainting job's image and mask,
     see Recorder._keep_inputs), by key: only keys of image parameters the mode has."""
-    if image_id(image_ref) is None or state().history is None:
-        return {}
-    image = state().history.get_image(image_id(image_ref))
-    job = state().history.get_job(image.job_id) if image else None
-    if job is None:
-        return {}
-    out = {}
-    for p in mode.parameters:
+    _image, job = reused_job(image_ref)
+    out: dict[str, pnginfo.InputImage] = {}
+    for p in mode.parameters if job is not None else []:
         value = job.parameters.get(p.key)
         if p.type == "image" and isinstance(value, dict) and value.get("kept"):
             ref = str(value["kept"])
@@ -310,10 +314,7 @@ def reused_inputs(mode: Mode, image_ref: str | None) -> dict[str, pnginfo.InputI
 
 def prefill(mode_params: list[Any], image_ref: str | None) -> dict[str, Any]:
     """Form values from a history image's job (reuse parameters): only keys the mode has."""
-    if image_id(image_ref) is None or state().history is None:
-        return {}
-    image = state().history.get_image(image_id(image_ref))
-    job = state().history.get_job(image.job_id) if image else None
+    image, job = reused_job(image_ref)
     if job is None:
         return {}
     keys = {p.key for p in mode_params if p.type != "image"} | {STYLES_KEY}
