@@ -121,6 +121,14 @@ def test_a_mask_painted_with_the_mouse_reaches_a1111_as_white_on_black(page, rec
         assert picture.convert("RGB").getpixel((180, 50)) == (40, 90, 200)
         assert picture.convert("RGB").getpixel((24, 50)) != (40, 90, 200)
 
+    # The image page shows the mask with the job's parameters.
+    page.goto(server.url + page.locator("#result").get_by_role("link", name="Open").first
+              .get_attribute("href"))
+    mask_shown = page.get_by_role("img", name=re.compile(r"^Mask: "))
+    assert natural_size(mask_shown) == [200, 96]
+    shot(page, "a1111-image-page-desktop-light")
+    page.go_back()
+
     # Reuse parameters: the image and the mask come back, the mask painted where it was.
     page.locator("#result").get_by_role("link", name="Reuse parameters").first.click()
     expect(page.locator("#f-img2img-prompt")).to_have_value("a red door")

@@ -260,6 +260,10 @@ def test_the_job_keeps_its_image_and_mask_and_reuse_brings_them_back(demo_app):
     assert f'name="init_image__from" value="{kept["init_image"]}"' in page
     assert f'name="mask__from" value="{kept["mask"]}"' in page
     assert client.get(f"/input-images/{kept['mask']}").data == mask
+    # The image page shows the job's image and mask.
+    shown = client.get(f"/gallery/{image_id}").get_data(as_text=True)
+    for key, label in (("init_image", "Image: blue.png"), ("mask", "Mask: mask.png")):
+        assert f'<img src="/input-images/{kept[key]}" alt="{label}"' in shown
 
     # Generate again from the reused form: the same image and mask are sent.
     again = submit(client, "/services/demo/img2img/generate",
