@@ -984,8 +984,11 @@ for (const zone of document.querySelectorAll("[data-read-zone]")) {
 // only for show): each change is exported as a PNG, stored as a draft like a chosen image, and
 // the field names it; the server turns it into the service's encoding (white on black, or
 // transparent where to repaint). An empty canvas names nothing: no mask is sent.
-const MASK_COLOUR = "rgb(255, 40, 120)";
+const MASK_RGB = [255, 40, 120];
+const MASK_COLOUR = `rgb(${MASK_RGB.join(", ")})`;
+// Undo keeps up to 30 steps, fewer for a large picture (each step is a copy of the canvas).
 const MASK_UNDO_LIMIT = 30;
+const MASK_UNDO_BYTES = 128 * 1024 * 1024;
 const MASK_HEIGHT = 420;
 
 function maskParts(editor) {
@@ -1079,7 +1082,7 @@ function maskDraw(editor, img) {
   for (let i = 3; i < d.length; i += 4) if (d[i] < 255) { opaque = false; break; }
   for (let i = 0; i < d.length; i += 4) {
     const a = opaque ? Math.round((d[i] + d[i + 1] + d[i + 2]) / 3) : d[i + 3];
-    d[i] = 255; d[i + 1] = 40; d[i + 2] = 120; d[i + 3] = a;
+    [d[i], d[i + 1], d[i + 2]] = MASK_RGB; d[i + 3] = a;
   }
   ctx.putImageData(pixels, 0, 0);
 }
@@ -1088,7 +1091,9 @@ function maskPush(editor) {
   const { canvas, undo } = maskParts(editor);
   const stack = editor._undo || (editor._undo = []);
   stack.push(canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height));
-  if (stack.length > MASK_UNDO_LIMIT) stack.shift();
+  const step = canvas.width * canvas.height * 4;
+  const limit = Math.max(3, Math.min(MASK_UNDO_LIMIT, Math.floor(MASK_UNDO_BYTES / step)));
+  while (stack.length > limit) stack.shift();
   undo.disabled = false;
 }
 
@@ -1168,9 +1173,11 @@ function setupMaskEditor(editor) {
   if (ref.value) maskLoad(editor, ref.value);
 
   let last = null;
+  let pointer = null;  // one stroke at a time: a second finger does not draw a line to the first
   canvas.addEventListener("pointerdown", (event) => {
-    if (event.button !== 0 || !editor.dataset.sized) return;
+    if (event.button !== 0 || !editor.dataset.sized || last) return;
     event.preventDefault();
+    pointer = event.pointerId;
     canvas.setPointerCapture(event.pointerId);
     maskPush(editor);
     last = maskPoint(canvas, event);
@@ -1178,7 +1185,7 @@ function setupMaskEditor(editor) {
   });
   canvas.addEventListener("pointermove", (event) => {
     maskCursor(editor, event);
-    if (!last) return;
+    if (!last || event.pointerId !== pointer) return;
     // Coalesced events: a fast pen or finger stroke keeps every point it passed.
     const points = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
     for (const e of points.length ? points : [event]) {
@@ -1187,8 +1194,8 @@ function setupMaskEditor(editor) {
       last = next;
     }
   });
-  const end = () => {
-    if (!last) return;
+  const end = (event) => {
+    if (!last || event.pointerId !== pointer) return;
     last = null;
     maskChanged(editor);
   };
@@ -1232,7 +1239,7 @@ function setupMaskEditor(editor) {
     const pixels = ctx.getImageData(0, 0, canvas.width, canvas.height);
     const d = pixels.data;
     for (let i = 0; i < d.length; i += 4) {
-      d[i] = 255; d[i + 1] = 40; d[i + 2] = 120; d[i + 3] = 255 - d[i + 3];
+      [d[i], d[i + 1], d[i + 2]] = MASK_RGB; d[i + 3] = 255 - d[i + 3];
     }
     ctx.putImageData(pixels, 0, 0);
     maskChanged(editor);
