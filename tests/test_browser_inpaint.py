@@ -329,3 +329,42 @@ def test_a_pen_paints_wider_the_harder_it_presses(page, recorded_demo):
     pen_stroke(0.75, 1.0)
     light, hard = thickness(0.25), thickness(0.75)
     assert 0 < light < hard
+
+
+def test_a_second_finger_does_not_paint(browser, recorded_demo):
+    """A pinch or a resting palm: only the first finger on the canvas paints."""
+    server, _app, _requests = recorded_demo
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True,
+                                  is_mobile=True)
+    page = context.new_page()
+    try:
+        page.goto(server.url + "/services/demo/img2img")
+        choose_image(page, "#f-img2img-init_image", size=(200, 200))
+        canvas = page.locator("#f-img2img-mask")
+        expect(canvas).to_have_js_property("width", 200)
+        canvas.evaluate("c => c.closest('.field').scrollIntoView({block: 'start'})")
+        box = canvas.bounding_box()
+
+        def at(fx: float, fy: float) -> dict[str, float]:
+            return {"x": box["x"] + box["width"] * fx, "y": box["y"] + box["height"] * fy}
+
+        cdp = context.new_cdp_session(page)
+        touch = "Input.dispatchTouchEvent"
+        one, two = {**at(0.2, 0.2), "id": 1}, {**at(0.8, 0.8), "id": 2}
+        cdp.send(touch, {"type": "touchStart", "touchPoints": [one]})
+        cdp.send(touch, {"type": "touchStart", "touchPoints": [one, two]})
+        for i in range(1, 6):
+            one = {**at(0.2 + i * 0.04, 0.2), "id": 1}
+            two = {**at(0.8, 0.8 - i * 0.04), "id": 2}
+            cdp.send(touch, {"type": "touchMove", "touchPoints": [one, two]})
+        cdp.send(touch, {"type": "touchEnd", "touchPoints": []})
+        expect(page.locator("[data-mask-ref]")).not_to_have_value("")
+
+        def alpha(fx: float, fy: float) -> int:
+            return canvas.evaluate("""(c, [fx, fy]) => c.getContext('2d').getImageData(
+                Math.round(c.width * fx), Math.round(c.height * fy), 1, 1).data[3]""", [fx, fy])
+
+        assert alpha(0.3, 0.2) == 255  # the first finger's stroke
+        assert alpha(0.8, 0.7) == 0 and alpha(0.5, 0.5) == 0  # nothing from the second
+    finally:
+        context.close()
