@@ -55,7 +55,10 @@ running one; ``{"clear": true}`` empties the pending heap (``wipe_queue``).
 
 Images are deterministic: a seeded gradient per ``seed + batch index``, of EmptyLatentImage's
 width x height (floored to a multiple of 8, as the VAE does), ``batch_size`` of them; for
-img2img the LoadImage picture (its size, floored to 8) blended with the gradient by ``denoise``.
+img2img the LoadImage picture (its size, floored to 8) blended with the gradient by ``denoise``;
+with a noise mask (LoadImageMask -> SetLatentNoiseMask, v0.3.64 nodes.py) only under the mask,
+the rest kept as it was (comfy/samplers.py KSamplerX0Inpaint). VAEEncodeForInpaint is not
+emulated.
 The server starts with ``example.png`` (512x512) in its input folder, as a real install does.
 
 Failure triggers, written in a positive prompt (the CLIPTextEncode text linked to a KSampler's
