@@ -12,6 +12,7 @@ from . import backend, guard, recorder, views
 from .catalog import DefinitionFolders
 from .choices import OptionsCache
 from .config import Settings
+from .grids import GridManager
 from .history import HistoryError, HistoryStore
 from .images import MAX_IMAGE_BYTES, DraftStore, ImageStore
 from .jobs import JobManager
@@ -37,7 +38,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings.data_dir = settings.data_dir.expanduser().resolve()
     backend.use_secrets_folder(settings.data_dir)  # webui-data/secrets.yaml, read when changed
     for folder in (settings.data_dir, settings.user_definitions, settings.images_dir,
-                   settings.thumbs_dir, settings.uploads_dir, settings.drafts_dir):
+                   settings.thumbs_dir, settings.uploads_dir, settings.drafts_dir,
+                   settings.inputs_dir):
         folder.mkdir(parents=True, exist_ok=True)
     app = Flask(
         __name__,
@@ -55,8 +57,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         # Generating still works; the gallery says what is wrong with the history file.
         history_error = str(exc)
         log.error("history unavailable: %s", exc)
-    events = (recorder.Recorder(history, store, settings.thumbs_dir, settings.uploads_dir)
-              if history else None)
+    events = (recorder.Recorder(history, store, settings.thumbs_dir, settings.uploads_dir,
+                                 settings.inputs_dir) if history else None)
     state = app.extensions["webui"] = State(
         settings=settings,
         folders=DefinitionFolders(settings.definition_dirs, settings.url_overrides,
@@ -69,6 +71,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         drafts=DraftStore(settings.drafts_dir),
     )
 
+    state.grids = GridManager(state.jobs, store, history, settings.thumbs_dir)
     if events is not None:
         # What a stopped webui left: jobs cut short, jobs still waiting, files without a row.
         events.restore(state.folders.catalog(), state.jobs)
