@@ -11,16 +11,24 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .format import DefinitionError, ServiceDefinition, load_file, read_raw
 from .service import BUNDLED_DIR, Service, env_name, split_urls
+from .workflow import WorkflowError, fetch_object_info, is_workflow, read_workflow, write_service
 
 SUFFIXES = {".yaml", ".yml", ".json"}
 
 log = logging.getLogger(__name__)
+
+# A dropped workflow is imported with the node types of the service it runs on.
+WORKFLOW_BASE = "comfyui"
+# A workflow that could not be imported because ComfyUI was not reachable is tried again after
+# this many seconds (any other failure waits for the file to change).
+WORKFLOW_RETRY = 15.0
 
 
 @dataclass(frozen=True)
@@ -93,8 +101,13 @@ class DefinitionFolders:
         folders: list[Path],
         url_overrides: dict[str, str] | None = None,
         extras: list[ExtraService] | None = None,
+        workflow_folders: list[Path] | None = None,
     ):
         self.folders = [Path(f) for f in folders]
+        # Folders where a dropped ComfyUI workflow (.json) becomes a definition file.
+        self.workflow_folders = [Path(f) for f in workflow_folders or []]
+        # A dropped workflow that failed to import: (its stamp, when, the failure, retry?).
+        self._workflows: dict[Path, tuple[Stamp | None, float, DefinitionError, bool]] = {}
         self.url_overrides = dict(url_overrides or {})
         self.extras = list(extras or [])
         self._lock = threading.Lock()
@@ -183,12 +196,82 @@ class DefinitionFolders:
         with self._lock:
             return self._good.get(path)
 
+    # --- dropped ComfyUI workflows (issue 15) ---
+
+    def _dropped_workflows(self) -> list[Path]:
+        """The ``.json`` files of the workflow folders that are ComfyUI workflows."""
+        found = []
+        for path in self.files():
+            if path.parent not in self.workflow_folders or path.suffix.lower() != ".json":
+                continue
+            raw = self._read(path)
+            if isinstance(raw, dict) and "id" in raw:
+                continue
+            try:
+                if is_workflow(read_workflow(path)):
+                    found.append(path)
+            except WorkflowError:
+                continue
+        return found
+
+    def _import_workflow(self, path: Path, by_id: dict[str, tuple[dict[str, Any], Path]]
+                         ) -> DefinitionError | None:
+        """Turn a dropped workflow into ``<name>.yaml`` + ``<name>/`` beside it (the dropped
+        file moves into that folder); the failure, if it could not be."""
+        with self._file_lock(path):
+            stamp = _stamp(path)
+            if stamp is None:
+                return None  # imported meanwhile
+            with self._lock:
+                seen = self._workflows.get(path)
+            if seen and seen[0] == stamp and not (seen[3]
+                                                  and time.monotonic() - seen[1] > WORKFLOW_RETRY):
+                return seen[2]
+            retry = False
+            try:
+                found = by_id.get(WORKFLOW_BASE)
+                if found is None:
+                    raise WorkflowError(f"there is no {WORKFLOW_BASE!r} service to run it on")
+                base = self.load(found[1], by_id)
+                if isinstance(base, DefinitionError):
+                    raise WorkflowError(f"the {WORKFLOW_BASE!r} definition has errors")
+                url = self._service(WORKFLOW_BASE, base).base_url
+                retry = True
+                object_info = fetch_object_info(url)
+                retry = False
+                write_service(read_workflow(path), object_info, found[0], path.parent,
+                              name=path.stem, url=url, source=path.name, original=path)
+            except WorkflowError as exc:
+                failure = DefinitionError(str(path), [("", f"this ComfyUI workflow was not "
+                                                           f"imported: {exc}")])
+                with self._lock:
+                    self._workflows[path] = (stamp, time.monotonic(), failure, retry)
+                return failure
+            except OSError as exc:
+                failure = DefinitionError(str(path), [("", f"could not write the service of "
+                                                           f"this workflow: {exc}")])
+                with self._lock:
+                    self._workflows[path] = (stamp, time.monotonic(), failure, False)
+                return failure
+            return None
+
     def catalog(self) -> Catalog:
         """The services and the failures as the folders are now."""
         result = Catalog()
         by_id = self.raw_by_id()
+        workflow_failures: dict[Path, DefinitionError] = {}
+        dropped = self._dropped_workflows() if self.workflow_folders else []
+        for path in dropped:
+            failure = self._import_workflow(path, by_id)
+            if failure is not None:
+                workflow_failures[path] = failure
+        if len(workflow_failures) < len(dropped):
+            by_id = self.raw_by_id()  # the imported ones are definitions now
         loaded_by_id: dict[str, tuple[ServiceDefinition, Path]] = {}
         for path in self.files():
+            if path in workflow_failures:
+                result.failures.append(LoadFailure(path, workflow_failures[path].lines()))
+                continue
             loaded = self.load(path, by_id)
             if isinstance(loaded, DefinitionError):
                 good = self.last_good(path)

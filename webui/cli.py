@@ -72,7 +72,23 @@ def main(argv: list[str] | None = None) -> int:
     schema.add_argument("--reference", type=Path, metavar="FILE",
                         help="also write the format's reference (markdown) to FILE")
 
+    imp = sub.add_parser(
+        "import-workflow",
+        help="turn a ComfyUI workflow (.json, API or save format) into a service",
+        description="Derive a definition file from a ComfyUI workflow and write it, with the "
+                    "workflow, into the data folder's definitions: it appears on / at once. "
+                    "Dropping the .json into that folder does the same.")
+    imp.add_argument("file", type=Path, metavar="FILE")
+    imp.add_argument("--service", default="comfyui",
+                     help="the ComfyUI service whose server runs it (default comfyui)")
+    imp.add_argument("--name", help="the service's name (default: the file's name)")
+    imp.add_argument("--data-dir", type=Path, default=None,
+                     help="the data folder (default ./webui-data, or $WEBUI_DATA)")
+    imp.add_argument("--url", help="ComfyUI's address (default: the service's)")
+
     args = parser.parse_args(argv)
+    if args.command == "import-workflow":
+        return import_workflow(args)
     if args.command == "check":
         return check_files(args.files, upgrade=args.upgrade)
     if args.command == "demo":
@@ -121,6 +137,40 @@ def check_files(files: list[Path], *, upgrade: bool = False) -> int:
         modes = ", ".join(definition.modes)
         print(f"{path}: ok ({definition.id}: {modes})")
     return 1 if failed else 0
+
+
+def import_workflow(args: argparse.Namespace) -> int:
+    """``webui import-workflow``: write the workflow's definition; 1 with a message if it
+    cannot be made."""
+    from .workflow import WorkflowError, fetch_object_info, read_workflow, write_service
+
+    settings = Settings()
+    if args.data_dir:
+        settings.data_dir = args.data_dir
+    folders = DefinitionFolders(settings.definition_dirs)
+    found = folders.raw_by_id().get(args.service)
+    service = folders.catalog().get(args.service)
+    if found is None or service is None:
+        print(f"webui: no service {args.service!r} (a ComfyUI definition) to run the workflow on",
+              file=sys.stderr)
+        return 1
+    url = args.url or service.base_url
+    try:
+        data = read_workflow(args.file)
+        written = write_service(data, fetch_object_info(url), found[0],
+                                settings.user_definitions, name=args.name or args.file.stem,
+                                url=url, source=args.file.name)
+    except WorkflowError as exc:
+        print(f"webui: {args.file}: {exc}", file=sys.stderr)
+        return 1
+    loaded = folders.load(written)
+    if isinstance(loaded, DefinitionError):
+        for line in loaded.lines():
+            print(line, file=sys.stderr)
+        return 1
+    print(f"{written}: ok ({loaded.id}: {', '.join(loaded.modes)}); "
+          f"it is on webui's home page as {loaded.model.name!r}")
+    return 0
 
 
 def rewrite(path: Path) -> None:
