@@ -108,6 +108,8 @@ class DefinitionFolders:
         self.workflow_folders = [Path(f) for f in workflow_folders or []]
         # A dropped workflow that failed to import: (its stamp, when, the failure, retry?).
         self._workflows: dict[Path, tuple[Stamp | None, float, DefinitionError, bool]] = {}
+        # Whether a .json file (as of its stamp) is a ComfyUI workflow.
+        self._kinds: dict[Path, tuple[Stamp | None, bool]] = {}
         self.url_overrides = dict(url_overrides or {})
         self.extras = list(extras or [])
         self._lock = threading.Lock()
@@ -204,14 +206,18 @@ class DefinitionFolders:
         for path in self.files():
             if path.parent not in self.workflow_folders or path.suffix.lower() != ".json":
                 continue
-            raw = self._read(path)
-            if isinstance(raw, dict) and "id" in raw:
-                continue
-            try:
-                if is_workflow(read_workflow(path)):
-                    found.append(path)
-            except WorkflowError:
-                continue
+            stamp = _stamp(path)
+            with self._lock:
+                seen = self._kinds.get(path)
+            if seen is None or seen[0] != stamp:
+                try:
+                    seen = (stamp, is_workflow(read_workflow(path)))
+                except WorkflowError:
+                    seen = (stamp, False)
+                with self._lock:
+                    self._kinds[path] = seen
+            if seen[1]:
+                found.append(path)
         return found
 
     def _import_workflow(self, path: Path, by_id: dict[str, tuple[dict[str, Any], Path]]
