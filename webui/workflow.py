@@ -272,7 +272,8 @@ def to_api(save: dict[str, Any], object_info: dict[str, Any]) -> Converted:
             inputs = origin.get("inputs") or []
             if origin.get("type") != "Reroute":
                 out_type = kind or ((origin.get("outputs") or [{}])[slot].get("type"))
-                same = [i for i in inputs if i.get("type") == out_type and i.get("link") is not None]
+                same = [i for i in inputs
+                        if i.get("type") == out_type and i.get("link") is not None]
                 pick = inputs[slot] if slot < len(inputs) and inputs[slot] in same else (
                     same[0] if same else None)
             else:
