@@ -449,7 +449,8 @@ class _Builder:
         spec = _spec_of(self.object_info, kind, name)
         if spec is None:
             raise WorkflowError(f"node {node_id} ({kind}) has no input {name!r}")
-        key, label, group, role = self.known(node_id, name) or (
+        known = self.known(node_id, name)
+        key, label, group, role = known or (
             _key_safe(name), _pretty(name), self._where(node_id), None)
         if key in self.keys:
             key = _key_safe(f"{key}_{node_id}")
@@ -475,7 +476,8 @@ class _Builder:
         if role and param.get("type") != "seed":
             param["role"] = role
         param["group"] = group
-        tip = description or extra.get("tooltip")
+        # The node's tooltip helps an input webui has no label for; a known one is clear.
+        tip = description or (None if known else extra.get("tooltip"))
         if tip:
             param["description"] = str(tip)
         self.params.append(param)
