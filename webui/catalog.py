@@ -29,6 +29,8 @@ WORKFLOW_BASE = "comfyui"
 # A workflow that could not be imported because ComfyUI was not reachable is tried again after
 # this many seconds (any other failure waits for the file to change).
 WORKFLOW_RETRY = 15.0
+# Seconds the page load that imports a dropped workflow waits for ComfyUI's node types.
+WORKFLOW_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -243,7 +245,7 @@ class DefinitionFolders:
                     raise WorkflowError(f"the {WORKFLOW_BASE!r} definition has errors")
                 url = self._service(WORKFLOW_BASE, base).base_url
                 retry = True
-                object_info = fetch_object_info(url)
+                object_info = fetch_object_info(url, timeout=WORKFLOW_TIMEOUT)
                 retry = False
                 write_service(read_workflow(path), object_info, found[0], path.parent,
                               name=path.stem, url=url, source=path.name, original=path)
@@ -256,6 +258,11 @@ class DefinitionFolders:
             except OSError as exc:
                 failure = DefinitionError(str(path), [("", f"could not write the service of "
                                                            f"this workflow: {exc}")])
+                with self._lock:
+                    self._workflows[path] = (stamp, time.monotonic(), failure, False)
+                return failure
+            except Exception as exc:  # a malformed workflow never breaks the page
+                failure = _unexpected(path, exc)
                 with self._lock:
                     self._workflows[path] = (stamp, time.monotonic(), failure, False)
                 return failure

@@ -163,6 +163,10 @@ def import_workflow(args: argparse.Namespace) -> int:
     except WorkflowError as exc:
         print(f"webui: {args.file}: {exc}", file=sys.stderr)
         return 1
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        print(f"webui: {args.file}: this workflow could not be read ({type(exc).__name__}: "
+              f"{str(exc)[:200]})", file=sys.stderr)
+        return 1
     loaded = folders.load(written)
     if isinstance(loaded, DefinitionError):
         for line in loaded.lines():
