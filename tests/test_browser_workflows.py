@@ -15,6 +15,7 @@ from webui.cli import main
 
 from .backends.comfyui import create_comfyui_app
 from .helpers import ServerThread, image_bytes, natural_size, sent, shot
+from .test_browser_extras import shots
 
 pytestmark = pytest.mark.browser
 
@@ -197,3 +198,27 @@ def test_unknown_node_type_is_refused_on_the_home_page(page, webui):
         "node 21 ('Ultimate SD Upscale') is a 'UltimateSDUpscale' from the custom-node package "
         "'ComfyUI_UltimateSDUpscale'")
     expect(page.get_by_role("link", name="Castle ultimate")).to_have_count(0)
+
+
+def test_a_workflow_uploaded_on_the_home_page(browser, page, webui, comfy, tmp_path):
+    url, folder = webui
+    page.goto(url + "/")
+    wrong = tmp_path / "notes.json"
+    wrong.write_text('{"id": "x", "name": "not a workflow"}')
+    page.set_input_files("#workflow-file", str(wrong))
+    page.get_by_role("button", name="Import workflow").click()
+    expect(page.get_by_role("alert")).to_have_text(
+        "This file is not a ComfyUI workflow (neither \"Export (API)\" nor the editor's "
+        "\"Save\" format).")
+    page.set_input_files("#workflow-file", str(FIXTURES / "upscale-api.json"))
+    page.get_by_role("button", name="Import workflow").click()
+    # Straight to the new service's form, named after the file.
+    expect(page.locator("h1")).to_contain_text("upscale-api")
+    page.fill("#f-txt2img-prompt", "an uploaded castle")
+    graph = generated_graph(page, comfy, count=2)
+    assert graph["6"]["inputs"]["text"] == "an uploaded castle"
+    assert (folder / "upscale-api.yaml").is_file()
+    shot(page, "workflow-uploaded")
+    # The home page's upload form and a derived form fit a phone, light and dark.
+    shots(browser, url + "/", "home-workflow-upload")
+    shots(browser, url + "/services/comfyui-upscale-api/txt2img", "workflow-form")

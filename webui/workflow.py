@@ -668,8 +668,8 @@ def build_definition(converted: Converted, object_info: dict[str, Any], base: di
         if isinstance(step.get("save"), dict) and "files" in step["save"]:
             step["save"] = {**step["save"], "files": f"[{picked}][]"}
         steps.append(step)
-    description = (f"The ComfyUI workflow {source}, imported by webui: its form is below, its "
-                   f"graph in {folder}/workflow.json (edit either).")
+    description = (f"The ComfyUI workflow {source}, imported by webui; the graph it runs is "
+                   f"{folder}/workflow.json in the definitions folder.")
     all_endpoints: dict[str, Any] = {mode: {"steps": steps, "result": {"as": "bytes"}},
                                      other: None}
     all_endpoints.update(endpoints)

@@ -1,0 +1,63 @@
+"""A ComfyUI workflow uploaded on the home page: saved into the definitions folder, where the
+catalog turns it into a service (as a dropped file); then its page, or why it was not."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from flask import Blueprint, redirect, render_template, request, url_for
+
+from ..workflow import MAX_WORKFLOW_BYTES, is_workflow
+from .common import state
+
+bp = Blueprint("workflows", __name__)
+
+
+def _file_name(name: str) -> str:
+    """The uploaded file's own name, safe as a name in the definitions folder."""
+    stem = re.sub(r"[\x00-\x1f/\\:]+", " ", name.rsplit("/", 1)[-1].rsplit("\\", 1)[-1])
+    stem = stem.removesuffix(".json").removesuffix(".JSON").strip(" .")[:80].strip()
+    return stem or "workflow"
+
+
+@bp.post("/workflows")
+def upload() -> Any:
+    """Save the workflow as ``<its name>.json`` in the definitions folder and load the
+    catalog: the service's page if it became one, else the home page with its error."""
+    st = state()
+    upload = request.files.get("workflow")
+    data = upload.read(MAX_WORKFLOW_BYTES + 1) if upload and upload.filename else b""
+    problem = None
+    if not data:
+        problem = "Choose a ComfyUI workflow file (.json) first."
+    elif len(data) > MAX_WORKFLOW_BYTES:
+        problem = f"This file is larger than {MAX_WORKFLOW_BYTES // 2**20} MiB."
+    else:
+        try:
+            if not is_workflow(json.loads(data.decode("utf-8"))):
+                problem = ("This file is not a ComfyUI workflow (neither \"Export (API)\" nor the "
+                           "editor's \"Save\" format).")
+        except (UnicodeDecodeError, ValueError):
+            problem = "This file is not JSON: a ComfyUI workflow is a .json file."
+    if problem:
+        catalog = st.folders.catalog()
+        return render_template("index.html", catalog=catalog, settings=st.settings,
+                               workflow_problem=problem), 422
+    folder = st.settings.user_definitions
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = _file_name(upload.filename or "")
+    name, n = stem, 1
+    while (folder / f"{name}.json").exists() or (folder / f"{name}.yaml").exists():
+        n += 1
+        name = f"{stem} ({n})"
+    path = folder / f"{name}.json"
+    path.write_bytes(data)
+    catalog = st.folders.catalog()
+    for service in catalog.services:
+        source = service.definition.source
+        if source is not None and (source.parent / source.stem / path.name).is_file():
+            return redirect(url_for("services.service_home", service_id=service.id), 303)
+    # Not imported: the home page lists the file with the reason.
+    return redirect(url_for("services.index") + "#workflow-failures", 303)
