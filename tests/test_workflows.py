@@ -177,3 +177,15 @@ def test_import_workflow_command(comfy, tmp_path, capsys):
     assert "'UltimateSDUpscale' from the custom-node package 'ComfyUI_UltimateSDUpscale'" in err
     assert sorted(p.name for p in (data / "definitions").iterdir()) == [
         "my-txt2img", "my-txt2img.yaml"]
+
+
+def test_a_dropped_workflow_waits_for_comfyui_to_be_reachable(make_settings):
+    # Port 9 (discard): nothing listens.
+    app = create_app(make_settings(url_overrides={"comfyui": "http://127.0.0.1:9"}))
+    folder = app.extensions["webui"].settings.user_definitions
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(FIXTURES / "lora-stack-api.json", folder / "lighthouse.json")
+    html = app.test_client().get("/").get_data(as_text=True)
+    assert ("this ComfyUI workflow was not imported: could not read the node types of ComfyUI "
+            "at http://127.0.0.1:9 (ConnectionError); is it running?") in html
+    assert (folder / "lighthouse.json").is_file()
