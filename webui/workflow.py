@@ -9,11 +9,15 @@ parameters bound to node inputs. The result is a YAML definition that ``extends`
 ComfyUI definition (its queue, polling, interrupt and progress), with the API-format workflow
 beside it in a folder of its own: the user reads and edits both; nothing is hidden here.
 
-Sources: the save format's shape and the widget rules are the ComfyUI frontend's
-(Comfy-Org/ComfyUI_frontend: ``graphToPrompt``, widget values in input order, a
-``control_after_generate`` value after a seed, PrimitiveNode and Reroute being frontend-only,
-mode 2 = muted, mode 4 = bypassed); App mode is ``extra.linearData = {inputs: [[node or widget
-id, widget name, {description?}], ...], outputs: [node id, ...]}``
+Sources: the conversion follows the ComfyUI frontend (Comfy-Org/ComfyUI_frontend):
+``src/utils/executionUtil.ts`` ``graphToPrompt`` (virtual nodes, mode 2 "never" and mode 4
+"bypass" left out, a list value wrapped as ``{"__value__": [...]}``, a link to a removed node
+dropped) and ``src/lib/litegraph/src/subgraph/ExecutableNodeDTO.ts`` ``resolveOutput`` (a
+bypassed node passes on the input of the same slot if its type matches, else the first of the
+type; a Reroute its input). A saved node's ``widgets_values`` are its widgets' values in input
+order, with the unserialized "control after generate" value after a seed. App mode is
+``extra.linearData = {inputs: [[node or widget id, widget name, {description?}], ...],
+outputs: [node id, ...]}``
 (src/platform/workflow/management/stores/comfyWorkflow.ts ``LinearData``; WidgetId is
 ``graphId:nodeId:name``, src/types/widgetId.ts). Node definitions: ComfyUI server.py
 ``node_info`` (``input``, ``input_order``, ``output``, ``output_node``).
@@ -270,14 +274,8 @@ def to_api(save: dict[str, Any], object_info: dict[str, Any]) -> Converted:
         mode = origin.get("mode")
         if origin.get("type") == "Reroute" or mode == BYPASSED:
             inputs = origin.get("inputs") or []
-            if origin.get("type") != "Reroute":
-                out_type = kind or ((origin.get("outputs") or [{}])[slot].get("type"))
-                same = [i for i in inputs
-                        if i.get("type") == out_type and i.get("link") is not None]
-                pick = inputs[slot] if slot < len(inputs) and inputs[slot] in same else (
-                    same[0] if same else None)
-            else:
-                pick = inputs[0] if inputs else None
+            index = slot if origin.get("type") == "Reroute" else _bypass_slot(inputs, slot, kind)
+            pick = inputs[index] if 0 <= index < len(inputs) else None
             return source(pick.get("link"), seen) if pick else None
         if origin.get("type") == "PrimitiveNode":
             values = origin.get("widgets_values") or []
@@ -301,10 +299,10 @@ def to_api(save: dict[str, Any], object_info: dict[str, Any]) -> Converted:
                 continue
             if isinstance(values, dict):
                 if name in values:
-                    inputs[name] = values[name]
+                    inputs[name] = _literal(values[name])
                 continue
             if isinstance(values, list) and index < len(values):
-                inputs[name] = values[index]
+                inputs[name] = _literal(values[index])
             index += 1
             if _has_control(name, spec):
                 if isinstance(values, list) and index < len(values) and isinstance(
@@ -323,7 +321,7 @@ def to_api(save: dict[str, Any], object_info: dict[str, Any]) -> Converted:
             if delivered is None:
                 inputs.pop(name, None)
             elif isinstance(delivered, tuple):
-                inputs[name] = delivered[1]
+                inputs[name] = _literal(delivered[1])
                 converted.primitives.setdefault(delivered[2], []).append((node_id, name))
                 if delivered[3]:
                     converted.controls[(node_id, name)] = delivered[3]
@@ -339,6 +337,23 @@ def to_api(save: dict[str, Any], object_info: dict[str, Any]) -> Converted:
         converted.linear = extra["linearData"]
     converted.graph_id = save.get("id") if isinstance(save.get("id"), str) else None
     return converted
+
+
+def _literal(value: Any) -> Any:
+    """A widget's value as graphToPrompt sends it: a list is wrapped (a bare list would be a
+    link), ComfyUI unwraps it."""
+    return {"__value__": value} if isinstance(value, list) else value
+
+
+def _bypass_slot(inputs: list[dict[str, Any]], slot: int, kind: Any) -> int:
+    """The input a bypassed node passes to its output ``slot`` (of type ``kind``): the same
+    slot if its type matches, else the first input of that type; -1 if none does
+    (ExecutableNodeDTO #getBypassSlotIndex)."""
+    if kind in (None, "*", ""):
+        return slot if len(inputs) > slot else 0
+    if slot < len(inputs) and inputs[slot].get("type") in (kind, "*"):
+        return slot
+    return next((i for i, slot_ in enumerate(inputs) if slot_.get("type") == kind), -1)
 
 
 def _order(node_id: str) -> tuple[int, str]:
