@@ -78,7 +78,7 @@ def test_form_without_app_mode_has_the_expected_inputs_with_roles(object_info):
     assert by_key["width"]["range"] == [16, 16384] and by_key["width"]["step"] == 8
     assert by_key["cfg"]["range"] == [0.0, 100.0] and by_key["cfg"]["step"] == 0.1
     assert by_key["ckpt_name"]["optionsPath"] == (
-        '"CheckpointLoaderSimple".input.required."ckpt_name"[0]')
+        "CheckpointLoaderSimple.input.required.ckpt_name[0]")
     assert images == []
 
 

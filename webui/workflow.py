@@ -418,6 +418,11 @@ def _node_part(node_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", node_id)
 
 
+def _ident(name: str) -> str:
+    """A name in a JMESPath: quoted unless it is a plain identifier."""
+    return name if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) else json.dumps(name)
+
+
 def _pretty(name: str) -> str:
     return name.replace("_", " ").strip().capitalize() or name
 
@@ -506,8 +511,7 @@ class _Builder:
                                           .get("required") or {}) else "optional"
             endpoint = f"nodeInfo{_key_safe(kind).replace('_', '')}"
             self.endpoints[endpoint] = {"path": f"/object_info/{kind}"}
-            quoted = json.dumps(kind)
-            options = f"{quoted}.input.{path}.{json.dumps(name)}"
+            options = f"{_ident(kind)}.input.{path}.{_ident(name)}"
             out.update(type="select", required=True, optionsEndpoint=endpoint,
                        optionsPath=options + ("[0]" if isinstance(spec_type, list)
                                               else "[1].options"))
@@ -677,7 +681,7 @@ def build_definition(converted: Converted, object_info: dict[str, Any], base: di
         new_submit["set"] = sets
     steps.append(new_submit)
     # Only the chosen output nodes' images are the result.
-    picked = ", ".join(f"values(@)[0].outputs.{json.dumps(n)}.images" for n in outputs)
+    picked = ", ".join(f"values(@)[0].outputs.{_ident(n)}.images" for n in outputs)
     for step in after:
         step = dict(step)
         if isinstance(step.get("save"), dict) and "files" in step["save"]:
@@ -724,6 +728,18 @@ def convert(data: Any, object_info: dict[str, Any]) -> Converted:
                         "(nodes, links)")
 
 
+class _Flow(dict):
+    """A parameter: one ``{key: …, …}`` block, as the bundled definitions write them."""
+
+
+class _Dumper(yaml.SafeDumper):
+    """YAML with each parameter in flow style."""
+
+
+_Dumper.add_representer(_Flow, lambda dumper, data: dumper.represent_mapping(
+    "tag:yaml.org,2002:map", data.items(), flow_style=True))
+
+
 def write_service(data: Any, object_info: dict[str, Any], base: dict[str, Any],
                   folder: Path, *, name: str, url: str, source: str,
                   original: Path | None = None) -> Path:
@@ -741,20 +757,27 @@ def write_service(data: Any, object_info: dict[str, Any], base: dict[str, Any],
     stem = stem if n == 1 else f"{stem}-{n}"
     definition = build_definition(converted, object_info, base, service_id=f"{base_id}-{stem}",
                                   name=name, folder=stem, url=url, source=source)
+    # A JSON round trip: the base's steps share objects (YAML anchors), written out plainly.
+    definition = json.loads(json.dumps(definition))
+    for cap in definition["capabilities"]:
+        for params in (cap.get("parameters") or {}).values():
+            if params:
+                params[:] = [_Flow(p) for p in params]
+    header = (f"# {name}: a ComfyUI workflow as a service, written by webui from {source}.\n"
+              f"# The graph webui submits is {stem}/workflow.json (API format); each parameter's\n"
+              "# target is a node input in it. Edit either file: webui reloads them.\n")
+    text = header + yaml.dump(definition, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
+                              width=96)
+    # Everything is made before anything is written; the YAML last, so the catalog never sees
+    # a definition without its workflow.
     sub = folder / stem
     sub.mkdir()
     (sub / "workflow.json").write_text(json.dumps(converted.prompt, indent=2) + "\n",
                                        encoding="utf-8")
     if original is not None:
         original.replace(sub / original.name)
-    header = (f"# {name}: a ComfyUI workflow as a service, written by webui from {source}.\n"
-              f"# The graph webui submits is {stem}/workflow.json (API format); each parameter's\n"
-              "# target is a node input in it. Edit either file: webui reloads them.\n")
     target = folder / f"{stem}.yaml"
-    # A JSON round trip: the base's steps share objects (YAML anchors), written out plainly.
-    definition = json.loads(json.dumps(definition))
-    text = yaml.safe_dump(definition, sort_keys=False, allow_unicode=True, width=96)
     tmp = target.with_name("." + target.name + ".tmp")
-    tmp.write_text(header + text, encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(target)
     return target
