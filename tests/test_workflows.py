@@ -186,6 +186,7 @@ def test_a_dropped_workflow_waits_for_comfyui_to_be_reachable(make_settings):
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(FIXTURES / "lora-stack-api.json", folder / "lighthouse.json")
     html = app.test_client().get("/").get_data(as_text=True)
-    assert ("this ComfyUI workflow was not imported: could not read the node types of ComfyUI "
-            "at http://127.0.0.1:9 (ConnectionError); is it running?") in html
+    assert ("this ComfyUI workflow was not imported: could not read ComfyUI&#39;s node types: "
+            "Could not connect to ComfyUI at http://127.0.0.1:9: connection refused. Is it "
+            "running? Reload this page to try again (after 15 s).") in html
     assert (folder / "lighthouse.json").is_file()

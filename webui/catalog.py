@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .backend import BackendError, call, read_json
 from .format import DefinitionError, ServiceDefinition, load_file, read_raw
 from .service import BUNDLED_DIR, Service, env_name, split_urls
-from .workflow import WorkflowError, fetch_object_info, is_workflow, read_workflow, write_service
+from .workflow import WorkflowError, is_workflow, read_workflow, write_service
 
 SUFFIXES = {".yaml", ".yml", ".json"}
 
@@ -31,6 +32,22 @@ WORKFLOW_BASE = "comfyui"
 WORKFLOW_RETRY = 15.0
 # Seconds the page load that imports a dropped workflow waits for ComfyUI's node types.
 WORKFLOW_TIMEOUT = 5.0
+
+
+def node_types(service: Service, timeout: float | None = None) -> dict[str, Any]:
+    """A ComfyUI service's node definitions (``GET /object_info``), through its
+    ``getNodeTypes`` endpoint, for importing a workflow."""
+    endpoint = service.definition.endpoints.get("getNodeTypes")
+    if endpoint is None:
+        raise WorkflowError(f"the service {service.id!r} has no getNodeTypes endpoint "
+                            "(ComfyUI's GET /object_info) to read the node types from")
+    try:
+        info = read_json(service, call(service, endpoint, timeout=timeout))
+    except BackendError as exc:
+        raise WorkflowError(f"could not read ComfyUI's node types: {exc}") from None
+    if not isinstance(info, dict):
+        raise WorkflowError(f"{service.name} did not answer its node types (/object_info)")
+    return info
 
 
 @dataclass(frozen=True)
@@ -243,15 +260,18 @@ class DefinitionFolders:
                 base = self.load(found[1], by_id)
                 if isinstance(base, DefinitionError):
                     raise WorkflowError(f"the {WORKFLOW_BASE!r} definition has errors")
-                url = self._service(WORKFLOW_BASE, base).base_url
+                service = self._service(WORKFLOW_BASE, base)
                 retry = True
-                object_info = fetch_object_info(url, timeout=WORKFLOW_TIMEOUT)
+                object_info = node_types(service, timeout=WORKFLOW_TIMEOUT)
                 retry = False
                 write_service(read_workflow(path), object_info, found[0], path.parent,
-                              name=path.stem, url=url, source=path.name, original=path)
+                              name=path.stem, url=service.base_url, source=path.name,
+                              original=path)
             except WorkflowError as exc:
+                again = (f" Reload this page to try again (after {WORKFLOW_RETRY:g} s)."
+                         if retry else "")
                 failure = DefinitionError(str(path), [("", f"this ComfyUI workflow was not "
-                                                           f"imported: {exc}")])
+                                                           f"imported: {exc}{again}")])
                 with self._lock:
                     self._workflows[path] = (stamp, time.monotonic(), failure, retry)
                 return failure

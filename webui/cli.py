@@ -8,7 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
-from .catalog import BUNDLED_DIR, DefinitionFolders, ExtraService
+from .catalog import BUNDLED_DIR, DefinitionFolders, ExtraService, node_types
 from .config import DEFAULT_HOST, DEFAULT_PORT, Settings
 from .format import DefinitionError, schema_text
 from .guard import is_loopback
@@ -142,24 +142,24 @@ def check_files(files: list[Path], *, upgrade: bool = False) -> int:
 def import_workflow(args: argparse.Namespace) -> int:
     """``webui import-workflow``: write the workflow's definition; 1 with a message if it
     cannot be made."""
-    from .workflow import WorkflowError, fetch_object_info, read_workflow, write_service
+    from .workflow import WorkflowError, read_workflow, write_service
 
     settings = Settings()
     if args.data_dir:
         settings.data_dir = args.data_dir
-    folders = DefinitionFolders(settings.definition_dirs)
+    folders = DefinitionFolders(settings.definition_dirs,
+                                {args.service: args.url} if args.url else None)
     found = folders.raw_by_id().get(args.service)
     service = folders.catalog().get(args.service)
     if found is None or service is None:
         print(f"webui: no service {args.service!r} (a ComfyUI definition) to run the workflow on",
               file=sys.stderr)
         return 1
-    url = args.url or service.base_url
     try:
         data = read_workflow(args.file)
-        written = write_service(data, fetch_object_info(url), found[0],
+        written = write_service(data, node_types(service), found[0],
                                 settings.user_definitions, name=args.name or args.file.stem,
-                                url=url, source=args.file.name)
+                                url=service.base_url, source=args.file.name)
     except WorkflowError as exc:
         print(f"webui: {args.file}: {exc}", file=sys.stderr)
         return 1

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-import requests
 import yaml
 
 # Node types that exist only in the frontend: never sent to the server.
@@ -141,25 +140,6 @@ def read_workflow(path: Path) -> Any:
         return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise WorkflowError(f"{path.name} is not JSON: {exc}") from None
-
-
-def fetch_object_info(url: str, timeout: float = 15) -> dict[str, Any]:
-    """The server's node definitions (``GET /object_info``)."""
-    address = url.rstrip("/") + "/object_info"
-    try:
-        answer = requests.get(address, timeout=timeout)
-    except requests.RequestException as exc:
-        raise WorkflowError(f"could not read the node types of ComfyUI at {url} "
-                            f"({type(exc).__name__}); is it running?") from None
-    if answer.status_code != 200:
-        raise WorkflowError(f"ComfyUI at {url} answered {answer.status_code} to /object_info")
-    try:
-        info = answer.json()
-    except ValueError:
-        info = None
-    if not isinstance(info, dict):
-        raise WorkflowError(f"{address} did not answer ComfyUI's node definitions")
-    return info
 
 
 # --- node definitions ----------------------------------------------------------------------
