@@ -19,14 +19,21 @@ from typing import Any
 from .backend import BackendError, call, read_json
 from .format import DefinitionError, ServiceDefinition, load_file, read_raw
 from .service import BUNDLED_DIR, Service, env_name, split_urls
-from .workflow import WorkflowError, is_workflow, read_workflow, write_service
+from .workflow import (
+    BASE_SERVICE,
+    NODE_TYPES_ENDPOINT,
+    WorkflowError,
+    is_workflow,
+    node_types_failure,
+    not_imported,
+    read_workflow,
+    write_service,
+)
 
 SUFFIXES = {".yaml", ".yml", ".json"}
 
 log = logging.getLogger(__name__)
 
-# A dropped workflow is imported with the node types of the service it runs on.
-WORKFLOW_BASE = "comfyui"
 # A workflow that could not be imported because ComfyUI was not reachable is tried again after
 # this many seconds (any other failure waits for the file to change).
 WORKFLOW_RETRY = 15.0
@@ -35,18 +42,17 @@ WORKFLOW_TIMEOUT = 5.0
 
 
 def node_types(service: Service, timeout: float | None = None) -> dict[str, Any]:
-    """A ComfyUI service's node definitions (``GET /object_info``), through its
-    ``getNodeTypes`` endpoint, for importing a workflow."""
-    endpoint = service.definition.endpoints.get("getNodeTypes")
+    """The node definitions a workflow is read with, through the service's node types
+    endpoint (workflow.NODE_TYPES_ENDPOINT)."""
+    endpoint = service.definition.endpoints.get(NODE_TYPES_ENDPOINT)
     if endpoint is None:
-        raise WorkflowError(f"the service {service.id!r} has no getNodeTypes endpoint "
-                            "(ComfyUI's GET /object_info) to read the node types from")
+        raise node_types_failure(service.id, None)
     try:
         info = read_json(service, call(service, endpoint, timeout=timeout))
     except BackendError as exc:
-        raise WorkflowError(f"could not read ComfyUI's node types: {exc}") from None
+        raise node_types_failure(service.id, str(exc)) from None
     if not isinstance(info, dict):
-        raise WorkflowError(f"{service.name} did not answer its node types (/object_info)")
+        raise node_types_failure(service.id, f"{service.name} answered no mapping of them")
     return info
 
 
@@ -220,7 +226,7 @@ class DefinitionFolders:
     # --- dropped ComfyUI workflows (issue 15) ---
 
     def _dropped_workflows(self) -> list[Path]:
-        """The ``.json`` files of the workflow folders that are ComfyUI workflows."""
+        """The ``.json`` files of the workflow folders that are workflows (workflow.py)."""
         found = []
         for path in self.files():
             if path.parent not in self.workflow_folders or path.suffix.lower() != ".json":
@@ -254,13 +260,13 @@ class DefinitionFolders:
                 return seen[2]
             retry = False
             try:
-                found = by_id.get(WORKFLOW_BASE)
+                found = by_id.get(BASE_SERVICE)
                 if found is None:
-                    raise WorkflowError(f"there is no {WORKFLOW_BASE!r} service to run it on")
+                    raise WorkflowError(f"there is no {BASE_SERVICE!r} service to run it on")
                 base = self.load(found[1], by_id)
                 if isinstance(base, DefinitionError):
-                    raise WorkflowError(f"the {WORKFLOW_BASE!r} definition has errors")
-                service = self._service(WORKFLOW_BASE, base)
+                    raise WorkflowError(f"the {BASE_SERVICE!r} definition has errors")
+                service = self._service(BASE_SERVICE, base)
                 retry = True
                 object_info = node_types(service, timeout=WORKFLOW_TIMEOUT)
                 retry = False
@@ -270,8 +276,7 @@ class DefinitionFolders:
             except WorkflowError as exc:
                 again = (f" Reload this page to try again (after {WORKFLOW_RETRY:g} s)."
                          if retry else "")
-                failure = DefinitionError(str(path), [("", f"this ComfyUI workflow was not "
-                                                           f"imported: {exc}{again}")])
+                failure = DefinitionError(str(path), [("", not_imported(f"{exc}{again}"))])
                 with self._lock:
                     self._workflows[path] = (stamp, time.monotonic(), failure, retry)
                 return failure

@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
+from . import workflow
 from .catalog import BUNDLED_DIR, DefinitionFolders, ExtraService, node_types
 from .config import DEFAULT_HOST, DEFAULT_PORT, Settings
 from .format import DefinitionError, schema_text
@@ -72,19 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     schema.add_argument("--reference", type=Path, metavar="FILE",
                         help="also write the format's reference (markdown) to FILE")
 
-    imp = sub.add_parser(
-        "import-workflow",
-        help="turn a ComfyUI workflow (.json, API or save format) into a service",
-        description="Derive a definition file from a ComfyUI workflow and write it, with the "
-                    "workflow, into the data folder's definitions: it appears on / at once. "
-                    "Dropping the .json into that folder does the same.")
+    imp = sub.add_parser("import-workflow", help=workflow.CLI_HELP,
+                         description=workflow.CLI_DESCRIPTION)
     imp.add_argument("file", type=Path, metavar="FILE")
-    imp.add_argument("--service", default="comfyui",
-                     help="the ComfyUI service whose server runs it (default comfyui)")
+    imp.add_argument("--service", default=workflow.BASE_SERVICE, help=workflow.CLI_SERVICE_HELP)
     imp.add_argument("--name", help="the service's name (default: the file's name)")
     imp.add_argument("--data-dir", type=Path, default=None,
                      help="the data folder (default ./webui-data, or $WEBUI_DATA)")
-    imp.add_argument("--url", help="ComfyUI's address (default: the service's)")
+    imp.add_argument("--url", help=workflow.CLI_URL_HELP)
 
     args = parser.parse_args(argv)
     if args.command == "import-workflow":
@@ -152,8 +148,7 @@ def import_workflow(args: argparse.Namespace) -> int:
     found = folders.raw_by_id().get(args.service)
     service = folders.catalog().get(args.service)
     if found is None or service is None:
-        print(f"webui: no service {args.service!r} (a ComfyUI definition) to run the workflow on",
-              file=sys.stderr)
+        print(f"webui: {workflow.no_base(args.service)}", file=sys.stderr)
         return 1
     try:
         data = read_workflow(args.file)

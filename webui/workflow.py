@@ -106,6 +106,44 @@ class WorkflowError(Exception):
     """A workflow that cannot become a service; the message says why, for the user."""
 
 
+# The service a workflow runs on unless told otherwise, and its endpoint that lists the node
+# types (GET /object_info).
+BASE_SERVICE = "comfyui"
+NODE_TYPES_ENDPOINT = "getNodeTypes"
+
+# What the command line, the home page and the catalog say (the words are ComfyUI's; the
+# modules that show them stay free of service names).
+CLI_HELP = "turn a ComfyUI workflow (.json, API or save format) into a service"
+CLI_DESCRIPTION = ("Derive a definition file from a ComfyUI workflow and write it, with the "
+                   "workflow, into the data folder's definitions: it appears on / at once. "
+                   "Dropping the .json into that folder does the same.")
+CLI_SERVICE_HELP = f"the ComfyUI service whose server runs it (default {BASE_SERVICE})"
+CLI_URL_HELP = "ComfyUI's address (default: the service's)"
+UPLOAD_EMPTY = "Choose a ComfyUI workflow file (.json) first."
+UPLOAD_NOT_JSON = "This file is not JSON: a ComfyUI workflow is a .json file."
+UPLOAD_NOT_WORKFLOW = ("This file is not a ComfyUI workflow (neither \"Export (API)\" nor the "
+                       "editor's \"Save\" format).")
+
+
+def no_base(service_id: str) -> str:
+    """The message for a missing base service."""
+    return f"no service {service_id!r} (a ComfyUI definition) to run the workflow on"
+
+
+def not_imported(reason: str) -> str:
+    """The line the home page shows for a dropped workflow that did not become a service."""
+    return f"this ComfyUI workflow was not imported: {reason}"
+
+
+def node_types_failure(service_id: str, detail: str | None) -> WorkflowError:
+    """The node types could not be read: no endpoint (``detail`` None), or the request
+    failed."""
+    if detail is None:
+        return WorkflowError(f"the service {service_id!r} has no {NODE_TYPES_ENDPOINT} endpoint "
+                             "(ComfyUI's GET /object_info) to read the node types from")
+    return WorkflowError(f"could not read ComfyUI's node types: {detail}")
+
+
 # --- reading -------------------------------------------------------------------------------
 
 

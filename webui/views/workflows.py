@@ -1,5 +1,6 @@
-"""A ComfyUI workflow uploaded on the home page: saved into the definitions folder, where the
-catalog turns it into a service (as a dropped file); then its page, or why it was not."""
+"""A workflow file uploaded on the home page (workflow.py reads it): saved into the
+definitions folder, where the catalog turns it into a service (as a dropped file); then its
+page, or why it was not."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from typing import Any
 
 from flask import Blueprint, redirect, render_template, request, url_for
 
-from ..workflow import MAX_WORKFLOW_BYTES, is_workflow
+from ..workflow import (
+    MAX_WORKFLOW_BYTES,
+    UPLOAD_EMPTY,
+    UPLOAD_NOT_JSON,
+    UPLOAD_NOT_WORKFLOW,
+    is_workflow,
+)
 from .common import state
 
 bp = Blueprint("workflows", __name__)
@@ -31,16 +38,15 @@ def upload() -> Any:
     data = upload.read(MAX_WORKFLOW_BYTES + 1) if upload and upload.filename else b""
     problem = None
     if not data:
-        problem = "Choose a ComfyUI workflow file (.json) first."
+        problem = UPLOAD_EMPTY
     elif len(data) > MAX_WORKFLOW_BYTES:
         problem = f"This file is larger than {MAX_WORKFLOW_BYTES // 2**20} MiB."
     else:
         try:
             if not is_workflow(json.loads(data.decode("utf-8"))):
-                problem = ("This file is not a ComfyUI workflow (neither \"Export (API)\" nor the "
-                           "editor's \"Save\" format).")
+                problem = UPLOAD_NOT_WORKFLOW
         except (UnicodeDecodeError, ValueError):
-            problem = "This file is not JSON: a ComfyUI workflow is a .json file."
+            problem = UPLOAD_NOT_JSON
     if problem:
         catalog = st.folders.catalog()
         return render_template("index.html", catalog=catalog, settings=st.settings,
