@@ -124,7 +124,9 @@ def test_save_format_with_a_primitive_and_a_reroute(page, webui, comfy):
     expect(page.locator("#f-txt2img-width")).to_have_value("96")
     expect(page.locator("#f-txt2img-seed")).to_have_value("42")
     page.fill("#f-txt2img-prompt", "a fox at night")
+    page.fill("#f-txt2img-negative_prompt", "")
     graph = generated_graph(page, comfy)
+    assert graph["7"]["inputs"]["text"] == ""  # cleared: not the workflow's own text
     # The bypassed LoRA, the reroute, the primitive, the muted preview and the note are gone.
     assert sorted(graph, key=int) == ["3", "4", "5", "6", "7", "8", "9"]
     assert graph["3"]["inputs"]["model"] == ["4", 0]

@@ -72,6 +72,9 @@ def test_form_without_app_mode_has_the_expected_inputs_with_roles(object_info):
     assert by_key["prompt"]["role"] == "prompt" and by_key["prompt"]["type"] == "textarea"
     assert by_key["negative_prompt"]["target"] == "submit:prompt.7.inputs.text"
     assert by_key["negative_prompt"]["role"] == "negative"
+    # Cleared, the negative prompt is empty (not the workflow's "blurry, watermark").
+    assert by_key["negative_prompt"]["ifEmpty"] == {
+        "set": {"submit:prompt.7.inputs.text": ""}}
     # "fixed" in the workflow keeps its seed; the range is KSampler's (0 … 2^64-1).
     assert by_key["seed"]["defaultValue"] == 42
     assert by_key["seed"]["range"] == [0, 0xFFFFFFFFFFFFFFFF]

@@ -511,6 +511,10 @@ class _Builder:
             param.update(self._typed(kind, name, spec_type, extra, value, role, node_id))
             where = [f"submit:prompt.{n}.inputs.{i}" for n, i in targets]
             param["target"] = where[0] if len(where) == 1 else where
+            if param["type"] in ("text", "textarea") and not param.get("required"):
+                # A text cleared is empty, not the workflow's own text (an empty field is not
+                # sent, which would leave the workflow's value in place).
+                param["ifEmpty"] = {"set": {t: "" for t in where}}
         if role and param.get("type") != "seed":
             param["role"] = role
         param["group"] = group
