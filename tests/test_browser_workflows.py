@@ -212,6 +212,13 @@ def test_a_workflow_uploaded_on_the_home_page(browser, page, webui, comfy, tmp_p
     expect(page.get_by_role("alert")).to_have_text(
         "This file is not a ComfyUI workflow (neither \"Export (API)\" nor the editor's "
         "\"Save\" format).")
+    # A workflow this ComfyUI cannot run: the reason, by the form; the file is not kept.
+    page.set_input_files("#workflow-file", str(FIXTURES / "unknown-node-api.json"))
+    page.get_by_role("button", name="Import workflow").click()
+    expect(page.get_by_role("alert")).to_contain_text(
+        "this ComfyUI workflow was not imported: this ComfyUI does not have the node type the "
+        "workflow needs: node 21 ('Ultimate SD Upscale') is a 'UltimateSDUpscale'")
+    assert not list(folder.glob("unknown-node-api*"))
     page.set_input_files("#workflow-file", str(FIXTURES / "upscale-api.json"))
     page.get_by_role("button", name="Import workflow").click()
     # Straight to the new service's form, named after the file.

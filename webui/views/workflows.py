@@ -65,5 +65,11 @@ def upload() -> Any:
         source = service.definition.source
         if source is not None and (source.parent / source.stem / path.name).is_file():
             return redirect(url_for("services.service_home", service_id=service.id), 303)
-    # Not imported: the home page lists the file with the reason.
-    return redirect(url_for("services.index") + "#workflow-failures", 303)
+    # Not imported: the upload is not kept, and the reason is said by the form.
+    failure = next((f for f in catalog.failures if f.path == path), None)
+    path.unlink(missing_ok=True)
+    problem = " ".join(line.split(": (file): ", 1)[-1] for line in failure.lines) if (
+        failure) else "This workflow did not become a service."
+    catalog = st.folders.catalog()
+    return render_template("index.html", catalog=catalog, settings=st.settings,
+                           workflow_problem=problem), 422
