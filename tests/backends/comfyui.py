@@ -57,6 +57,9 @@ Images are deterministic: a seeded gradient per ``seed + batch index``, of Empty
 width x height (floored to a multiple of 8, as the VAE does), ``batch_size`` of them; for
 img2img the LoadImage picture (its size, floored to 8) blended with the gradient by ``denoise``.
 The server starts with ``example.png`` (512x512) in its input folder, as a real install does.
+For imported workflows (issue 15) it also has PreviewImage (the images go to the temp folder,
+``type: temp``) and the upscale nodes of ``comfy_extras/nodes_upscale_model.py``: the model
+``2x-demo.pth`` scales by the number before its "x".
 
 Failure triggers, written in a positive prompt (the CLIPTextEncode text linked to a KSampler's
 ``positive`` input):
