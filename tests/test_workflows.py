@@ -193,3 +193,12 @@ def test_a_dropped_workflow_waits_for_comfyui_to_be_reachable(make_settings):
             "Could not connect to ComfyUI at http://127.0.0.1:9: connection refused. Is it "
             "running? Reload this page to try again (after 15 s).") in html
     assert (folder / "lighthouse.json").is_file()
+
+
+def test_app_mode_inputs_inside_a_subgraph_are_refused(object_info):
+    app = fixture("fox-app-mode.json")
+    # A NodeLocatorId (subgraph uuid:node id), as the frontend stores an input of a subgraph.
+    app["extra"]["linearData"]["inputs"].append(["8f0c3a1e-2b9d-4c57-a1e2-3d4c5b6a7f80:12",
+                                                 "cfg"])
+    with pytest.raises(WorkflowError, match="inside a subgraph; subgraphs are not supported"):
+        derive_parameters(convert(app, object_info), object_info)
