@@ -53,10 +53,17 @@ def imported(comfy, fixture: Path, folder: Path, name: str) -> None:
                  "--data-dir", str(folder.parent), "--url", comfy.url]) == 0
 
 
-def home_link(page, url: str, name: str) -> None:
-    """The service is on the home page under the workflow's name; open its form."""
+def home_link(page, url: str, name: str, mode: str = "txt2img") -> None:
+    """The service is on the home page under the workflow's name; it opens on its form."""
     page.goto(url + "/")
     page.get_by_role("link", name=name, exact=True).click()
+    page.wait_for_url(f"**/{mode}")
+
+
+def choose(page, select: str, value: str) -> None:
+    """Pick VALUE once the select has its choices from ComfyUI (they fill in after load)."""
+    expect(page.locator(f"{select} option[value='{value}']")).to_have_count(1)
+    page.select_option(select, value)
 
 
 def generated_graph(page, comfy, count: int = 1) -> dict:
@@ -69,12 +76,11 @@ def test_bundled_txt2img_workflow(page, webui, comfy):
     url, folder = webui
     imported(comfy, BUNDLED / "txt2img.json", folder, "Harbor")
     home_link(page, url, "Harbor")
-    page.get_by_role("link", name="Text to image").first.click()
     expect(page.locator("#f-txt2img-ckpt_name option",
                         has_text="sd15-demo.safetensors")).to_have_count(1)
     page.fill("#f-txt2img-prompt", "a quiet harbor")
-    page.select_option("#f-txt2img-ckpt_name", "sd15-demo.safetensors")
-    page.select_option("#f-txt2img-lora_name", "style.safetensors")
+    choose(page, "#f-txt2img-ckpt_name", "sd15-demo.safetensors")
+    choose(page, "#f-txt2img-lora_name", "style.safetensors")
     page.fill("#f-txt2img-strength_model", "0.5")
     page.fill("#f-txt2img-steps", "9")
     page.fill("#f-txt2img-width", "64")
@@ -96,14 +102,13 @@ def test_bundled_txt2img_workflow(page, webui, comfy):
 def test_bundled_img2img_workflow_dropped(page, webui, comfy, tmp_path):
     url, folder = webui
     drop(folder, BUNDLED / "img2img.json", "Repaint.json")
-    home_link(page, url, "Repaint")
-    page.get_by_role("link", name="Image to image").first.click()
+    home_link(page, url, "Repaint", "img2img")
     init = tmp_path / "init.png"
     init.write_bytes(image_bytes((72, 64), (20, 20, 220)))
     page.set_input_files("#f-img2img-image", str(init))
     page.fill("#f-img2img-prompt", "in blue")
-    page.select_option("#f-img2img-ckpt_name", "sdxl-demo.safetensors")
-    page.select_option("#f-img2img-lora_name", "detail.safetensors")
+    choose(page, "#f-img2img-ckpt_name", "sdxl-demo.safetensors")
+    choose(page, "#f-img2img-lora_name", "detail.safetensors")
     page.fill("#f-img2img-denoise", "0.4")
     graph = generated_graph(page, comfy)
     [upload] = sent({"comfyui": comfy}, "comfyui", "/upload/image")
@@ -119,7 +124,6 @@ def test_save_format_with_a_primitive_and_a_reroute(page, webui, comfy):
     url, folder = webui
     drop(folder, FIXTURES / "fox-primitive-reroute.json", "Fox.json")
     home_link(page, url, "Fox")
-    page.get_by_role("link", name="Text to image").first.click()
     # The primitive's value is the width's default; the seed is the workflow's ("fixed").
     expect(page.locator("#f-txt2img-width")).to_have_value("96")
     expect(page.locator("#f-txt2img-seed")).to_have_value("42")
@@ -142,7 +146,6 @@ def test_app_mode_workflow_shows_only_the_chosen_inputs(page, webui, comfy):
     url, folder = webui
     drop(folder, FIXTURES / "fox-app-mode.json", "Fox app.json")
     home_link(page, url, "Fox app")
-    page.get_by_role("link", name="Text to image").first.click()
     # The workflow's fields (webui's own styles picker, for any prompt, aside).
     fields = page.locator("#form-txt2img :is(input, textarea, select)[name]"
                           ":not([type=hidden]):not([name^=webui-])")
@@ -164,10 +167,9 @@ def test_lora_stack_workflow(page, webui, comfy):
     url, folder = webui
     imported(comfy, FIXTURES / "lora-stack-api.json", folder, "Lighthouse")
     home_link(page, url, "Lighthouse")
-    page.get_by_role("link", name="Text to image").first.click()
     page.fill("#f-txt2img-prompt", "a lighthouse")
-    page.select_option("#f-txt2img-lora_name", "detail.safetensors")
-    page.select_option("#f-txt2img-lora_name_11", "style.safetensors")
+    choose(page, "#f-txt2img-lora_name", "detail.safetensors")
+    choose(page, "#f-txt2img-lora_name_11", "style.safetensors")
     page.fill("#f-txt2img-strength_model_11", "0.25")
     graph = generated_graph(page, comfy)
     assert graph["10"]["inputs"] == {
@@ -182,7 +184,6 @@ def test_upscale_workflow_gives_every_output_image(page, webui, comfy):
     url, folder = webui
     drop(folder, FIXTURES / "upscale-api.json", "Castle upscale.json")
     home_link(page, url, "Castle upscale")
-    page.get_by_role("link", name="Text to image").first.click()
     expect(page.locator("#f-txt2img-upscale_model option",
                         has_text="2x-demo.pth")).to_have_count(1)
     page.fill("#f-txt2img-prompt", "a castle")
