@@ -146,9 +146,9 @@ def test_app_mode_workflow_shows_only_the_chosen_inputs(page, webui, comfy):
     url, folder = webui
     drop(folder, FIXTURES / "fox-app-mode.json", "Fox app.json")
     home_link(page, url, "Fox app")
-    # The workflow's fields (webui's own styles picker, for any prompt, aside).
+    # The workflow's fields (webui's own for every form aside: styles, the X/Y/Z grid).
     fields = page.locator("#form-txt2img :is(input, textarea, select)[name]"
-                          ":not([type=hidden]):not([name^=webui-])")
+                          ":not([type=hidden]):not([name^=webui-]):not([name^=grid-])")
     expect(fields).to_have_count(3)
     assert [f.get_attribute("name") for f in fields.all()] == ["prompt", "steps", "width"]
     expect(page.get_by_text("More steps, more detail")).to_be_visible()
