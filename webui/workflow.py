@@ -348,8 +348,8 @@ def to_api(save: dict[str, Any], object_info: dict[str, Any]) -> Converted:
         title = node.get("title") or info.get("display_name") or kind
         converted.prompt[node_id] = {"inputs": inputs, "class_type": kind,
                                      "_meta": {"title": title}}
-    # A node whose link source was muted away may now miss a required socket: ComfyUI would
-    # refuse the graph; the output nodes that need it are dropped as the frontend does not.
+    # As in graphToPrompt, an input whose source was muted is left out: ComfyUI then names the
+    # required input that is missing when the prompt is queued.
     extra = save.get("extra") if isinstance(save.get("extra"), dict) else {}
     if isinstance(extra.get("linearData"), dict):
         converted.linear = extra["linearData"]
@@ -457,6 +457,7 @@ class _Builder:
         self.roles: set[str] = set()
         self.params: list[dict[str, Any]] = []
         self.images: list[str] = []  # LoadImage-like nodes, uploaded before the submit
+        self.endpoints: dict[str, Any] = {}  # the option lists' endpoints (/object_info/X)
         titles = [self._title(n) for n in self.prompt]
         self.unique_titles = {t for t in titles if titles.count(t) == 1}
 
@@ -569,7 +570,6 @@ class _Builder:
             out["required"] = True
         return out
 
-    endpoints: dict[str, Any]
 
 
 def _linear_inputs(converted: Converted) -> list[tuple[str, str, str | None]]:
@@ -600,7 +600,6 @@ def derive_parameters(converted: Converted, object_info: dict[str, Any]
                       ) -> tuple[list[dict[str, Any]], list[str], dict[str, Any]]:
     """The parameters, the image-input nodes (uploaded first) and the option endpoints."""
     builder = _Builder(converted, object_info)
-    builder.endpoints = {}
     prompt = converted.prompt
     if converted.linear and converted.linear.get("inputs"):
         for node_id, widget, description in _linear_inputs(converted):
