@@ -663,12 +663,17 @@ def slug(text: str) -> str:
     return out[:48].strip("-") or "workflow"
 
 
+def _base_generation(base: dict[str, Any]) -> dict[str, Any]:
+    """The base definition's image generation capability."""
+    caps = [c for c in base.get("capabilities") or []
+            if isinstance(c, dict) and c.get("capability") == "image_generation"]
+    return caps[0] if caps else {}
+
+
 def _base_steps(base: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]],
                                                dict[str, Any]]:
     """The base definition's submit step, the steps after it, and its upload step."""
-    caps = [c for c in base.get("capabilities") or []
-            if isinstance(c, dict) and c.get("capability") == "image_generation"]
-    endpoints = caps[0].get("endpoints", {}) if caps else {}
+    endpoints = _base_generation(base).get("endpoints") or {}
     steps = ((endpoints.get("txt2img") or {}).get("steps")) or []
     submit = next((i for i, s in enumerate(steps)
                    if isinstance(s.get("body"), dict) and "prompt" in s["body"]), None)
@@ -688,7 +693,8 @@ def build_definition(converted: Converted, object_info: dict[str, Any], base: di
     outputs = image_outputs(converted, object_info)
     submit, after, upload = _base_steps(base)
     mode = "img2img" if images else "txt2img"
-    other = "txt2img" if images else "img2img"
+    # The base's other modes (its own workflows) are not this service's.
+    others = {m: None for m in (_base_generation(base).get("parameters") or {}) if m != mode}
     steps: list[dict[str, Any]] = []
     sets: dict[str, str] = {}
     for node_id in images:
@@ -711,7 +717,7 @@ def build_definition(converted: Converted, object_info: dict[str, Any], base: di
     description = (f"The ComfyUI workflow {source}, imported by webui; the graph it runs is "
                    f"{folder}/workflow.json in the definitions folder.")
     all_endpoints: dict[str, Any] = {mode: {"steps": steps, "result": {"as": "bytes"}},
-                                     other: None}
+                                     **others}
     all_endpoints.update(endpoints)
     definition: dict[str, Any] = {
         "id": service_id,
@@ -731,7 +737,7 @@ def build_definition(converted: Converted, object_info: dict[str, Any], base: di
         "capabilities": [{
             "capability": "image_generation",
             "endpoints": all_endpoints,
-            "parameters": {mode: params, other: None},
+            "parameters": {mode: params, **others},
         }],
     }
 
