@@ -88,7 +88,7 @@ def test_stream_sends_updates_then_the_final_panel_and_ends(waitress_for, slow_d
     job, _ = start(client, steps="40", n_iter="2", width="64", height="64")
     r = requests.get(f"{url}/jobs/events", params={job.id: ""}, timeout=30)
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/event-stream")
-    assert r.headers["Cache-Control"] == "no-store"
+    assert r.headers["Cache-Control"] == "no-store, no-transform"
     # The whole body arrived: the stream ended by itself once the job ended.
     assert job.status == "done"
     events = parse(r.text)

@@ -77,8 +77,8 @@ def stream(render: Render, due: Callable[[], bool] = lambda: False) -> Response:
     response = Response(
         stream_with_context(_follow(render, due, settings.stream_seconds)),
         mimetype="text/event-stream",
-        # Not cached, not buffered by a proxy that honours it (nginx).
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        # Not cached, not compressed nor buffered on the way (no-transform; nginx: X-Accel-).
+        headers={"Cache-Control": "no-store, no-transform", "X-Accel-Buffering": "no"})
     # Given back when the answer is closed: ended, or the browser went away (also when the
     # stream never started, which a finally in the generator would miss).
     response.call_on_close(slots.give_back)
