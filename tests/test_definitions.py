@@ -32,9 +32,11 @@ def problems(data: dict[str, Any]) -> list[str]:
     return info.value.lines()
 
 
-def test_bundled_a1111_loads_with_both_modes():
+def test_bundled_a1111_loads_with_its_three_modes():
     d = load_file(A1111_FILE)
-    assert list(d.modes) == ["txt2img", "img2img"]
+    assert list(d.modes) == ["txt2img", "img2img", "upscale"]
+    assert [m.label for m in d.modes.values()] == ["Text to image", "Image to image", "Upscale"]
+    assert [m.upscales for m in d.modes.values()] == [False, False, True]
     assert d.health is not None and d.health.path == "/sdapi/v1/cmd-flags"
     txt = d.modes["txt2img"]
     assert txt.parameter("sd_model_checkpoint").target == "override_settings.sd_model_checkpoint"

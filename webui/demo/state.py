@@ -83,9 +83,12 @@ from .checkpoints import (
     _model_name,
     _name_for_extra,
 )
+from . import extras
 from .painter import _EXTRA_NETWORK_RE, _clamp, _flatten, _mask_from, _png_b64, _resize_for
 from .plan import _int_or, _Plan
 from .validation import (
+    EXTRAS_FIELDS,
+    EXTRAS_LIMITS,
     IMG2IMG_FIELDS,
     TXT2IMG_FIELDS,
     _a1111_error,
@@ -791,6 +794,36 @@ class DemoBackend:
             "current_image": _png_b64(preview) if preview is not None else None,
             "textinfo": textinfo,
         }
+
+    # -- extras (modules/postprocessing.py run_postprocessing; see extras.py) -----------------
+
+    def extras_single_image(self, body: Any) -> dict[str, Any]:
+        """POST extra-single-image: the ExtrasSingleImageResponse ``{html_info, image}``."""
+        params = _validate_model(body, EXTRAS_FIELDS, EXTRAS_LIMITS)
+        image = _decode_image(params["image"])
+        if image.mode not in ("RGB", "RGBA"):
+            image = image.convert("RGB")
+        with self.queue_lock:
+            with self.cond:
+                # State.begin(job="extras"), one image (job_count), nextjob() before it.
+                state = self.state
+                state.job, state.job_count, state.job_no = "extras", 1, 0
+                state.sampling_step = state.sampling_steps = 0
+                state.time_start = time.time()
+                state.interrupted = state.skipped = state.stopping_generation = False
+                state.job_timestamp = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
+            try:
+                with self.cond:
+                    state.job_no += 1
+                texts = extras.text_chunks(image)
+                result, info = extras.upscale(image, params, self.lists["upscalers"], MAX_SIDE)
+                text = extras.infotext(info)
+                texts["postprocessing"] = text
+            finally:
+                with self.cond:
+                    # State.end()
+                    state.job, state.job_count = "", 0
+        return {"html_info": extras.html_info(text), "image": _png_b64(result, texts=texts)}
 
     # -- responses ------------------------------------------------------------------------------
 
