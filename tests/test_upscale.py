@@ -5,12 +5,13 @@ job from an image of the gallery, end to end."""
 
 from __future__ import annotations
 
+import io
 import re
 from html import unescape
 
 from PIL import Image
 
-from .helpers import defaults, images_in, submit
+from .helpers import defaults, image_bytes, images_in, sent, submit
 
 
 def _txt2img(app, size=(96, 64)) -> None:
@@ -47,3 +48,33 @@ def test_an_image_of_the_gallery_is_upscaled_as_a_job(demo_app):
     newest = st.history.page().items[0]
     assert (newest.mode, newest.image.width, newest.image.height) == ("upscale", 240, 160)
     assert st.history.get_job(newest.image.job_id).parameters["upscaler_1"] == "R-ESRGAN 4x+"
+
+
+def test_comfyui_upscales_with_a_model_then_scales_by(services_app, fakes):
+    """LoadImage → UpscaleModelLoader + ImageUpscaleWithModel → ImageScaleBy → SaveImage on
+    the shared fake ComfyUI: a 4x model, then 0.75, makes 96 x 64 into 288 x 192."""
+    st = services_app.extensions["webui"]
+    client = services_app.test_client()
+    models = client.get("/services/comfyui/upscale/options/model_name").get_data(as_text=True)
+    assert "4x-UltraSharp.pth" in models and "RealESRGAN_x2plus.pth" in models
+    data = {**defaults(services_app, "comfyui", "upscale"), "model_name": "4x-UltraSharp.pth",
+            "scale_by": "0.75",
+            "image": (io.BytesIO(image_bytes((96, 64), (200, 30, 30))), "red.png")}
+    r = submit(client, "/services/comfyui/upscale/generate", data=data,
+               content_type="multipart/form-data")
+    assert r.status_code == 200, r.html
+    assert len(sent(fakes, "comfyui", "/upload/image")) == 1
+    graph = sent(fakes, "comfyui", "/prompt")[-1]["json"]["prompt"]
+    # LoadImage reads the picture sent, under the name ComfyUI stored it as.
+    state = fakes["comfyui"].server.app.config["COMFYUI"]
+    with Image.open(io.BytesIO(state.files[("input", "", graph["1"]["inputs"]["image"])])) as im:
+        assert im.size == (96, 64)
+    assert graph["2"]["inputs"] == {"model_name": "4x-UltraSharp.pth"}
+    assert graph["4"]["inputs"]["scale_by"] == 0.75
+    assert graph["4"]["inputs"]["upscale_method"] == "lanczos"
+    [path] = images_in(r.html)
+    with Image.open(st.store.path(path)) as im:
+        assert im.size == (288, 192)
+        assert im.convert("RGB").getpixel((144, 96))[0] > 150  # still the red picture
+    assert st.history.page().items[0].mode == "upscale"
+

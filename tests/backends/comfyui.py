@@ -57,6 +57,12 @@ Images are deterministic: a seeded gradient per ``seed + batch index``, of Empty
 width x height (floored to a multiple of 8, as the VAE does), ``batch_size`` of them; for
 img2img the LoadImage picture (its size, floored to 8) blended with the gradient by ``denoise``.
 The server starts with ``example.png`` (512x512) in its input folder, as a real install does.
+Upscaling (v0.3.64 comfy_extras/nodes_upscale_model.py ``UpscaleModelLoader``,
+``ImageUpscaleWithModel``; nodes.py ``ImageScaleBy``): the models listed are
+``upscale_models`` (also ``GET /models/upscale_models``); a model enlarges by its factor, which
+the real loader reads from the weights and the fake from the file's name ("4x-…", "…_x2…"),
+with a Lanczos resize; ImageScaleBy makes each side ``round(side * scale_by)``. A graph
+without a KSampler runs whole when it starts and finishes on the usual step.
 
 Failure triggers, written in a positive prompt (the CLIPTextEncode text linked to a KSampler's
 ``positive`` input):
@@ -140,6 +146,7 @@ import json
 import mimetypes
 import posixpath
 import random
+import re
 import struct
 import threading
 import time
@@ -243,7 +250,8 @@ FUNCTIONS = {
     "CheckpointLoaderSimple": "load_checkpoint", "LoraLoader": "load_lora",
     "CLIPTextEncode": "encode", "EmptyLatentImage": "generate", "KSampler": "sample",
     "VAEDecode": "decode", "VAEEncode": "encode", "LoadImage": "load_image",
-    "SaveImage": "save_images",
+    "SaveImage": "save_images", "UpscaleModelLoader": "load_model",
+    "ImageUpscaleWithModel": "upscale", "ImageScaleBy": "upscale",
 }
 
 
@@ -429,6 +437,25 @@ def _object_info(state: FakeComfyUI) -> dict[str, dict[str, Any]]:
             {"image": [state.input_choices(), {"image_upload": True}]},
             ["IMAGE", "MASK"],
         ),
+        # comfy_extras/nodes_upscale_model.py (v0.3.64): the models of models/upscale_models.
+        "UpscaleModelLoader": _node(
+            "UpscaleModelLoader", "Load Upscale Model", "loaders", "",
+            {"model_name": [list(state.upscale_models)]},
+            ["UPSCALE_MODEL"],
+        ),
+        "ImageUpscaleWithModel": _node(
+            "ImageUpscaleWithModel", "Upscale Image (using Model)", "image/upscaling", "",
+            {"upscale_model": ["UPSCALE_MODEL"], "image": ["IMAGE"]},
+            ["IMAGE"],
+        ),
+        # nodes.py ImageScaleBy.
+        "ImageScaleBy": _node(
+            "ImageScaleBy", "Upscale Image By", "image/upscaling", "",
+            {"image": ["IMAGE"],
+             "upscale_method": [["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]],
+             "scale_by": ["FLOAT", {"default": 1.0, "min": 0.01, "max": 8.0, "step": 0.01}]},
+            ["IMAGE"],
+        ),
         "SaveImage": _node(
             "SaveImage", "Save Image", "image",
             "Saves the input images to your ComfyUI output directory.",
@@ -544,9 +571,11 @@ class FakeComfyUI:
     """Everything the fake server remembers; every public method takes the lock."""
 
     def __init__(self, checkpoints: Iterable[str], loras: Iterable[str], polls_before_done: int,
-                 previews: bool = False, preview_format: str = "JPEG", preview_size: int = 64):
+                 previews: bool = False, preview_format: str = "JPEG", preview_size: int = 64,
+                 upscale_models: Iterable[str] = ()):
         self.checkpoints = list(checkpoints)
         self.loras = list(loras)
+        self.upscale_models = list(upscale_models)
         self.polls_before_done = polls_before_done
         self.previews = previews
         if preview_format not in IMAGE_FORMATS:
@@ -587,6 +616,10 @@ class FakeComfyUI:
             "KSampler": self._ksampler,
             "VAEDecode": self._vae_decode,
             "SaveImage": self._save_image,
+            "UpscaleModelLoader": lambda run, nid, a: ({"name": a["model_name"],
+                                                        "scale": _model_scale(a["model_name"])},),
+            "ImageUpscaleWithModel": self._upscale_with_model,
+            "ImageScaleBy": self._scale_by,
         }
         # VALIDATE_INPUTS of the real nodes: the inputs it covers skip the min/max/list checks.
         self.custom_validators: dict[str, dict[str, Callable[[Any], bool | str]]] = {
@@ -1236,6 +1269,23 @@ class FakeComfyUI:
             images.append(img)
         return (images,)
 
+    def _upscale_with_model(self, run: Run, node_id: str, a: dict[str, Any]) -> tuple[Any, ...]:
+        """ImageUpscaleWithModel.upscale: comfy.utils.tiled_scale by the model's scale (each
+        side x scale, rounded); here a Lanczos resize."""
+        scale = a["upscale_model"]["scale"]
+        return ([img.resize((round(img.width * scale), round(img.height * scale)),
+                            Image.Resampling.LANCZOS) for img in _batch(a["image"])],)
+
+    def _scale_by(self, run: Run, node_id: str, a: dict[str, Any]) -> tuple[Any, ...]:
+        """ImageScaleBy.upscale: each side round(side x scale_by), by upscale_method."""
+        method = {"nearest-exact": Image.Resampling.NEAREST,
+                  "bilinear": Image.Resampling.BILINEAR, "area": Image.Resampling.BOX,
+                  "bicubic": Image.Resampling.BICUBIC,
+                  "lanczos": Image.Resampling.LANCZOS}[a["upscale_method"]]
+        return ([img.resize((max(1, round(img.width * a["scale_by"])),
+                             max(1, round(img.height * a["scale_by"]))), method)
+                 for img in _batch(a["image"])],)
+
     def _save_image(self, run: Run, node_id: str, a: dict[str, Any]) -> tuple[Any, ...]:
         subfolder, _, prefix = str(a["filename_prefix"]).rpartition("/")
         info = PngImagePlugin.PngInfo()
@@ -1251,6 +1301,18 @@ class FakeComfyUI:
             results.append({"filename": name, "subfolder": subfolder, "type": "output"})
         run.ui[node_id] = {"images": results}
         return ()
+
+
+def _batch(image: Any) -> list[Image.Image]:
+    """An IMAGE as a list of pictures (LoadImage's is one picture, VAEDecode's a list)."""
+    return image if isinstance(image, list) else [image]
+
+
+def _model_scale(name: str) -> int:
+    """The factor of an upscale model file, which the real loader (spandrel) reads from its
+    weights; here from its name ("4x-UltraSharp.pth", "RealESRGAN_x2plus.pth"), else 4."""
+    found = re.search(r"(?:^|[^0-9])([1-8])x|x([1-8])(?:[^0-9]|$)", name)
+    return int(found.group(1) or found.group(2)) if found else 4
 
 
 def _types_match(received: Any, expected: Any) -> bool:
@@ -1319,6 +1381,7 @@ def create_comfyui_app(
     previews: bool = False,
     preview_format: str = "JPEG",
     preview_size: int = 64,
+    upscale_models: Iterable[str] = ("4x-UltraSharp.pth", "RealESRGAN_x2plus.pth"),
 ) -> Flask:
     """A fake ComfyUI: the model files it lists, and how many worker steps (GET /history/<id>
     polls, of any id) a running prompt answers ``{}`` to before it finishes. ``previews``: send
@@ -1326,7 +1389,7 @@ def create_comfyui_app(
     as ``preview_format`` ("JPEG", as v0.3.64 makes them, or "PNG") of at most
     ``preview_size`` pixels a side."""
     state = FakeComfyUI(checkpoints, loras, polls_before_done, previews, preview_format,
-                        preview_size)
+                        preview_size, upscale_models)
     app = Flask("fake_comfyui")
     app.config["REQUESTS"] = []
     app.config["COMFYUI"] = state
@@ -1377,7 +1440,7 @@ def create_comfyui_app(
     @route("/models/<folder>")
     def models_in(folder: str) -> Response:
         lists = {"checkpoints": state.checkpoints, "loras": state.loras, "vae": [],
-                 "embeddings": [], "upscale_models": []}
+                 "embeddings": [], "upscale_models": state.upscale_models}
         if folder not in lists:
             return Response(status=404)
         return json_response(list(lists[folder]))
