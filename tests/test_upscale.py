@@ -9,9 +9,10 @@ import io
 import re
 from html import unescape
 
-from PIL import Image
+import pytest
+from PIL import Image, PngImagePlugin
 
-from .helpers import defaults, image_bytes, images_in, sent, submit
+from .helpers import b64, decoded, defaults, image_bytes, images_in, sent, submit
 
 
 def _txt2img(app, size=(96, 64)) -> None:
@@ -78,3 +79,92 @@ def test_comfyui_upscales_with_a_model_then_scales_by(services_app, fakes):
         assert im.convert("RGB").getpixel((144, 96))[0] > 150  # still the red picture
     assert st.history.page().items[0].mode == "upscale"
 
+
+
+# -- the demo's extra-single-image (webui/demo/extras.py cites A1111's code) -----------------
+
+
+def _extras(body: dict, size=(100, 60), info: str | None = "a red fox\nSteps: 2"):
+    """POST extra-single-image to a fresh demo with a picture of SIZE carrying INFO."""
+    from webui.demo import create_demo_app
+
+    picture = Image.new("RGB", size, (200, 30, 30))
+    buffer = io.BytesIO()
+    chunks = PngImagePlugin.PngInfo()
+    if info is not None:
+        chunks.add_text("parameters", info)
+    picture.save(buffer, "PNG", pnginfo=chunks)
+    client = create_demo_app(step_delay=0).test_client()
+    return client.post("/sdapi/v1/extra-single-image",
+                       json={"image": b64(buffer.getvalue()), **body})
+
+
+def test_the_demo_upscales_by_a_factor_to_a_multiple_of_8():
+    r = _extras({"upscaler_1": "Lanczos", "upscaling_resize": 1.3})
+    assert r.status_code == 200, r.get_json()
+    answer = r.get_json()
+    assert set(answer) == {"html_info", "image"}
+    image = decoded(answer["image"])
+    # Upscaler.upscale: int(100 * 1.3 // 8 * 8) x int(60 * 1.3 // 8 * 8)
+    assert image.size == (128, 72)
+    assert answer["html_info"] == ("<p>Postprocess upscale by: 1.3, "
+                                   "Postprocess upscaler: Lanczos</p>")
+    assert image.info["parameters"] == "a red fox\nSteps: 2"
+    assert image.info["postprocessing"] == ("Postprocess upscale by: 1.3, "
+                                            "Postprocess upscaler: Lanczos")
+
+
+def test_the_demo_upscales_to_a_size_cropped_or_not():
+    cropped = _extras({"upscaler_1": "ESRGAN_4x", "resize_mode": 1, "upscaling_resize_w": 300,
+                       "upscaling_resize_h": 120})
+    assert decoded(cropped.get_json()["image"]).size == (300, 120)
+    assert "Postprocess crop to: 300x120" in cropped.get_json()["html_info"]
+    # Without crop: the factor that covers both sides, max(300/100, 120/60) = 3.
+    whole = _extras({"upscaler_1": "Nearest", "resize_mode": 1, "upscaling_resize_w": 300,
+                     "upscaling_resize_h": 120, "upscaling_crop": False})
+    assert decoded(whole.get_json()["image"]).size == (296, 176)
+
+
+def test_the_demo_blends_a_second_upscaler_and_none_leaves_the_image():
+    both = _extras({"upscaler_1": "Lanczos", "upscaler_2": "SwinIR 4x",
+                    "extras_upscaler_2_visibility": 0.5})
+    assert decoded(both.get_json()["image"]).size == (200, 120)
+    assert both.get_json()["html_info"].endswith(", Postprocess upscaler 2: SwinIR 4x</p>")
+    none = _extras({"upscaler_1": "None"}, info=None)
+    assert decoded(none.get_json()["image"]).size == (100, 60)
+    assert none.get_json()["html_info"] == "<p></p>"
+
+
+def test_the_demo_refuses_what_a1111_refuses():
+    unknown = _extras({"upscaler_1": "4x-Imaginary"})
+    assert (unknown.status_code, unknown.get_json()) == (500, {
+        "error": "AssertionError", "detail": "", "body": "",
+        "errors": "could not find upscaler named 4x-Imaginary"})
+    bad = _extras({"resize_mode": 2, "upscaling_resize": 0, "upscaler_1": None})
+    assert bad.status_code == 422
+    assert [(e["loc"][1], e["type"]) for e in bad.get_json()["detail"]] == [
+        ("resize_mode", "value_error.const"), ("upscaling_resize", "value_error.number.not_gt"),
+        ("upscaler_1", "type_error.none.not_allowed")]
+    garbage = _extras({"image": "not an image"})
+    assert (garbage.status_code, garbage.get_json()["detail"]) == (500, "Invalid encoded image")
+
+
+@pytest.mark.parametrize("service_id", ["forge", "sdnext"])
+def test_the_forks_upscale_through_the_definition_they_extend(services_app, fakes, service_id):
+    mode = services_app.extensions["webui"].folders.catalog().get(service_id).definition.modes[
+        "upscale"]
+    # SD.Next's request model takes factors of 1 to 8 (modules/api/models.py ReqProcess).
+    assert mode.parameter("upscaling_resize").range == ((1, 8) if service_id == "sdnext"
+                                                        else (0.05, 8))
+    data = {**defaults(services_app, service_id, "upscale"), "upscaling_resize": "1.5",
+            "image": (io.BytesIO(image_bytes((64, 48))), "red.png")}
+    r = submit(services_app.test_client(), f"/services/{service_id}/upscale/generate",
+               data=data, content_type="multipart/form-data")
+    assert r.status_code == 200, r.html
+    [call] = sent(fakes, service_id, "/sdapi/v1/extra-single-image")
+    # Each fork's own name for a plain Lanczos resize.
+    assert (call["json"]["upscaler_1"], call["json"]["upscaling_resize"]) == (
+        "Resize Lanczos" if service_id == "sdnext" else "Lanczos", 1.5)
+    [path] = images_in(r.html)
+    with Image.open(services_app.extensions["webui"].store.path(path)) as im:
+        assert im.size == (96, 72)
