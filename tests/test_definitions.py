@@ -252,5 +252,5 @@ def test_a_workflow_file_is_read_once_per_load(monkeypatch):
 
     monkeypatch.setattr(check, "read_json_file", counted)
     definition = load_file(BUNDLED_DIR / "comfyui.yaml")
-    assert set(definition.modes) == {"txt2img", "img2img"}
+    assert set(definition.modes) == {"txt2img", "img2img", "upscale"}
     assert reads and set(reads.values()) == {1}, reads

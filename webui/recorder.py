@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .format import MODE_LABELS
 from .history import HistoryError, HistoryStore, ImageRecord, JobRecord
 from .images import (
     ImageStore,
@@ -143,7 +144,8 @@ class Recorder(JobEvents):
             except OSError:
                 continue
             prompt = parse_infotext(text)[0] if text else None
-            mode = next((m for m in ("txt2img", "img2img") if f"-{m}-" in path.name), "unknown")
+            # Files are named <time>-<service>-<mode>-…: a known mode name tells the mode.
+            mode = next((m for m in MODE_LABELS if f"-{m}-" in path.name), "unknown")
             job_id = f"{RECOVERED}-{hashlib.sha1(relative.encode()).hexdigest()[:16]}"
             created = path.stat().st_mtime
             record = JobRecord(

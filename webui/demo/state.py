@@ -75,6 +75,7 @@ from typing import Any
 
 from PIL import Image, ImageFilter, ImageOps
 
+from . import extras
 from .checkpoints import (
     _RE_CHECKSUM,
     _ckpt_name,
@@ -83,7 +84,6 @@ from .checkpoints import (
     _model_name,
     _name_for_extra,
 )
-from . import extras
 from .painter import _EXTRA_NETWORK_RE, _clamp, _flatten, _mask_from, _png_b64, _resize_for
 from .plan import _int_or, _Plan
 from .validation import (
