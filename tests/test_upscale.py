@@ -49,6 +49,10 @@ def test_an_image_of_the_gallery_is_upscaled_as_a_job(demo_app):
     newest = st.history.page().items[0]
     assert (newest.mode, newest.image.width, newest.image.height) == ("upscale", 240, 160)
     assert st.history.get_job(newest.image.job_id).parameters["upscaler_1"] == "R-ESRGAN 4x+"
+    # The gallery's mode filter offers upscales and keeps only them.
+    gallery = client.get("/gallery?mode=upscale").get_data(as_text=True)
+    assert '<option value="upscale" selected>Upscale</option>' in gallery
+    assert gallery.count('class="tile"') == 1 and newest.image.path in gallery
 
 
 def test_comfyui_upscales_with_a_model_then_scales_by(services_app, fakes):
