@@ -33,6 +33,8 @@ A11Y_PAGES = [
     "/",
     "/services/demo/txt2img",
     "/services/demo/img2img",
+    "/services/demo/upscale",
+    "/services/comfyui/upscale",
     "/services/a1111/txt2img",
     "/services/forge/txt2img",
     "/services/sdnext/txt2img",
