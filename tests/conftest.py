@@ -123,9 +123,23 @@ def ui(make_settings, demo_server):
     server.stop()
 
 
+# What htmx logs when an answer could not be put on the page (a failed request is not one:
+# tests stop servers, and some answers are errors on purpose).
+HTMX_FAILURES = {"htmx:oobErrorNoTarget", "htmx:targetError", "htmx:swapError",
+                 "htmx:onLoadError", "htmx:evalDisallowedError", "htmx:invalidPath"}
+
+
 @pytest.fixture
 def page(browser):
+    """A desktop-sized page. A script error, or an htmx error (a swap without its target, a
+    response it could not use), fails the test that caused it: each is a part of the page
+    that silently did not update."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    page.on("console", lambda message: problems.append(message.text)
+            if message.text.split(",")[0] in HTMX_FAILURES else None)
     yield page
     context.close()
+    assert not problems, problems

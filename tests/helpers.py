@@ -310,6 +310,13 @@ def generate(app, service: str, mode: str, data: dict, files: dict | None = None
 SHOTS = Path(__file__).parent.parent / "test-artifacts"
 
 
+def natural_size(image: Any) -> list[int]:
+    """The size of the picture an <img> shows, once the browser has it: visible is not yet
+    loaded (the element has its width and height before its bytes arrive). A picture that
+    cannot load fails here (decode() rejects)."""
+    return image.evaluate("i => i.decode().then(() => [i.naturalWidth, i.naturalHeight])")
+
+
 def shot(page: Any, name: str, full_page: bool = True) -> None:
     """A screenshot of a browser test (the whole page, or what the window shows: a dialog),
     in test-artifacts/NAME.png."""

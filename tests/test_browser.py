@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from webui import create_app
 from webui.demo import create_demo_app
 
-from .helpers import ServerThread, a1111_response, demo_extra, image_bytes, shot
+from .helpers import ServerThread, a1111_response, demo_extra, image_bytes, natural_size, shot
 
 # Slower than the rest: `pytest -m "not browser"` is the fast loop, CI runs everything.
 pytestmark = pytest.mark.browser
@@ -52,8 +52,7 @@ def test_generate_txt2img_on_the_demo(page, ui):
     expect(page.locator("#result")).to_contain_text("Seed 42")
     expect(page.locator("#result")).to_contain_text("Seed 43")
     first = images.first
-    assert first.evaluate("img => img.complete && img.naturalWidth") == 256
-    assert first.evaluate("img => img.naturalHeight") == 192
+    assert natural_size(first) == [256, 192]
     shot(page, "txt2img-result")
     page.locator("#result figure").nth(1).get_by_role("link", name="Use seed").click()
     expect(page.locator("#f-txt2img-seed")).to_have_value("43")
@@ -150,7 +149,7 @@ def test_each_service_generates_in_the_browser(page, make_settings, fakes, monke
                 page.fill(selector, value)
         page.get_by_role("button", name="Generate").click()
         expect(page.locator("#result figure img").first).to_be_visible(timeout=15_000)
-        assert page.locator("#result figure img").first.evaluate("i => i.naturalWidth") > 0
+        assert natural_size(page.locator("#result figure img").first)[0] > 0
         shot(page, f"service-{service}")
     finally:
         server.stop()
@@ -170,7 +169,7 @@ def test_comfyui_img2img_in_the_browser(page, make_settings, fakes, tmp_path):
         page.get_by_role("button", name="Generate").click()
         image = page.locator("#result figure img")
         expect(image).to_have_count(1, timeout=15_000)
-        assert image.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [72, 64]
+        assert natural_size(image) == [72, 64]
         shot(page, "service-comfyui-img2img")
     finally:
         server.stop()

@@ -122,6 +122,8 @@ def test_reset_after_reuse_parameters_gives_the_definitions_defaults(page, ui):
     page.goto(server.url + "/gallery")
     page.locator(".tile").first.click()
     page.get_by_role("link", name="Reuse parameters").click()
+    # Loaded: the page's script is what Reset runs (clicked before it, Reset does nothing).
+    page.wait_for_url(re.compile(r"from="), wait_until="load")
     expect(page.locator("#f-txt2img-seed")).to_have_value("321")
     expect(page.locator("#f-txt2img-steps")).to_have_value("3")
 

@@ -87,6 +87,14 @@ class Job:
     def active(self) -> bool:
         return self.status in ACTIVE
 
+    def snapshot(self) -> Job:
+        """The job as it stands at this instant, for a page to draw. The job's thread changes
+        its fields while a template reads them; a panel drawn half before and half after the
+        job ended showed "running" without the poller that would have updated it."""
+        view = object.__new__(Job)
+        view.__dict__ = self.__dict__.copy()
+        return view
+
     @property
     def prompt(self) -> str | None:
         return self.text_of("prompt")
@@ -244,7 +252,7 @@ class JobManager:
             if pool is None or job.status != "queued":
                 return None
             for i, queued in enumerate(pool.queue):
-                if queued is job:
+                if queued.id == job.id:
                     return i + 1
         return None
 

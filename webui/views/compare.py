@@ -224,6 +224,7 @@ def page() -> str:
     for job_id in ids:
         job = state().jobs.get(job_id)
         if job is not None:
+            job = job.snapshot()
             cells.append(Cell(job_id, _label(job.service.name, job.mode, job.values), job=job,
                               position=state().jobs.position(job)))
             continue

@@ -54,7 +54,7 @@ def generate(service_id: str, mode_name: str) -> Any:
     if not htmx:
         # Without JavaScript the form is a plain POST: the job's own page follows it.
         return redirect(url_for("jobs.job_page", job_id=job.id), 303)
-    html = render_template("_result.html", job=job, position=st.jobs.position(job),
+    html = render_template("_result.html", job=job.snapshot(), position=st.jobs.position(job),
                            announce=True, **context)
     # The page's address now names the job: a reload shows it again.
     page = url_for("services.service_page", service_id=service.id, mode_name=mode.name,

@@ -38,7 +38,7 @@ def job_page(job_id: str) -> Any:
             abort(404, f"This job ended {record.status}"
                        + (f": {record.error}" if record.error else "") + " (no images).")
     job = _job(job_id)
-    return render_template("job.html", job=job, position=state().jobs.position(job))
+    return render_template("job.html", job=job.snapshot(), position=state().jobs.position(job))
 
 
 def job_mark(job: Job) -> str:
@@ -70,6 +70,7 @@ def changed_parts(job: Job, seen: str) -> set[str]:
 
 def _update(job: Job, seen: str, **extra: Any) -> tuple[str, int, dict[str, str]]:
     """What changed in the panel; a job that ended: its final panel, replacing the old one."""
+    job = job.snapshot()
     context: dict[str, Any] = {"job": job, "mode": job.mode, "service": job.service,
                                "position": state().jobs.position(job), **extra}
     if not job.active:
@@ -89,7 +90,7 @@ def job_update(job_id: str) -> tuple[str, int, dict[str, str]]:
 
 @bp.get("/jobs/<job_id>/panel")
 def job_panel(job_id: str) -> str:
-    job = _job(job_id)
+    job = _job(job_id).snapshot()
     return render_template("_job.html", job=job, mode=job.mode, service=job.service,
                            position=state().jobs.position(job))
 
@@ -130,7 +131,7 @@ def _queue_context(problems: list[tuple[Job, str]] | None = None) -> dict[str, A
     jobs = state().jobs
     groups: dict[str, list[tuple[Job, int | None]]] = {}
     for job in jobs.active():
-        groups.setdefault(job.service.id, []).append((job, jobs.position(job)))
+        groups.setdefault(job.service.id, []).append((job.snapshot(), jobs.position(job)))
     return {"groups": list(groups.values()), "problems": problems, "queue_id": QUEUE_ID,
             "now": time.time()}
 

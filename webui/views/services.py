@@ -99,6 +99,7 @@ def service_page(service_id: str, mode_name: str) -> str:
     service = find_service(service_id)
     mode = find_mode(service, mode_name)
     job = state().jobs.get(request.args.get("job", ""))
+    job = job.snapshot() if job is not None else None
     # ?from=<image id>: the form filled from that image's job (reuse parameters);
     # ?init=<image id>: that image as the input image (send to img2img). png-<token>: an
     # image read by PNG Info, for both.
