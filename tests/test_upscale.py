@@ -49,6 +49,9 @@ def test_an_image_of_the_gallery_is_upscaled_as_a_job(demo_app):
     newest = st.history.page().items[0]
     assert (newest.mode, newest.image.width, newest.image.height) == ("upscale", 240, 160)
     assert st.history.get_job(newest.image.job_id).parameters["upscaler_1"] == "R-ESRGAN 4x+"
+    # Captioned and found by the prompt of the picture it came from (its text, kept).
+    assert newest.prompt == "a red fox"
+    assert [i.mode for i in st.history.page(query="fox").items] == ["upscale", "txt2img"]
     # The gallery's mode filter offers upscales and keeps only them.
     gallery = client.get("/gallery?mode=upscale").get_data(as_text=True)
     assert '<option value="upscale" selected>Upscale</option>' in gallery

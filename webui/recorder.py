@@ -25,7 +25,7 @@ from .images import (
     make_thumbnail,
     storage_problem,
 )
-from .infotext import parse_infotext, read_png_infotext
+from .infotext import InfotextError, parse_infotext, read_png_infotext
 from .jobs import Job, JobEvents, JobManager
 from .pipeline import prepare_values
 
@@ -170,11 +170,21 @@ class Recorder(JobEvents):
     def _write(self, job: Job, status: str, images: list[ImageRecord] | None = None) -> None:
         # The prompts as sent (styles merged in): what the gallery shows and searches. The
         # parameters keep what was asked, with the styles' names, for Reuse parameters.
+        prompt = job.text_of("prompt", sent=True)
+        negative = job.text_of("negative", sent=True)
+        if job.mode.by_role("prompt") is None and images and images[0].infotext:
+            # A mode without a prompt (an upscale): the image still shows what the picture it
+            # came from was made with when the backend kept that text (A1111's extras keep
+            # the PNG's "parameters"), so the gallery captions and finds it by that prompt.
+            try:
+                prompt, negative, _ = parse_infotext(images[0].infotext)
+            except InfotextError:
+                pass
+            prompt, negative = prompt or None, negative or None
         record = JobRecord(
             id=job.id, service_id=job.service.id, service_name=job.service.name,
             mode=job.mode.name, status=status, instance=job.instance, parameters=job.values,
-            prompt=job.text_of("prompt", sent=True),
-            negative_prompt=job.text_of("negative", sent=True),
+            prompt=prompt, negative_prompt=negative,
             seeds=[im.seed for im in job.images], info=job.info, error=job.error,
             created=job.created, started=job.started, finished=job.finished,
             seconds=job.seconds if job.started else None, images=images or [],
