@@ -10,9 +10,26 @@ import re
 from html import unescape
 
 import pytest
+import requests
 from PIL import Image, PngImagePlugin
 
-from .helpers import b64, decoded, defaults, image_bytes, images_in, sent, submit
+from webui import create_app
+from webui.demo import create_demo_app
+
+from .helpers import (
+    HX,
+    ServerThread,
+    b64,
+    decoded,
+    defaults,
+    demo_extra,
+    image_bytes,
+    images_in,
+    job_in,
+    sent,
+    submit,
+    wait_for,
+)
 
 
 def _txt2img(app, size=(96, 64)) -> None:
@@ -93,8 +110,6 @@ def test_comfyui_upscales_with_a_model_then_scales_by(services_app, fakes):
 
 def _extras(body: dict, size=(100, 60), info: str | None = "a red fox\nSteps: 2"):
     """POST extra-single-image to a fresh demo with a picture of SIZE carrying INFO."""
-    from webui.demo import create_demo_app
-
     picture = Image.new("RGB", size, (200, 30, 30))
     buffer = io.BytesIO()
     chunks = PngImagePlugin.PngInfo()
@@ -175,3 +190,33 @@ def test_the_forks_upscale_through_the_definition_they_extend(services_app, fake
     [path] = images_in(r.html)
     with Image.open(services_app.extensions["webui"].store.path(path)) as im:
         assert im.size == (96, 72)
+
+
+def test_an_upscale_can_be_interrupted_but_has_nothing_to_skip(make_settings):
+    """A1111's upscaler passes stop at an interrupt and the image is still brought to the
+    target size and answered (1.10.1 modules/upscaler.py). Skip, which moves on to a batch's
+    next image, is not offered: an upscale has no batch (and A1111's extras answer a 500)."""
+    demo = ServerThread(create_demo_app(step_delay=0.1))  # each model pass: 2 s
+    try:
+        app = create_app(make_settings(extras=[demo_extra(demo.url)]))
+        client = app.test_client()
+        data = {**defaults(app, "demo", "upscale"), "upscaler_1": "ESRGAN_4x",
+                "upscaling_resize": "8",
+                "image": (io.BytesIO(image_bytes((32, 16))), "small.png")}
+        r = client.post("/services/demo/upscale/generate", headers=HX, data=data,
+                        content_type="multipart/form-data")
+        assert r.status_code == 202, r.get_data(as_text=True)
+        job = job_in(client, r.get_data(as_text=True))
+        wait_for(lambda: requests.get(f"{demo.url}/sdapi/v1/progress", timeout=5)
+                 .json()["state"]["job"] == "extras", what="the demo to be upscaling")
+        panel = client.get(f"/jobs/{job.id}/panel").get_data(as_text=True)
+        assert job.offers == ["interrupt"]
+        assert ">Interrupt</button>" in panel and ">Skip</button>" not in panel
+        client.post(f"/jobs/{job.id}/skip", headers=HX)  # a stale button: nothing happens
+        client.post(f"/jobs/{job.id}/interrupt", headers=HX)
+        assert job.done.wait(10) and job.status == "interrupted"
+        # However far the passes got, the answer is the image at the target: 32 x 16 by 8.
+        [image] = job.images
+        assert (image.width, image.height) == (256, 128)
+    finally:
+        demo.stop()

@@ -8,6 +8,7 @@ Also: an image of the history used again as an input image.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
@@ -176,10 +177,8 @@ class Recorder(JobEvents):
             # A mode without a prompt (an upscale): the image still shows what the picture it
             # came from was made with when the backend kept that text (A1111's extras keep
             # the PNG's "parameters"), so the gallery captions and finds it by that prompt.
-            try:
+            with contextlib.suppress(InfotextError):
                 prompt, negative, _ = parse_infotext(images[0].infotext)
-            except InfotextError:
-                pass
             prompt, negative = prompt or None, negative or None
         record = JobRecord(
             id=job.id, service_id=job.service.id, service_name=job.service.name,

@@ -25,14 +25,17 @@ scripts/postprocessing_upscale.py ``ScriptPostprocessingUpscale``, modules/upsca
   (``pp.image.info``; ``encode_pil_to_base64`` writes every text item).
 
 Decisions of the demo (not A1111 behaviour): a model upscaler is a Lanczos resize by its
-scale followed by an unsharp mask (no network); GFPGAN and CodeFormer (visibility > 0) and
-``upscale_first`` are accepted and do nothing; the result's sides are limited like a
-generation's (MAX_SIDE, else 500 ValueError).
+scale followed by an unsharp mask (no network), each pass taking 20 steps' time
+(``step_delay``); an interrupt ends the passes, as in 1.10.1; GFPGAN and CodeFormer
+(visibility > 0) and ``upscale_first`` are accepted and do nothing; the result's sides are
+limited like a generation's (MAX_SIDE, else 500 ValueError); ``/skip`` during an upscale
+does nothing (A1111 would then answer a 500: run_postprocessing has no image to return).
 """
 
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from typing import Any
 
 from PIL import Image, ImageFilter
@@ -61,8 +64,9 @@ def _do_upscale(image: Image.Image, upscaler: dict[str, Any], scale: float) -> I
 
 
 def _upscale_once(image: Image.Image, upscaler: dict[str, Any], scale: float,
-                  max_side: int) -> Image.Image:
-    """``Upscaler.upscale``: passes until the target is reached, then exactly the target."""
+                  max_side: int, work: Callable[[], bool]) -> Image.Image:
+    """``Upscaler.upscale``: passes until the target is reached (or an interrupt), then
+    exactly the target. ``work()`` takes a model pass's time and says if interrupted."""
     dest_w = int((image.width * scale) // 8 * 8)
     dest_h = int((image.height * scale) // 8 * 8)
     if max(dest_w, dest_h) > max_side or min(dest_w, dest_h) < 1:
@@ -72,6 +76,10 @@ def _upscale_once(image: Image.Image, upscaler: dict[str, Any], scale: float,
     img = image
     for i in range(3):
         if img.width >= dest_w and img.height >= dest_h and (i > 0 or scale != 1):
+            break
+        # 1.10.1 (F110 modules/upscaler.py): an interrupt ends the passes; the image is
+        # still brought to the target and answered.
+        if upscaler["name"] not in ("Lanczos", "Nearest") and work():
             break
         shape = img.size
         img = _do_upscale(img, upscaler, scale)
@@ -87,8 +95,10 @@ def _find(upscalers: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
 
 
 def upscale(image: Image.Image, params: dict[str, Any], upscalers: list[dict[str, Any]],
-            max_side: int) -> tuple[Image.Image, dict[str, Any]]:
-    """``ScriptPostprocessingUpscale.process``: the upscaled image and the info it adds."""
+            max_side: int, work: Callable[[], bool] = lambda: False,
+            ) -> tuple[Image.Image, dict[str, Any]]:
+    """``ScriptPostprocessingUpscale.process``: the upscaled image and the info it adds.
+    ``work()`` stands for a model pass's time and says whether the job was interrupted."""
     info: dict[str, Any] = {}
     name1 = None if params["upscaler_1"] == "None" else params["upscaler_1"]
     first = _find(upscalers, name1) if name1 is not None else None
@@ -111,7 +121,7 @@ def upscale(image: Image.Image, params: dict[str, Any], upscalers: list[dict[str
         else:
             scale = params["upscaling_resize"]
             info["Postprocess upscale by"] = scale
-        result = _upscale_once(image, upscaler, scale, max_side)
+        result = _upscale_once(image, upscaler, scale, max_side, work)
         if params["resize_mode"] == 1 and params["upscaling_crop"]:
             canvas = Image.new("RGB", (width, height))
             canvas.paste(result, (width // 2 - result.width // 2,

@@ -816,7 +816,8 @@ class DemoBackend:
                 with self.cond:
                     state.job_no += 1
                 texts = extras.text_chunks(image)
-                result, info = extras.upscale(image, params, self.lists["upscalers"], MAX_SIDE)
+                result, info = extras.upscale(image, params, self.lists["upscalers"], MAX_SIDE,
+                                              self._upscaler_pass)
                 text = extras.infotext(info)
                 texts["postprocessing"] = text
             finally:
@@ -824,6 +825,12 @@ class DemoBackend:
                     # State.end()
                     state.job, state.job_count = "", 0
         return {"html_info": extras.html_info(text), "image": _png_b64(result, texts=texts)}
+
+    def _upscaler_pass(self) -> bool:
+        """The time a model upscaler's pass takes (20 steps); True if interrupted."""
+        with self.cond:
+            return self.cond.wait_for(lambda: self.state.interrupted,
+                                      timeout=self.step_delay * 20)
 
     # -- responses ------------------------------------------------------------------------------
 
