@@ -50,6 +50,7 @@ def test_an_image_of_the_gallery_is_upscaled_as_a_job(demo_app):
     assert link == f"/services/demo/upscale?init={item.image.id}"
     form_page = client.get(link).get_data(as_text=True)
     assert f'name="image__from" value="{item.image.id}"' in form_page
+    assert "The image is from the gallery." in form_page  # and nothing else of its job
     data = {**defaults(demo_app, "demo", "upscale"), "image__from": str(item.image.id),
             "upscaler_1": "R-ESRGAN 4x+", "upscaling_resize": "2.5"}
     r = submit(client, "/services/demo/upscale/generate", data=data)
