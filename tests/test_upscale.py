@@ -23,6 +23,7 @@ from .helpers import (
     decoded,
     defaults,
     demo_extra,
+    field_errors,
     image_bytes,
     images_in,
     job_in,
@@ -30,6 +31,11 @@ from .helpers import (
     submit,
     wait_for,
 )
+
+
+def _text(html: str) -> str:
+    """The visible text of some HTML, on one line."""
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html))).strip()
 
 
 def _txt2img(app, size=(96, 64)) -> None:
@@ -67,6 +73,10 @@ def test_an_image_of_the_gallery_is_upscaled_as_a_job(demo_app):
     newest = st.history.page().items[0]
     assert (newest.mode, newest.image.width, newest.image.height) == ("upscale", 240, 160)
     assert st.history.get_job(newest.image.job_id).parameters["upscaler_1"] == "R-ESRGAN 4x+"
+    # Its page lists what it was asked with, under the form's labels.
+    page = _text(client.get(f"/gallery/{newest.image.id}").get_data(as_text=True))
+    assert "A1111 demo · Upscale · done" in page
+    assert "Upscaler R-ESRGAN 4x+" in page and "Scale by 2.5" in page
     # Captioned and found by the prompt of the picture it came from (its text, kept).
     assert newest.prompt == "a red fox"
     assert [i.mode for i in st.history.page(query="fox").items] == ["upscale", "txt2img"]
@@ -221,3 +231,15 @@ def test_an_upscale_can_be_interrupted_but_has_nothing_to_skip(make_settings):
         assert (image.width, image.height) == (256, 128)
     finally:
         demo.stop()
+
+
+def test_an_upscale_without_an_image_or_with_a_bad_factor_is_refused_at_the_fields(demo_app):
+    client = demo_app.test_client()
+    data = {**defaults(demo_app, "demo", "upscale"), "upscaling_resize": "0"}
+    r = submit(client, "/services/demo/upscale/generate", data=data)
+    assert r.status_code == 422
+    errors = field_errors(r.html)
+    assert set(errors) == {"image", "upscaling_resize"}
+    assert "Image is required" in errors["image"]
+    # Nothing reached the backend: no job was made.
+    assert demo_app.extensions["webui"].history.page().items == []
