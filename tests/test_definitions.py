@@ -254,3 +254,19 @@ def test_a_workflow_file_is_read_once_per_load(monkeypatch):
     definition = load_file(BUNDLED_DIR / "comfyui.yaml")
     assert set(definition.modes) == {"txt2img", "img2img", "upscale"}
     assert reads and set(reads.values()) == {1}, reads
+
+
+def test_an_upscale_mode_needs_an_input_image():
+    """The Upscale action puts an image into the mode named upscale: one without an image
+    parameter could never be used that way, and is refused at load."""
+    data = minimal()
+    gen = gen_cap(data)
+    gen["endpoints"]["upscale"] = {"method": "POST", "path": "/up", "result": {"images": "image"}}
+    gen["parameters"]["upscale"] = [{"key": "factor", "type": "number", "defaultValue": 2}]
+    assert problems(data) == [
+        "test.yaml: capabilities[1].parameters.upscale: the 'upscale' mode upscales an input "
+        "image: it needs an image parameter (role init_image), where an image's Upscale action "
+        "puts the image"]
+    gen["parameters"]["upscale"].append({"key": "picture", "type": "image", "required": True})
+    mode = load_data(data, "test.yaml").modes["upscale"]
+    assert (mode.label, mode.upscales) == ("Upscale", True)
