@@ -243,3 +243,24 @@ def test_an_upscale_without_an_image_or_with_a_bad_factor_is_refused_at_the_fiel
     assert "Image is required" in errors["image"]
     # Nothing reached the backend: no job was made.
     assert demo_app.extensions["webui"].history.page().items == []
+
+
+def test_an_x_y_grid_compares_upscalers_and_factors(demo_app):
+    """The grids work on the upscale form too: each cell an upscale of the same input image."""
+    client = demo_app.test_client()
+    data = {**defaults(demo_app, "demo", "upscale"),
+            "image": (io.BytesIO(image_bytes((40, 24))), "small.png"),
+            "grid-x-param": "upscaler_1", "grid-x-pick": ["Lanczos", "SwinIR 4x"],
+            "grid-y-param": "upscaling_resize", "grid-y-values": "2, 3"}
+    r = client.post("/services/demo/upscale/grid", headers=HX, data=data,
+                    content_type="multipart/form-data")
+    assert r.status_code == 202, r.get_data(as_text=True)
+    grid_id = re.search(r'id="grid-([0-9a-f]{32})"', r.get_data(as_text=True)).group(1)
+    grid = demo_app.extensions["webui"].grids.get(grid_id)
+    wait_for(lambda: not grid.active, what="the grid of upscales")
+    assert grid.status == "done", [(j.status, j.error) for j in grid.jobs]
+    sizes = [(j.sent["upscaler_1"], j.sent["upscaling_resize"],
+              (j.images[0].width, j.images[0].height)) for j in grid.jobs]
+    assert sorted(sizes) == [("Lanczos", 2, (80, 48)), ("Lanczos", 3, (120, 72)),
+                             ("SwinIR 4x", 2, (80, 48)), ("SwinIR 4x", 3, (120, 72))]
+    assert len(grid.pictures) == 1
