@@ -198,7 +198,7 @@ def test_workflows_and_bindings_name_inputs_the_nodes_declare(fakes):
         return set(inputs.get("required", {})) | set(inputs.get("optional", {}))
 
     workflows = {}
-    for name in ("txt2img.json", "img2img.json", "upscale.json"):
+    for name in ("txt2img.json", "img2img.json", "inpaint.json", "upscale.json"):
         graph = json.loads((BUNDLED_DIR / "comfyui" / name).read_text())
         workflows[name] = graph
         for node_id, node in graph.items():

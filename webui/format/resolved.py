@@ -95,7 +95,8 @@ class Mode:
         return {p.weight for p in self.parameters if p.weight}
 
 
-MODE_LABELS = {"txt2img": "Text to image", "img2img": "Image to image", "upscale": "Upscale"}
+MODE_LABELS = {"txt2img": "Text to image", "img2img": "Image to image", "inpaint": "Inpaint",
+               "upscale": "Upscale"}
 
 
 # The mode an image's "Upscale" action opens with that image as its input (A1111's Extras):
