@@ -60,12 +60,14 @@ with a noise mask (LoadImageMask -> SetLatentNoiseMask, v0.3.64 nodes.py) only u
 the rest kept as it was (comfy/samplers.py KSamplerX0Inpaint). VAEEncodeForInpaint is not
 emulated.
 The server starts with ``example.png`` (512x512) in its input folder, as a real install does.
-Upscaling (v0.3.64 comfy_extras/nodes_upscale_model.py ``UpscaleModelLoader``,
-``ImageUpscaleWithModel``; nodes.py ``ImageScaleBy``): the models listed are
-``upscale_models`` (also ``GET /models/upscale_models``); a model enlarges by its factor, which
-the real loader reads from the weights and the fake from the file's name ("4x-…", "…_x2…"),
-with a Lanczos resize; ImageScaleBy makes each side ``round(side * scale_by)``. A graph
-without a KSampler runs whole when it starts and finishes on the usual step.
+For imported workflows (issue 15) it also has PreviewImage (the images go to the temp folder,
+``type: temp``). Upscaling (v0.3.64 comfy_extras/nodes_upscale_model.py
+``UpscaleModelLoader``, ``ImageUpscaleWithModel``; nodes.py ``ImageScaleBy``): the models
+listed are ``upscale_models`` (also ``GET /models/upscale_models``); a model enlarges by its
+factor, which the real loader reads from the weights and the fake from the file's name
+("2x-demo.pth", "4x-…", "…_x2…"), with a Lanczos resize; ImageScaleBy makes each side
+``round(side * scale_by)``. A graph without a KSampler runs whole when it starts and
+finishes on the usual step.
 
 Failure triggers, written in a positive prompt (the CLIPTextEncode text linked to a KSampler's
 ``positive`` input):
@@ -183,6 +185,8 @@ IMAGE_FORMATS = {"JPEG": 1, "PNG": 2}
 SERVER_FEATURE_FLAGS = {"supports_preview_metadata": True, "max_upload_size": 100.0 * 1024 * 1024}
 
 MAX_RESOLUTION = 16384
+# The files of models/upscale_models a fake ComfyUI starts with.
+UPSCALE_MODELS = ("2x-demo.pth", "4x-UltraSharp.pth", "RealESRGAN_x2plus.pth")
 # A realistic subset of comfy.samplers.KSampler.SAMPLERS / SCHEDULERS, in the real order. More
 # than 20 samplers on purpose: the real value_not_in_list error then shortens the list.
 SAMPLERS = (
@@ -254,8 +258,8 @@ FUNCTIONS = {
     "CLIPTextEncode": "encode", "EmptyLatentImage": "generate", "KSampler": "sample",
     "VAEDecode": "decode", "VAEEncode": "encode", "LoadImage": "load_image",
     "SaveImage": "save_images", "LoadImageMask": "load_image", "SetLatentNoiseMask": "set_mask",
-    "UpscaleModelLoader": "load_model", "ImageUpscaleWithModel": "upscale",
-    "ImageScaleBy": "upscale",
+    "PreviewImage": "save_images", "UpscaleModelLoader": "load_model",
+    "ImageUpscaleWithModel": "upscale", "ImageScaleBy": "upscale",
 }
 
 
@@ -289,6 +293,7 @@ def _node(
     output_tooltips: Iterable[str] | None = None,
     output_node: bool = False,
     hidden: dict[str, str] | None = None,
+    python_module: str = "nodes",
 ) -> dict[str, Any]:
     """One /object_info entry, keys in the order server.node_info writes them."""
     inputs: dict[str, Any] = {"required": required}
@@ -304,7 +309,7 @@ def _node(
         "name": name,
         "display_name": display_name,
         "description": description,
-        "python_module": "nodes",
+        "python_module": python_module,
         "category": category,
         "output_node": output_node,
     }
@@ -455,17 +460,6 @@ def _object_info(state: FakeComfyUI) -> dict[str, dict[str, Any]]:
             {"samples": ["LATENT"], "mask": ["MASK"]},
             ["LATENT"],
         ),
-        # comfy_extras/nodes_upscale_model.py (v0.3.64): the models of models/upscale_models.
-        "UpscaleModelLoader": _node(
-            "UpscaleModelLoader", "Load Upscale Model", "loaders", "",
-            {"model_name": [list(state.upscale_models)]},
-            ["UPSCALE_MODEL"],
-        ),
-        "ImageUpscaleWithModel": _node(
-            "ImageUpscaleWithModel", "Upscale Image (using Model)", "image/upscaling", "",
-            {"upscale_model": ["UPSCALE_MODEL"], "image": ["IMAGE"]},
-            ["IMAGE"],
-        ),
         # nodes.py ImageScaleBy.
         "ImageScaleBy": _node(
             "ImageScaleBy", "Upscale Image By", "image/upscaling", "",
@@ -488,6 +482,35 @@ def _object_info(state: FakeComfyUI) -> dict[str, dict[str, Any]]:
             [],
             output_node=True,
             hidden={"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
+        ),
+        # --- for imported workflows (issue 15) ---
+        # v0.3.64 nodes.py PreviewImage(SaveImage): INPUT_TYPES {"required": {"images":
+        # ("IMAGE",)}, "hidden": {...}}, DESCRIPTION and OUTPUT_NODE inherited from SaveImage;
+        # it writes into the temp folder (type "temp") as "ComfyUI_temp_<5 letters>_".
+        "PreviewImage": _node(
+            "PreviewImage", "Preview Image", "image",
+            "Saves the input images to your ComfyUI output directory.",
+            {"images": ["IMAGE"]},
+            [],
+            output_node=True,
+            hidden={"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
+        ),
+        # v0.3.64 comfy_extras/nodes_upscale_model.py: UpscaleModelLoader {"model_name":
+        # (get_filename_list("upscale_models"),)} -> UPSCALE_MODEL, category "loaders";
+        # ImageUpscaleWithModel {"upscale_model": ("UPSCALE_MODEL",), "image": ("IMAGE",)} ->
+        # IMAGE, category "image/upscaling". python_module is the RELATIVE_PYTHON_MODULE the
+        # loader gives a comfy_extras module.
+        "UpscaleModelLoader": _node(
+            "UpscaleModelLoader", "Load Upscale Model", "loaders", "",
+            {"model_name": [list(state.upscale_models)]},
+            ["UPSCALE_MODEL"],
+            python_module="comfy_extras.nodes_upscale_model",
+        ),
+        "ImageUpscaleWithModel": _node(
+            "ImageUpscaleWithModel", "Upscale Image (using Model)", "image/upscaling", "",
+            {"upscale_model": ["UPSCALE_MODEL"], "image": ["IMAGE"]},
+            ["IMAGE"],
+            python_module="comfy_extras.nodes_upscale_model",
         ),
     }
 
@@ -590,7 +613,7 @@ class FakeComfyUI:
 
     def __init__(self, checkpoints: Iterable[str], loras: Iterable[str], polls_before_done: int,
                  previews: bool = False, preview_format: str = "JPEG", preview_size: int = 64,
-                 upscale_models: Iterable[str] = ()):
+                 upscale_models: Iterable[str] = UPSCALE_MODELS):
         self.checkpoints = list(checkpoints)
         self.loras = list(loras)
         self.upscale_models = list(upscale_models)
@@ -636,6 +659,7 @@ class FakeComfyUI:
             "KSampler": self._ksampler,
             "VAEDecode": self._vae_decode,
             "SaveImage": self._save_image,
+            "PreviewImage": self._preview_image,
             "UpscaleModelLoader": lambda run, nid, a: ({"name": a["model_name"],
                                                         "scale": _model_scale(a["model_name"])},),
             "ImageUpscaleWithModel": self._upscale_with_model,
@@ -1320,6 +1344,12 @@ class FakeComfyUI:
             images.append(img)
         return (images,)
 
+    def _preview_image(self, run: Run, node_id: str, a: dict[str, Any]) -> tuple[Any, ...]:
+        """PreviewImage: SaveImage into the temp folder, prefix "ComfyUI_temp_xxxxx"."""
+        return self._save_image(run, node_id, {"images": a["images"],
+                                               "filename_prefix": "ComfyUI_temp_pvwxy"},
+                                kind="temp")
+
     def _upscale_with_model(self, run: Run, node_id: str, a: dict[str, Any]) -> tuple[Any, ...]:
         """ImageUpscaleWithModel.upscale: comfy.utils.tiled_scale by the model's scale (each
         side x scale, rounded); here a Lanczos resize."""
@@ -1337,7 +1367,8 @@ class FakeComfyUI:
                              max(1, round(img.height * a["scale_by"]))), method)
                  for img in _batch(a["image"])],)
 
-    def _save_image(self, run: Run, node_id: str, a: dict[str, Any]) -> tuple[Any, ...]:
+    def _save_image(self, run: Run, node_id: str, a: dict[str, Any],
+                    kind: str = "output") -> tuple[Any, ...]:
         subfolder, _, prefix = str(a["filename_prefix"]).rpartition("/")
         info = PngImagePlugin.PngInfo()
         info.add_text("prompt", json.dumps(run.job.prompt))
@@ -1348,8 +1379,8 @@ class FakeComfyUI:
             name = f"{prefix}_{counter:05}_.png"
             buf = io.BytesIO()
             img.save(buf, "PNG", pnginfo=info, compress_level=1)
-            self.files[("output", subfolder, name)] = buf.getvalue()
-            results.append({"filename": name, "subfolder": subfolder, "type": "output"})
+            self.files[(kind, subfolder, name)] = buf.getvalue()
+            results.append({"filename": name, "subfolder": subfolder, "type": kind})
         run.ui[node_id] = {"images": results}
         return ()
 
@@ -1432,7 +1463,7 @@ def create_comfyui_app(
     previews: bool = False,
     preview_format: str = "JPEG",
     preview_size: int = 64,
-    upscale_models: Iterable[str] = ("4x-UltraSharp.pth", "RealESRGAN_x2plus.pth"),
+    upscale_models: Iterable[str] = UPSCALE_MODELS,
 ) -> Flask:
     """A fake ComfyUI: the model files it lists, and how many worker steps (GET /history/<id>
     polls, of any id) a running prompt answers ``{}`` to before it finishes. ``previews``: send
