@@ -33,6 +33,8 @@ A11Y_PAGES = [
     "/",
     "/services/demo/txt2img",
     "/services/demo/img2img",
+    "/services/demo/upscale",
+    "/services/comfyui/upscale",
     "/services/a1111/txt2img",
     "/services/forge/txt2img",
     "/services/sdnext/txt2img",
@@ -174,7 +176,10 @@ def test_png_info_sends_each_kind_of_image_to_its_service(browser, page, everyth
     page.goto(url + "/png-info")
     drop(page, "#png-info-form", saved, "webui.png")
     expect(result).to_contain_text("Made by webui with A1111 demo · Text to image")
-    expect(send.get_by_role("link")).to_have_count(2)  # the demo's two modes, no other service
+    # The demo's three modes, no other service; Upscale takes the image as its input.
+    expect(send.get_by_role("link")).to_have_count(3)
+    expect(send.get_by_role("link", name="Send to A1111 demo: Upscale")).to_have_attribute(
+        "href", re.compile(r"/services/demo/upscale\?.*init=png-"))
     send.get_by_role("link", name="Send to A1111 demo: Text to image").click()
     expect(page.locator("#f-txt2img-prompt")).to_have_value("a harbour in the fog")
     expect(page.locator("#f-txt2img-seed")).to_have_value("77")

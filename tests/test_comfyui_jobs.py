@@ -198,7 +198,7 @@ def test_workflows_and_bindings_name_inputs_the_nodes_declare(fakes):
         return set(inputs.get("required", {})) | set(inputs.get("optional", {}))
 
     workflows = {}
-    for name in ("txt2img.json", "img2img.json"):
+    for name in ("txt2img.json", "img2img.json", "inpaint.json", "upscale.json"):
         graph = json.loads((BUNDLED_DIR / "comfyui" / name).read_text())
         workflows[name] = graph
         for node_id, node in graph.items():
@@ -206,14 +206,15 @@ def test_workflows_and_bindings_name_inputs_the_nodes_declare(fakes):
             assert not unknown, f"{name} node {node_id}: {unknown}"
     definition = yaml.safe_load((BUNDLED_DIR / "comfyui.yaml").read_text())
     written = []
-    for params in definition["capabilities"][1]["parameters"].values():
+    for mode, params in definition["capabilities"][1]["parameters"].items():
         items = params if isinstance(params, list) else params.get("add", [])
         for p in items:
             targets = p.get("target", [])
-            written += targets if isinstance(targets, list) else [targets]
-    bindings = [t.split(":", 1)[1] for t in written if ".inputs." in t]
-    assert len(bindings) >= 10
-    for path in bindings:
+            written += [(mode, t) for t in (targets if isinstance(targets, list) else [targets])]
+    bindings = [(mode, t.split(":", 1)[1]) for mode, t in written if ".inputs." in t]
+    assert len(bindings) >= 13
+    for mode, path in bindings:
         _, node_id, _, name = path.split(".")
-        node = workflows["txt2img.json"].get(node_id) or workflows["img2img.json"][node_id]
+        # Each mode's workflow file is its own (img2img's also has txt2img's nodes).
+        node = workflows[f"{mode}.json"][node_id]
         assert name in declared(node["class_type"]), path

@@ -32,9 +32,11 @@ def problems(data: dict[str, Any]) -> list[str]:
     return info.value.lines()
 
 
-def test_bundled_a1111_loads_with_both_modes():
+def test_bundled_a1111_loads_with_its_three_modes():
     d = load_file(A1111_FILE)
-    assert list(d.modes) == ["txt2img", "img2img"]
+    assert list(d.modes) == ["txt2img", "img2img", "upscale"]
+    assert [m.label for m in d.modes.values()] == ["Text to image", "Image to image", "Upscale"]
+    assert [m.upscales for m in d.modes.values()] == [False, False, True]
     assert d.health is not None and d.health.path == "/sdapi/v1/cmd-flags"
     txt = d.modes["txt2img"]
     assert txt.parameter("sd_model_checkpoint").target == "override_settings.sd_model_checkpoint"
@@ -251,5 +253,21 @@ def test_a_workflow_file_is_read_once_per_load(monkeypatch):
 
     monkeypatch.setattr(check, "read_json_file", counted)
     definition = load_file(BUNDLED_DIR / "comfyui.yaml")
-    assert set(definition.modes) == {"txt2img", "img2img", "inpaint"}
+    assert set(definition.modes) == {"txt2img", "img2img", "inpaint", "upscale"}
     assert reads and set(reads.values()) == {1}, reads
+
+
+def test_an_upscale_mode_needs_an_input_image():
+    """The Upscale action puts an image into the mode named upscale: one without an image
+    parameter could never be used that way, and is refused at load."""
+    data = minimal()
+    gen = gen_cap(data)
+    gen["endpoints"]["upscale"] = {"method": "POST", "path": "/up", "result": {"images": "image"}}
+    gen["parameters"]["upscale"] = [{"key": "factor", "type": "number", "defaultValue": 2}]
+    assert problems(data) == [
+        "test.yaml: capabilities[1].parameters.upscale: the 'upscale' mode upscales an input "
+        "image: it needs an image parameter (role init_image), where an image's Upscale action "
+        "puts the image"]
+    gen["parameters"]["upscale"].append({"key": "picture", "type": "image", "required": True})
+    mode = load_data(data, "test.yaml").modes["upscale"]
+    assert (mode.label, mode.upscales) == ("Upscale", True)

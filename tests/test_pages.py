@@ -220,7 +220,7 @@ def test_unknown_service_and_mode(client):
     r = client.get("/services/nope/txt2img")
     assert r.status_code == 404 and "There is no service &#39;nope&#39;" in r.get_data(True)
     assert "<html" in r.get_data(True)  # a full page for a browser…
-    r = client.get("/services/a1111/upscale", headers={"HX-Request": "true"})
+    r = client.get("/services/a1111/inpaint-video", headers={"HX-Request": "true"})
     assert r.status_code == 404 and "<html" not in r.get_data(True)  # …a fragment for htmx
 
 

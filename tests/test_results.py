@@ -150,6 +150,47 @@ def test_send_to_img2img_and_use_seed_work_for_every_service(services_app, servi
     assert "data-prefilled" not in form_page
 
 
+@pytest.mark.parametrize("service_id", SERVICES)
+def test_upscale_is_offered_where_the_definition_has_an_upscale_mode(services_app, service_id):
+    client = services_app.test_client()
+    definition = services_app.extensions["webui"].folders.catalog().get(service_id).definition
+    image = _record(services_app, service_id).images[0]
+    page = client.get(f"/gallery/{image.id}").get_data(as_text=True)
+    found = re.search(r'href="([^"]+)">Upscale</a>', page)
+    if "upscale" not in definition.modes:
+        assert found is None
+        return
+    # The image alone goes (an upscale has none of the txt2img parameters).
+    assert unescape(found.group(1)) == f"/services/{service_id}/upscale?init={image.id}"
+    form_page = client.get(unescape(found.group(1))).get_data(as_text=True)
+    field = definition.modes["upscale"].by_role("init_image")
+    assert f'name="{field.key}__from" value="{image.id}"' in form_page
+    # Send to img2img still goes to img2img, not to the other mode with an input image.
+    send = unescape(re.search(r'href="([^"]+)">Send to img2img', page).group(1))
+    assert send.startswith(f"/services/{service_id}/img2img?")
+
+
+def test_a_service_whose_only_input_image_mode_is_upscale_offers_upscale_alone(make_settings,
+                                                                                tmp_path):
+    import json
+
+    from .helpers import minimal
+
+    folder = tmp_path / "defs"
+    folder.mkdir()
+    tiny = minimal()
+    generation = tiny["capabilities"][1]
+    generation["endpoints"]["upscale"] = generation["endpoints"].pop("img2img")
+    generation["parameters"]["upscale"] = [{"key": "picture", "type": "image", "required": True}]
+    del generation["parameters"]["img2img"]
+    (folder / "tiny.json").write_text(json.dumps(tiny))
+    app = create_app(make_settings(extra_definition_dirs=[folder]))
+    image = _record(app, "tiny").images[0]
+    page = app.test_client().get(f"/gallery/{image.id}").get_data(as_text=True)
+    assert "Send to img2img" not in page
+    assert f'href="/services/tiny/upscale?init={image.id}">Upscale</a>' in page
+
+
 def test_a_service_without_an_input_image_mode_offers_no_send_to_img2img(make_settings, tmp_path):
     import json
 

@@ -121,7 +121,11 @@ class Job:
             return ["cancel"]
         if self.status != "running":
             return []
-        return ["interrupt"] + (["skip"] if self.service.definition.jobs.skip_calls else [])
+        # Skip moves on to the next image of a batch: a mode without one (an upscale: one
+        # image in, one out) has nothing to skip to, and A1111's extras answer a 500 to it.
+        batched = any(p.kind in ("batch", "batch_count") for p in self.mode.parameters)
+        return ["interrupt"] + (["skip"] if batched and self.service.definition.jobs.skip_calls
+                                else [])
 
     def images_being_made(self) -> range | None:
         """The positions of the images of the batch being made, from the progress the service
@@ -350,7 +354,7 @@ class JobManager:
         return self._send_calls(job)
 
     def skip(self, job: Job) -> str | None:
-        if job.status != "running":
+        if "skip" not in job.offers:
             return None
         job.mark_current("skipped")
         self.changed()

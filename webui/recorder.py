@@ -8,6 +8,7 @@ Also: an image of the history used again as an input image.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .format import MODE_LABELS
 from .history import HistoryError, HistoryStore, ImageRecord, JobRecord
 from .images import (
     ImageStore,
@@ -25,7 +27,7 @@ from .images import (
     storage_problem,
     write_atomic,
 )
-from .infotext import parse_infotext, read_png_infotext
+from .infotext import InfotextError, parse_infotext, read_png_infotext
 from .jobs import Job, JobEvents, JobManager
 from .pipeline import prepare_values
 
@@ -146,7 +148,8 @@ class Recorder(JobEvents):
             except OSError:
                 continue
             prompt = parse_infotext(text)[0] if text else None
-            mode = next((m for m in ("txt2img", "img2img") if f"-{m}-" in path.name), "unknown")
+            # Files are named <time>-<service>-<mode>-…: a known mode name tells the mode.
+            mode = next((m for m in MODE_LABELS if f"-{m}-" in path.name), "unknown")
             job_id = f"{RECOVERED}-{hashlib.sha1(relative.encode()).hexdigest()[:16]}"
             created = path.stat().st_mtime
             record = JobRecord(
@@ -199,12 +202,20 @@ class Recorder(JobEvents):
                kept: dict[str, Any] | None = None) -> None:
         # The prompts as sent (styles merged in): what the gallery shows and searches. The
         # parameters keep what was asked, with the styles' names, for Reuse parameters.
+        prompt = job.text_of("prompt", sent=True)
+        negative = job.text_of("negative", sent=True)
+        if job.mode.by_role("prompt") is None and images and images[0].infotext:
+            # A mode without a prompt (an upscale): the image still shows what the picture it
+            # came from was made with when the backend kept that text (A1111's extras keep
+            # the PNG's "parameters"), so the gallery captions and finds it by that prompt.
+            with contextlib.suppress(InfotextError):
+                prompt, negative, _ = parse_infotext(images[0].infotext)
+            prompt, negative = prompt or None, negative or None
         record = JobRecord(
             id=job.id, service_id=job.service.id, service_name=job.service.name,
             mode=job.mode.name, status=status, instance=job.instance,
             parameters={**job.values, **(kept or {})},
-            prompt=job.text_of("prompt", sent=True),
-            negative_prompt=job.text_of("negative", sent=True),
+            prompt=prompt, negative_prompt=negative,
             seeds=[im.seed for im in job.images], info=job.info, error=job.error,
             created=job.created, started=job.started, finished=job.finished,
             seconds=job.seconds if job.started else None, images=images or [],

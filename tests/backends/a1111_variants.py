@@ -463,7 +463,9 @@ class SDNextBackend(DemoBackend):
     Not emulated: the "Scheduler"/"Pipeline" infotext keys (class names of a real model),
     outpainting and seam carving (modes 4 and 5 fill with black / stretch), SD.Next's live
     preview and progress formula (the A1111 ones of the demo are used), the refiner's and the
-    hires pass's effect on the picture.
+    hires pass's effect on the picture, extras (extra-single-image is the demo's A1111 one:
+    SD.Next's Upscaler.upscale does not floor the target to a multiple of 8, and its
+    ReqProcess takes factors of 1 to 8 only).
     """
 
     write_checkpoint_title = True

@@ -61,8 +61,13 @@ the rest kept as it was (comfy/samplers.py KSamplerX0Inpaint). VAEEncodeForInpai
 emulated.
 The server starts with ``example.png`` (512x512) in its input folder, as a real install does.
 For imported workflows (issue 15) it also has PreviewImage (the images go to the temp folder,
-``type: temp``) and the upscale nodes of ``comfy_extras/nodes_upscale_model.py``: the model
-``2x-demo.pth`` scales by the number before its "x".
+``type: temp``). Upscaling (v0.3.64 comfy_extras/nodes_upscale_model.py
+``UpscaleModelLoader``, ``ImageUpscaleWithModel``; nodes.py ``ImageScaleBy``): the models
+listed are ``upscale_models`` (also ``GET /models/upscale_models``); a model enlarges by its
+factor, which the real loader reads from the weights and the fake from the file's name
+("2x-demo.pth", "4x-…", "…_x2…"), with a Lanczos resize; ImageScaleBy makes each side
+``round(side * scale_by)``. A graph without a KSampler runs whole when it starts and
+finishes on the usual step.
 
 Failure triggers, written in a positive prompt (the CLIPTextEncode text linked to a KSampler's
 ``positive`` input):
@@ -146,6 +151,7 @@ import json
 import mimetypes
 import posixpath
 import random
+import re
 import struct
 import threading
 import time
@@ -179,6 +185,8 @@ IMAGE_FORMATS = {"JPEG": 1, "PNG": 2}
 SERVER_FEATURE_FLAGS = {"supports_preview_metadata": True, "max_upload_size": 100.0 * 1024 * 1024}
 
 MAX_RESOLUTION = 16384
+# The files of models/upscale_models a fake ComfyUI starts with.
+UPSCALE_MODELS = ("2x-demo.pth", "4x-UltraSharp.pth", "RealESRGAN_x2plus.pth")
 # A realistic subset of comfy.samplers.KSampler.SAMPLERS / SCHEDULERS, in the real order. More
 # than 20 samplers on purpose: the real value_not_in_list error then shortens the list.
 SAMPLERS = (
@@ -251,7 +259,7 @@ FUNCTIONS = {
     "VAEDecode": "decode", "VAEEncode": "encode", "LoadImage": "load_image",
     "SaveImage": "save_images", "LoadImageMask": "load_image", "SetLatentNoiseMask": "set_mask",
     "PreviewImage": "save_images", "UpscaleModelLoader": "load_model",
-    "ImageUpscaleWithModel": "upscale",
+    "ImageUpscaleWithModel": "upscale", "ImageScaleBy": "upscale",
 }
 
 
@@ -452,6 +460,14 @@ def _object_info(state: FakeComfyUI) -> dict[str, dict[str, Any]]:
             {"samples": ["LATENT"], "mask": ["MASK"]},
             ["LATENT"],
         ),
+        # nodes.py ImageScaleBy.
+        "ImageScaleBy": _node(
+            "ImageScaleBy", "Upscale Image By", "image/upscaling", "",
+            {"image": ["IMAGE"],
+             "upscale_method": [["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]],
+             "scale_by": ["FLOAT", {"default": 1.0, "min": 0.01, "max": 8.0, "step": 0.01}]},
+            ["IMAGE"],
+        ),
         "SaveImage": _node(
             "SaveImage", "Save Image", "image",
             "Saves the input images to your ComfyUI output directory.",
@@ -597,7 +613,7 @@ class FakeComfyUI:
 
     def __init__(self, checkpoints: Iterable[str], loras: Iterable[str], polls_before_done: int,
                  previews: bool = False, preview_format: str = "JPEG", preview_size: int = 64,
-                 upscale_models: Iterable[str] = ("2x-demo.pth",)):
+                 upscale_models: Iterable[str] = UPSCALE_MODELS):
         self.checkpoints = list(checkpoints)
         self.loras = list(loras)
         self.upscale_models = list(upscale_models)
@@ -644,9 +660,10 @@ class FakeComfyUI:
             "VAEDecode": self._vae_decode,
             "SaveImage": self._save_image,
             "PreviewImage": self._preview_image,
-            # The model is its file name; its scale the number before "x" ("2x-demo.pth").
-            "UpscaleModelLoader": lambda run, nid, a: ({"upscale_model": a["model_name"]},),
-            "ImageUpscaleWithModel": self._upscale,
+            "UpscaleModelLoader": lambda run, nid, a: ({"name": a["model_name"],
+                                                        "scale": _model_scale(a["model_name"])},),
+            "ImageUpscaleWithModel": self._upscale_with_model,
+            "ImageScaleBy": self._scale_by,
         }
         # VALIDATE_INPUTS of the real nodes: the inputs it covers skip the min/max/list checks.
         self.custom_validators: dict[str, dict[str, Callable[[Any], bool | str]]] = {
@@ -1333,10 +1350,22 @@ class FakeComfyUI:
                                                "filename_prefix": "ComfyUI_temp_pvwxy"},
                                 kind="temp")
 
-    def _upscale(self, run: Run, node_id: str, a: dict[str, Any]) -> tuple[Any, ...]:
-        name = a["upscale_model"]["upscale_model"]
-        scale = int(name.split("x", 1)[0]) if name.split("x", 1)[0].isdigit() else 4
-        return ([img.resize((img.width * scale, img.height * scale)) for img in a["image"]],)
+    def _upscale_with_model(self, run: Run, node_id: str, a: dict[str, Any]) -> tuple[Any, ...]:
+        """ImageUpscaleWithModel.upscale: comfy.utils.tiled_scale by the model's scale (each
+        side x scale, rounded); here a Lanczos resize."""
+        scale = a["upscale_model"]["scale"]
+        return ([img.resize((round(img.width * scale), round(img.height * scale)),
+                            Image.Resampling.LANCZOS) for img in _batch(a["image"])],)
+
+    def _scale_by(self, run: Run, node_id: str, a: dict[str, Any]) -> tuple[Any, ...]:
+        """ImageScaleBy.upscale: each side round(side x scale_by), by upscale_method."""
+        method = {"nearest-exact": Image.Resampling.NEAREST,
+                  "bilinear": Image.Resampling.BILINEAR, "area": Image.Resampling.BOX,
+                  "bicubic": Image.Resampling.BICUBIC,
+                  "lanczos": Image.Resampling.LANCZOS}[a["upscale_method"]]
+        return ([img.resize((max(1, round(img.width * a["scale_by"])),
+                             max(1, round(img.height * a["scale_by"]))), method)
+                 for img in _batch(a["image"])],)
 
     def _save_image(self, run: Run, node_id: str, a: dict[str, Any],
                     kind: str = "output") -> tuple[Any, ...]:
@@ -1354,6 +1383,18 @@ class FakeComfyUI:
             results.append({"filename": name, "subfolder": subfolder, "type": kind})
         run.ui[node_id] = {"images": results}
         return ()
+
+
+def _batch(image: Any) -> list[Image.Image]:
+    """An IMAGE as a list of pictures (LoadImage's is one picture, VAEDecode's a list)."""
+    return image if isinstance(image, list) else [image]
+
+
+def _model_scale(name: str) -> int:
+    """The factor of an upscale model file, which the real loader (spandrel) reads from its
+    weights; here from its name ("4x-UltraSharp.pth", "RealESRGAN_x2plus.pth"), else 4."""
+    found = re.search(r"(?:^|[^0-9])([1-8])x|x([1-8])(?:[^0-9]|$)", name)
+    return int(found.group(1) or found.group(2)) if found else 4
 
 
 def _types_match(received: Any, expected: Any) -> bool:
@@ -1422,7 +1463,7 @@ def create_comfyui_app(
     previews: bool = False,
     preview_format: str = "JPEG",
     preview_size: int = 64,
-    upscale_models: Iterable[str] = ("2x-demo.pth",),
+    upscale_models: Iterable[str] = UPSCALE_MODELS,
 ) -> Flask:
     """A fake ComfyUI: the model files it lists, and how many worker steps (GET /history/<id>
     polls, of any id) a running prompt answers ``{}`` to before it finishes. ``previews``: send

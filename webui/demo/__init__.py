@@ -13,6 +13,8 @@ that implements them:
 - ``state``: ``DemoBackend``, the state of one server: the fixed lists and options,
   checkpoints, override_settings, samplers, seeds, job planning and running, progress and live
   previews, interrupt and skip.
+- ``extras``: the Extras tab's upscaling (POST extra-single-image): upscalers, target sizes,
+  the info and text chunks of the answer.
 - ``plan``: the resolved request (``_Plan``): each image's picture, infotext and ``info``.
 - ``checkpoints``: checkpoint names as A1111's CheckpointInfo derives them.
 - ``validation``: the request field tables, their FastAPI + pydantic v1 style validation, the
@@ -20,9 +22,10 @@ that implements them:
 - ``painter``: the procedural pictures, noise, init image preparation and PNG encoding.
 - ``data/``: the JSON the fixed GET routes answer and the initial options.
 
-Imports run one way: api -> state -> plan -> painter and checkpoints; api and state also use
-validation and painter, which (like checkpoints) import nothing from the package. None of the
-modules imports this ``__init__``, which only re-exports their names.
+Imports run one way: api -> state -> extras and plan -> painter and checkpoints (extras also
+uses plan's quoting); api, state and extras also use validation and painter, which (like
+checkpoints) import nothing from the package. None of the modules imports this ``__init__``,
+which only re-exports their names.
 """
 
 from __future__ import annotations

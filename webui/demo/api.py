@@ -7,7 +7,7 @@ Routes (all under ``/sdapi/v1/``):
   ``latent-upscale-modes``, ``loras``, ``sd-vae``, ``prompt-styles``; GET/POST ``options``;
   GET ``progress`` (query ``skip_current_image``); POST ``interrupt`` (answers ``{}``),
   ``skip``, ``refresh-checkpoints``, ``refresh-loras``, ``refresh-vae`` (these answer
-  ``null``); POST ``txt2img`` and ``img2img``.
+  ``null``); POST ``txt2img`` and ``img2img``; POST ``extra-single-image`` (extras.py).
 
 Decisions of the demo (not A1111 behaviour):
 
@@ -217,5 +217,9 @@ def create_demo_app(
     @app.post(f"{API_PREFIX}/img2img")
     def img2img() -> Response:
         return generate("img2img")
+
+    @app.post(f"{API_PREFIX}/extra-single-image")
+    def extra_single_image() -> Response:
+        return _json_response(backend.extras_single_image(_read_json_body()))
 
     return app

@@ -249,13 +249,17 @@ def _noise(seed: int, width: int, height: int) -> Image.Image:
     return small.resize((width, height), Image.Resampling.BILINEAR)
 
 
-def _png_b64(image: Image.Image, infotext: str | None = None) -> str:
+def _png_b64(image: Image.Image, infotext: str | None = None,
+             texts: dict[str, str] | None = None) -> str:
     buffer = io.BytesIO()
     info = None
-    if infotext is not None:
-        # Like A1111: a tEXt chunk "parameters" (Pillow switches to iTXt for non-latin-1 text).
+    items = {**(texts or {}), **({"parameters": infotext} if infotext is not None else {})}
+    if items:
+        # Like A1111: a tEXt chunk "parameters" (Pillow switches to iTXt for non-latin-1 text),
+        # and one per other text item (encode_pil_to_base64).
         info = PngImagePlugin.PngInfo()
-        info.add_text("parameters", infotext)
+        for key, text in items.items():
+            info.add_text(key, text)
     image.save(buffer, format="PNG", pnginfo=info)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 

@@ -75,6 +75,7 @@ from typing import Any
 
 from PIL import Image, ImageFilter, ImageOps
 
+from . import extras
 from .checkpoints import (
     _RE_CHECKSUM,
     _ckpt_name,
@@ -86,6 +87,8 @@ from .checkpoints import (
 from .painter import _EXTRA_NETWORK_RE, _clamp, _flatten, _mask_from, _png_b64, _resize_for
 from .plan import _int_or, _Plan
 from .validation import (
+    EXTRAS_FIELDS,
+    EXTRAS_LIMITS,
     IMG2IMG_FIELDS,
     TXT2IMG_FIELDS,
     _a1111_error,
@@ -806,6 +809,43 @@ class DemoBackend:
             "current_image": _png_b64(preview) if preview is not None else None,
             "textinfo": textinfo,
         }
+
+    # -- extras (modules/postprocessing.py run_postprocessing; see extras.py) -----------------
+
+    def extras_single_image(self, body: Any) -> dict[str, Any]:
+        """POST extra-single-image: the ExtrasSingleImageResponse ``{html_info, image}``."""
+        params = _validate_model(body, EXTRAS_FIELDS, EXTRAS_LIMITS)
+        image = _decode_image(params["image"])
+        if image.mode not in ("RGB", "RGBA"):
+            image = image.convert("RGB")
+        with self.queue_lock:
+            with self.cond:
+                # State.begin(job="extras"), one image (job_count), nextjob() before it.
+                state = self.state
+                state.job, state.job_count, state.job_no = "extras", 1, 0
+                state.sampling_step = state.sampling_steps = 0
+                state.time_start = time.time()
+                state.interrupted = state.skipped = state.stopping_generation = False
+                state.job_timestamp = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
+            try:
+                with self.cond:
+                    state.job_no += 1
+                texts = extras.text_chunks(image)
+                result, info = extras.upscale(image, params, self.lists["upscalers"], MAX_SIDE,
+                                              self._upscaler_pass)
+                text = extras.infotext(info)
+                texts["postprocessing"] = text
+            finally:
+                with self.cond:
+                    # State.end()
+                    state.job, state.job_count = "", 0
+        return {"html_info": extras.html_info(text), "image": _png_b64(result, texts=texts)}
+
+    def _upscaler_pass(self) -> bool:
+        """The time a model upscaler's pass takes (20 steps); True if interrupted."""
+        with self.cond:
+            return self.cond.wait_for(lambda: self.state.interrupted,
+                                      timeout=self.step_delay * 20)
 
     # -- responses ------------------------------------------------------------------------------
 

@@ -125,6 +125,62 @@ IMG2IMG_FIELDS: list[_FieldSpec] = [
 ]
 
 
+# ExtrasSingleImageRequest (modules/api/models.py ExtrasBaseRequest + image; components
+# ExtrasSingleImageRequest of the 1.10.1 schema). Unlike the processing models its fields are
+# not Optional (null -> 422) and some have limits, checked after coercion as pydantic v1 does.
+EXTRAS_FIELDS: list[_FieldSpec] = [
+    ("resize_mode", "int", 0),
+    ("show_extras_results", "bool", True),
+    ("gfpgan_visibility", "float", 0),
+    ("codeformer_visibility", "float", 0),
+    ("codeformer_weight", "float", 0),
+    ("upscaling_resize", "float", 2),
+    ("upscaling_resize_w", "int", 512),
+    ("upscaling_resize_h", "int", 512),
+    ("upscaling_crop", "bool", True),
+    ("upscaler_1", "str", "None"),
+    ("upscaler_2", "str", "None"),
+    ("extras_upscaler_2_visibility", "float", 0),
+    ("upscale_first", "bool", False),
+    ("image", "str", ""),
+]
+
+# name -> (pydantic constraint, limit); "in": a Literal's permitted values.
+EXTRAS_LIMITS: dict[str, tuple[str, Any]] = {
+    "resize_mode": ("in", (0, 1)),
+    "gfpgan_visibility": ("01", None),
+    "codeformer_visibility": ("01", None),
+    "codeformer_weight": ("01", None),
+    "upscaling_resize": ("gt", 0),
+    "upscaling_resize_w": ("ge", 1),
+    "upscaling_resize_h": ("ge", 1),
+    "extras_upscaler_2_visibility": ("01", None),
+}
+
+
+def _check_limit(value: Any, rule: tuple[str, Any]) -> None:
+    """pydantic v1's ConstrainedNumber / Literal checks, with their messages."""
+    kind, limit = rule
+    if kind == "in":
+        # A Literal field: the raw value must be one of them (1.0 and True count as 1).
+        if value not in limit:
+            raise _Invalid(f"unexpected value; permitted: {', '.join(map(str, limit))}",
+                           "value_error.const", {"given": value, "permitted": list(limit)})
+    elif kind == "gt" and not value > limit:
+        raise _Invalid(f"ensure this value is greater than {limit}", "value_error.number.not_gt",
+                       {"limit_value": limit})
+    elif kind == "ge" and not value >= limit:
+        raise _Invalid(f"ensure this value is greater than or equal to {limit}",
+                       "value_error.number.not_ge", {"limit_value": limit})
+    elif kind == "01":
+        if not value >= 0:
+            raise _Invalid("ensure this value is greater than or equal to 0",
+                           "value_error.number.not_ge", {"limit_value": 0})
+        if not value <= 1:
+            raise _Invalid("ensure this value is less than or equal to 1",
+                           "value_error.number.not_le", {"limit_value": 1})
+
+
 # --------------------------------------------------------------------------------------------
 # Errors
 
@@ -162,10 +218,11 @@ def _validation_error(errors: list[dict[str, Any]]) -> _ApiError:
 
 
 class _Invalid(Exception):
-    def __init__(self, msg: str, type_: str) -> None:
+    def __init__(self, msg: str, type_: str, ctx: dict[str, Any] | None = None) -> None:
         super().__init__(msg)
         self.msg = msg
         self.type = type_
+        self.ctx = ctx
 
 
 _BOOL_TRUE = {1, "1", "on", "t", "true", "y", "yes"}
@@ -254,8 +311,10 @@ def _body_dict(body: Any) -> dict[str, Any]:
         raise _validation_error([{"loc": ["body"], "msg": exc.msg, "type": exc.type}]) from None
 
 
-def _validate_model(body: Any, fields: list[_FieldSpec]) -> dict[str, Any]:
-    """Validate a request body like a pydantic v1 model whose fields are all Optional."""
+def _validate_model(body: Any, fields: list[_FieldSpec],
+                    limits: dict[str, tuple[str, Any]] | None = None) -> dict[str, Any]:
+    """Validate a request body like a pydantic v1 model whose fields are all Optional; with
+    ``limits``, like one whose fields are not (null is refused) and have those limits."""
     data = _body_dict(body)
     values: dict[str, Any] = {}
     errors: list[dict[str, Any]] = []
@@ -264,10 +323,16 @@ def _validate_model(body: Any, fields: list[_FieldSpec]) -> dict[str, Any]:
             values[name] = copy.deepcopy(default)
             continue
         raw = data[name]
-        if raw is None:
+        if raw is None and limits is None:
             values[name] = None
             continue
         try:
+            if raw is None:
+                raise _Invalid("none is not an allowed value", "type_error.none.not_allowed")
+            if limits is not None and limits.get(name, ("",))[0] == "in":
+                _check_limit(raw, limits[name])
+                values[name] = next(v for v in limits[name][1] if v == raw)
+                continue
             if kind == "list[str]":
                 items = _v_list(raw)
                 out: list[str] = []
@@ -285,8 +350,11 @@ def _validate_model(body: Any, fields: list[_FieldSpec]) -> dict[str, Any]:
                 values[name] = out
             else:
                 values[name] = _SCALAR_VALIDATORS[kind](raw)
+                if limits is not None and name in limits:
+                    _check_limit(values[name], limits[name])
         except _Invalid as exc:
-            errors.append({"loc": ["body", name], "msg": exc.msg, "type": exc.type})
+            errors.append({"loc": ["body", name], "msg": exc.msg, "type": exc.type,
+                           **({"ctx": exc.ctx} if exc.ctx is not None else {})})
     if errors:
         raise _validation_error(errors)
     return values

@@ -25,6 +25,7 @@ from .model import (
 )
 from .resolved import (
     FILE_KEY,
+    MODE_LABELS,
     PLACEHOLDER,
     DefinitionError,
     Mode,
@@ -38,8 +39,8 @@ from .values import Choice, FieldError, coerce, find_choice, item_parts, items_t
 
 __all__ = [
     "Choice", "DEFAULT_SEED_RANGE", "Definition", "DefinitionError", "Endpoint", "FILE_KEY",
-    "FieldError", "GENERATION_CAPABILITY", "HEALTH_CAPABILITY", "Jobs", "Lookup", "Mode",
-    "Option", "OptionsSource", "PLACEHOLDER", "Parameter", "Request", "Result",
+    "FieldError", "GENERATION_CAPABILITY", "HEALTH_CAPABILITY", "Jobs", "Lookup", "MODE_LABELS",
+    "Mode", "Option", "OptionsSource", "PLACEHOLDER", "Parameter", "Request", "Result",
     "ServiceDefinition", "Source", "Step", "Target", "When", "coerce", "condition_holds",
     "condition_order", "find_choice", "item_parts", "items_text", "json_schema", "load_data",
     "load_file", "parse_target",

@@ -31,6 +31,7 @@ from .paths import PathError, Token, format_path, get_path, overlaps, parse_path
 from .resolved import (
     BUILTIN_VARIABLES,
     FILE_KEY,
+    UPSCALE_MODE,
     Copies,
     DefinitionError,
     Edits,
@@ -192,6 +193,10 @@ def resolve(
         except ValueError as exc:
             problems.append((loc, str(exc)))
             decided = tuple(params)
+        if set_name == UPSCALE_MODE and not any(p.kind == "init_image" for p in params):
+            problems.append((loc, f"the {UPSCALE_MODE!r} mode upscales an input image: it "
+                                  "needs an image parameter (role init_image), where an "
+                                  "image's Upscale action puts the image"))
         modes[set_name] = Mode(
             set_name, ep, params, decided, targets,
             bodies=tuple(b for b, _regions in step_bodies),

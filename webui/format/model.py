@@ -605,7 +605,8 @@ _MEANING = {
         "endpoints": "The service's endpoints by name; a generation endpoint has a result "
                      "and a parameter set of its name",
         "parameters": "Parameter sets by generation endpoint: a list, or a set built on "
-                      "another (ParameterSet)",
+                      "another (ParameterSet). Known mode names: txt2img, img2img, upscale "
+                      "(where an image's Upscale action sends it as the input image)",
     },
     Endpoint: {
         "method": "HTTP method; websocket: a progress source that is listened to",

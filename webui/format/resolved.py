@@ -67,6 +67,11 @@ class Mode:
     def label(self) -> str:
         return MODE_LABELS.get(self.name, self.name)
 
+    @property
+    def upscales(self) -> bool:
+        """The service's upscale mode (an input image made larger), where "Upscale" goes."""
+        return self.name == UPSCALE_MODE and self.by_role("init_image") is not None
+
     def parameter(self, key: str) -> Parameter | None:
         return next((p for p in self.parameters if p.key == key), None)
 
@@ -90,7 +95,13 @@ class Mode:
         return {p.weight for p in self.parameters if p.weight}
 
 
-MODE_LABELS = {"txt2img": "Text to image", "img2img": "Image to image", "inpaint": "Inpaint"}
+MODE_LABELS = {"txt2img": "Text to image", "img2img": "Image to image", "inpaint": "Inpaint",
+               "upscale": "Upscale"}
+
+
+# The mode an image's "Upscale" action opens with that image as its input (A1111's Extras):
+# one of the known mode names, like txt2img and img2img; "Send to img2img" never goes there.
+UPSCALE_MODE = "upscale"
 
 
 @dataclass(frozen=True)

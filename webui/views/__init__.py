@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from ..format import condition_holds, when_json
+from ..format import MODE_LABELS, condition_holds, when_json
 from . import compare, events, gallery, generate, grids, jobs, pnginfo, services, styles, workflows
 from .common import backticks, input_image_mode, seed_parameter
 
@@ -23,6 +23,8 @@ def register(app: Flask) -> None:
     events.install(app)
     app.jinja_env.globals["input_image_mode"] = input_image_mode
     app.jinja_env.globals["seed_parameter"] = seed_parameter
+    # The modes webui knows by name (the gallery's filter and captions).
+    app.jinja_env.globals["mode_labels"] = MODE_LABELS
     app.jinja_env.globals["result_slots"] = jobs.result_slots
     app.jinja_env.globals["png_info_send_url"] = pnginfo.send_url
     app.jinja_env.globals["can_compare"] = compare.can_compare

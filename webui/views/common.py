@@ -45,13 +45,14 @@ def image_id(text: str | None) -> int | None:
     return int(text) if text and _ID.fullmatch(text) else None
 
 
-def input_image_mode(service: Service | None) -> str | None:
+def input_image_mode(service: Service | None, upscale: bool = False) -> str | None:
     """The mode of a service that takes an input image (a parameter with the init_image
-    role), where "Send to img2img" goes; None if it has none."""
+    role), where "Send to img2img" goes, or with ``upscale`` its upscale mode, where
+    "Upscale" goes; None if it has none."""
     if service is None:
         return None
     return next((m.name for m in service.definition.modes.values()
-                 if any(p.kind == "init_image" for p in m.parameters)), None)
+                 if m.by_role("init_image") is not None and m.upscales == upscale), None)
 
 
 def seed_parameter(mode: Mode | None) -> Parameter | None:

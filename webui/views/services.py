@@ -118,7 +118,9 @@ def service_page(service_id: str, mode_name: str) -> str:
         inputs[mode.by_role("init_image").key] = init_image
     prefilled = "" if not (values or inputs) else (
         "The form is filled from the image read by PNG Info." if kept is not None
-        else "The form is filled from an image of the gallery.")
+        else "The form is filled from an image of the gallery." if values
+        # Only the image (Upscale): no value of the form came with it.
+        else f"The image is from {init_image.origin}.")
     # ?use_seed=<image id>: that image's seed in the seed field, the rest of the form as it
     # was left (with JavaScript, app.js puts the seed back after the remembered values).
     use_seed = seed_of(mode, request.args.get("use_seed"))
