@@ -90,10 +90,14 @@ PROBE = """
     const form = document.querySelector("form.gen-form");
     if (form) {
       const button = form.querySelector("button[type=submit]");
-      return !!button && !button.disabled && [...form.querySelectorAll(".remote-select")].every(filled);
+      return !!button && !button.disabled
+        && [...form.querySelectorAll(".remote-select")].every(filled);
     }
     const grid = document.getElementById("gallery-grid");
-    if (grid) return [...grid.querySelectorAll("img")].every((i) => !inView(i) || (i.complete && i.naturalWidth > 0));
+    if (grid) {
+      return [...grid.querySelectorAll("img")]
+        .every((i) => !inView(i) || (i.complete && i.naturalWidth > 0));
+    }
     return document.querySelectorAll(".status.checking").length === 0;
   };
   const inView = (el) => {
@@ -107,7 +111,8 @@ PROBE = """
     if (event.target === document.body) htmxReady = true;
     check();
   });
-  new MutationObserver(check).observe(document, { subtree: true, childList: true, attributes: true });
+  new MutationObserver(check)
+    .observe(document, { subtree: true, childList: true, attributes: true });
   document.addEventListener("load", check, true);  // images
   document.addEventListener("htmx:afterSettle", check);
   document.addEventListener("DOMContentLoaded", check);

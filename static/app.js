@@ -124,9 +124,19 @@ function setValue(el, value) {
   if (el.type === "checkbox") { el.checked = value === true || value === "true"; return; }
   if (el.tagName === "SELECT") {
     const wanted = Array.isArray(value) ? value.map(String) : [String(value)];
+    // "—" (the service's setting) where the page drew the choices with that setting known
+    // (and so no "—"): the choice marked current, as the list's own request would pick.
+    const current = el.querySelector("option[data-current]");
+    if (current && !el.multiple && wanted.length === 1 && wanted[0] === ""
+        && ![...el.options].some((o) => o.value === "")) {
+      for (const o of el.options) o.selected = o === current;
+      return;
+    }
     for (const v of wanted) {
       // A backend-fed select has few options until it loads: add the value so it is kept.
-      if (v !== "" && ![...el.options].some((o) => o.value === v)) el.add(new Option(v, v));
+      // Drawn with its choices already, a value they lack is marked as the server marks it.
+      const label = v + (el.dataset.staleNote || "");
+      if (v !== "" && ![...el.options].some((o) => o.value === v)) el.add(new Option(label, v));
     }
     for (const o of el.options) o.selected = wanted.includes(o.value);
     return;

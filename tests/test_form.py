@@ -302,8 +302,8 @@ def test_a_range_is_a_slider_beside_its_number(client):
 def test_the_icon_is_linked_and_served(client):
     html = client.get("/").get_data(as_text=True)
     # The address names the file's content (?v=<hash>): see test_delivery.py.
-    href = re.search(r'<link rel="icon" href="(/static/favicon\.svg\?v=\w+)" type="image/svg\+xml">',
-                     html)
+    href = re.search(r'<link rel="icon" href="(/static/favicon\.svg\?v=\w+)" '
+                     r'type="image/svg\+xml">', html)
     assert href, html[:2000]
     icon = client.get(href[1])
     assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"

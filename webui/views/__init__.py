@@ -25,4 +25,6 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["can_compare"] = compare.can_compare
     # Pickers (a select searched on the server, the styles of a form).
     app.jinja_env.globals["param_picker"] = services.param_picker
+    # A backend-fed select drawn with its choices when they are cached.
+    app.jinja_env.globals["cached_select"] = services.cached_select
     app.jinja_env.globals["styles_picker"] = styles.styles_picker
