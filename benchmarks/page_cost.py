@@ -66,7 +66,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("WEBUI_TEST_CHROMIUM", "/usr/bin/chromium")
 # The last commit of main before issue #13's light page (compression, hashed static URLs,
 # choices in the page, connection reuse).
-BEFORE = "c938a45"
+BEFORE = "6c759ba"
 PAGES = {"service": "/services/demo/txt2img", "gallery": "/gallery", "index": "/"}
 # What issue #13 measured of the service page before (cold load), and its goals.
 ISSUE_BEFORE = {"requests": 11, "bytes": 93_431, "usable": 245}
