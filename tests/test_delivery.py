@@ -1,6 +1,6 @@
-"""How answers travel (webui/delivery.py): text gzipped for browsers that accept it, images and
-streams as they are, static files at addresses that name their content and cached for a year
-there."""
+"""How answers travel (webui/delivery.py): text compressed for browsers that accept it (brotli,
+else gzip), images and streams as they are, static files at addresses that name their content
+and cached for a year there."""
 
 from __future__ import annotations
 
@@ -8,12 +8,22 @@ import gzip
 import re
 from pathlib import Path
 
+import brotli
+import pytest
 from flask import Response
 
 from tests.helpers import image_bytes
 from webui.delivery import IMMUTABLE, MIN_BYTES, StaticFiles
 
-GZIP = {"Accept-Encoding": "gzip, deflate, br"}
+# What Chromium 156 sends (over plain HTTP to 127.0.0.1 too), and a browser without brotli.
+BROWSER = {"Accept-Encoding": "gzip, deflate, br, zstd"}
+GZIP = {"Accept-Encoding": "gzip, deflate"}
+DECODE = {"br": brotli.decompress, "gzip": gzip.decompress}
+
+
+def decoded(answer) -> bytes:
+    encoding = answer.headers.get("Content-Encoding")
+    return DECODE[encoding](answer.data) if encoding else answer.data
 
 
 def static_urls(client) -> list[str]:
@@ -21,19 +31,31 @@ def static_urls(client) -> list[str]:
     return re.findall(r'(?:src|href)="(/static/[^"]+)"', html)
 
 
-def test_a_page_is_gzipped_for_a_browser_that_accepts_it(client):
+@pytest.mark.parametrize(("accept", "encoding"), [(BROWSER, "br"), (GZIP, "gzip")])
+def test_a_page_is_compressed_for_a_browser_that_accepts_it(client, accept, encoding):
     plain = client.get("/services/a1111/txt2img")
-    packed = client.get("/services/a1111/txt2img", headers=GZIP)
+    packed = client.get("/services/a1111/txt2img", headers=accept)
     assert plain.status_code == packed.status_code == 200
     assert "Content-Encoding" not in plain.headers
-    assert packed.headers["Content-Encoding"] == "gzip"
-    assert gzip.decompress(packed.data) == plain.data
+    assert packed.headers["Content-Encoding"] == encoding
+    assert decoded(packed) == plain.data
     assert int(packed.headers["Content-Length"]) == len(packed.data) < len(plain.data) / 3
     # Caches keep one answer per encoding.
     for answer in (plain, packed):
         assert "Accept-Encoding" in answer.headers["Vary"]
     # The guard's headers are still there.
     assert packed.headers["Content-Security-Policy"].startswith("default-src 'self'")
+
+
+def test_the_browsers_preference_decides(client):
+    prefers_gzip = client.get("/", headers={"Accept-Encoding": "br;q=0.5, gzip"})
+    assert prefers_gzip.headers["Content-Encoding"] == "gzip"
+    tie = client.get("/", headers={"Accept-Encoding": "gzip, br"})
+    assert tie.headers["Content-Encoding"] == "br"
+    anything = client.get("/", headers={"Accept-Encoding": "*"})
+    assert anything.headers["Content-Encoding"] == "br"
+    none = client.get("/", headers={"Accept-Encoding": "identity"})
+    assert "Content-Encoding" not in none.headers
 
 
 def test_json_is_gzipped_and_a_refusal_is_respected(client):
@@ -45,7 +67,7 @@ def test_json_is_gzipped_and_a_refusal_is_respected(client):
 
 
 def test_a_small_fragment_is_not_compressed(client):
-    answer = client.get("/services/nope/status", headers={**GZIP, "HX-Request": "true"})
+    answer = client.get("/services/nope/status", headers={**BROWSER, "HX-Request": "true"})
     assert answer.status_code == 404 and len(answer.data) < MIN_BYTES
     assert "Content-Encoding" not in answer.headers
     assert b"nope" in answer.data
@@ -57,7 +79,7 @@ def test_images_are_never_compressed(app, client):
     path.parent.mkdir(parents=True, exist_ok=True)
     data = image_bytes((256, 256))
     path.write_bytes(data)
-    answer = client.get(f"/images/{name}", headers=GZIP)
+    answer = client.get(f"/images/{name}", headers=BROWSER)
     assert answer.status_code == 200 and answer.mimetype == "image/png"
     assert "Content-Encoding" not in answer.headers and answer.data == data
 
@@ -83,12 +105,12 @@ def test_image_and_streamed_answers_made_in_memory_are_left_alone(app):
         return Response((f"{n:04d}" * 300 for n in range(3)), mimetype="text/plain")
 
     client = app.test_client()
-    image = client.get("/test-preview", headers=GZIP)
+    image = client.get("/test-preview", headers=BROWSER)
     assert "Content-Encoding" not in image.headers and image.data == png
-    events = client.get("/test-events", headers=GZIP)
+    events = client.get("/test-events", headers=BROWSER)
     assert "Content-Encoding" not in events.headers
     assert events.data.startswith(b"data: xxx") and events.data.endswith(b" 2\n\n")
-    text = client.get("/test-streamed-text", headers=GZIP)
+    text = client.get("/test-streamed-text", headers=BROWSER)
     assert "Content-Encoding" not in text.headers
     assert len(text.data) > MIN_BYTES and text.data.startswith(b"00000000")
 
@@ -101,31 +123,29 @@ def test_static_addresses_name_their_content_and_are_cached_for_a_year(client, a
     folder = app.static_folder
     for url in urls:
         path, version = re.fullmatch(r"/static/([^?]+)\?v=(\w+)", url).groups()
-        answer = client.get(url, headers=GZIP)
-        assert answer.status_code == 200, url
-        assert answer.headers["Cache-Control"] == IMMUTABLE, url
-        body = gzip.decompress(answer.data) if answer.headers.get("Content-Encoding") else (
-            answer.data)
         on_disk = Path(folder, path).read_bytes()
-        assert body == on_disk, url
-        if len(on_disk) >= MIN_BYTES and not path.endswith(".png"):
-            assert answer.headers["Content-Encoding"] == "gzip", url
-        # Revalidated (a browser's reload), the answer is "not modified".
-        again = client.get(url, headers={**GZIP, "If-None-Match": answer.headers["ETag"]})
-        assert again.status_code == 304, url
+        for accept, encoding in ((BROWSER, "br"), (GZIP, "gzip")):
+            answer = client.get(url, headers=accept)
+            assert answer.status_code == 200, url
+            assert answer.headers["Cache-Control"] == IMMUTABLE, url
+            assert decoded(answer) == on_disk, url
+            if len(on_disk) >= MIN_BYTES:
+                assert answer.headers["Content-Encoding"] == encoding, url
+            # Revalidated (a browser's reload), the answer is "not modified".
+            again = client.get(url, headers={**accept, "If-None-Match": answer.headers["ETag"]})
+            assert again.status_code == 304, url
 
 
 def test_a_static_address_without_the_current_hash_is_revalidated(client):
     for url in ("/static/app.js", "/static/app.js?v=0123456789ab"):
-        answer = client.get(url, headers=GZIP)
+        answer = client.get(url, headers=BROWSER)
         assert answer.status_code == 200
-        assert "immutable" not in answer.headers["Cache-Control"]
         assert answer.headers["Cache-Control"] == "no-cache"
-        assert gzip.decompress(answer.data) == client.get(url).data
+        assert decoded(answer) == client.get(url).data
 
 
 def test_a_range_of_a_static_file_is_of_the_file_itself(client):
-    answer = client.get("/static/app.js", headers={**GZIP, "Range": "bytes=0-99"})
+    answer = client.get("/static/app.js", headers={**BROWSER, "Range": "bytes=0-99"})
     assert answer.status_code == 206 and len(answer.data) == 100
     assert "Content-Encoding" not in answer.headers
 
@@ -135,9 +155,22 @@ def test_a_changed_file_gets_another_address(tmp_path):
     path = tmp_path / "app.js"
     path.write_text("console.log(1);\n" * 100)
     first = files.version("app.js")
-    assert gzip.decompress(files.gzipped("app.js")) == path.read_bytes()
+    for encoding, decode in DECODE.items():
+        assert decode(files.compressed("app.js", encoding)) == path.read_bytes()
     path.write_text("console.log(22);\n" * 100)
     second = files.version("app.js")
     assert first and second and first != second
-    assert gzip.decompress(files.gzipped("app.js")) == path.read_bytes()
+    for encoding, decode in DECODE.items():
+        assert decode(files.compressed("app.js", encoding)) == path.read_bytes()
+    assert files.compressed("missing.js") is None
     assert files.version("missing.js") is None and files.version("../etc/passwd") is None
+
+
+def test_a_starting_server_compresses_the_static_files_beforehand(app):
+    from webui.delivery import warm
+
+    warm(app).join(120)
+    files = app.extensions["webui.static_files"]
+    entry = files._files["vendor/htmx/htmx-2.0.11.min.js"]
+    assert set(entry[3]) == {"br", "gzip"}
+    assert "favicon.svg" not in files._files or files._files["favicon.svg"][3] == {}
