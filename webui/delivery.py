@@ -13,6 +13,8 @@ their content and kept by the browser for a year.
   ``?v=<hash of the file's content>``. An answer to the address of the file's current content
   is cached ``immutable`` for a year: a later page load asks nothing for it, and a changed file
   has another address. Any other address of a static file is revalidated (ETag) as before.
+- The icon is written into each page as a ``data:`` URL (a few hundred bytes): a first visit
+  makes one request fewer.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from flask import Flask, Response, request
 from werkzeug.security import safe_join
@@ -121,6 +124,19 @@ class StaticFiles:
         return packed[encoding]
 
 
+def data_url(files: StaticFiles, filename: str, mime: str) -> str:
+    """A small static file as a ``data:`` URL, to write into the page itself (the icon: one
+    request fewer on a first visit)."""
+    found = files._entry(filename)
+    if found is None:
+        return ""
+    path, (_size, _mtime, _digest, packed) = found
+    if "data-url" not in packed:
+        text = Path(path).read_text(encoding="utf-8")
+        packed["data-url"] = f"data:{mime},{quote(text, safe=':/=;,.-_()')}".encode()
+    return packed["data-url"].decode()
+
+
 # One per static folder in a process (every app of the tests shares the compressed files).
 _shared: dict[str, StaticFiles] = {}
 _shared_lock = threading.Lock()
@@ -154,6 +170,8 @@ def install(app: Flask) -> None:
     """Hash the static URLs the app makes and compress and mark what it answers."""
     files = static_files(app.static_folder or "static")
     app.extensions["webui.static_files"] = files
+    app.jinja_env.globals["static_data_url"] = lambda filename, mime: data_url(
+        files, filename, mime)
 
     @app.url_defaults
     def versioned_static(endpoint: str, values: dict[str, Any]) -> None:
