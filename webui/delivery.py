@@ -51,7 +51,7 @@ _TEXT_TYPES = frozenset({
 
 
 def compressible(mimetype: str | None) -> bool:
-    """Whether answers of this type are worth gzipping (text, not a stream)."""
+    """Whether answers of this type are worth compressing (text, not images)."""
     if not mimetype:
         return False
     return mimetype in _TEXT_TYPES or mimetype.endswith("+json")
