@@ -5,14 +5,18 @@ user left in the form still comes back."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from playwright.sync_api import expect
 
-from .helpers import shot
+from webui import create_app
+
+from .helpers import ServerThread, demo_extra, shot, wait_for
 
 pytestmark = pytest.mark.browser
 
+ANY = re.compile(".*")  # an attribute with any value
 SELECTS = ("sd_model_checkpoint", "sampler_name", "scheduler", "hr_upscaler",
            "refiner_checkpoint")
 
@@ -57,7 +61,7 @@ def test_choices_webui_has_are_drawn_into_the_page(page, ui):
     expect(checkpoint.locator("option:checked")).to_contain_text("(current)")
     second.wait_for_load_state("load")
     for key in SELECTS:
-        expect(second.locator(f"#rs-txt2img-{key}")).not_to_have_attribute("hx-get", "/.*")
+        expect(second.locator(f"#rs-txt2img-{key}")).not_to_have_attribute("hx-get", ANY)
         assert second.locator(f"#f-txt2img-{key}").get_attribute("aria-busy") is None
     assert options_requests(asked) == []
     # Its static files are the browser's own copies now (immutable at their hashed address).
@@ -92,3 +96,31 @@ def test_remembered_values_come_back_in_a_page_with_its_choices(page, ui):
     checkpoint = page.locator("#f-txt2img-sd_model_checkpoint")
     expect(checkpoint.locator("option:checked")).to_contain_text("(current)")
     assert options_requests(asked) == []
+
+
+def test_lists_older_than_the_cache_are_drawn_and_asked_for_again(page, make_settings,
+                                                                  demo_server):
+    """A list webui fetched longer ago than its cache keeps answers (options_ttl; 0 here: any
+    age) is still drawn into the page, the form usable at once, and asked for again: the
+    select then shows the fresh list with the value the user had."""
+    app = create_app(make_settings(extras=[demo_extra(demo_server.url)], options_ttl=0.0))
+    asked = watch(app)
+    with ServerThread(app) as server:
+        url = server.url + "/services/demo/txt2img"
+        page.goto(url)
+        expect(page.locator("#f-txt2img-sampler_name option[value='DPM++ 2M']")).to_have_count(1)
+        page.select_option("#f-txt2img-sampler_name", "DPM++ 2M")  # remembered
+        asked.clear()
+        html = page.context.request.get(url).text()
+        # Drawn with its choices, not loading, and asking again.
+        assert 'aria-busy="true"' not in html and "loading choices" not in html
+        assert "<option value=\"DPM++ 2M\"" in html
+        assert html.count('hx-trigger="load" hx-include="#f-txt2img-') == len(SELECTS)
+        asked.clear()
+        page.goto(url)
+        wait_for(lambda: len(options_requests(asked)) == len(SELECTS),
+                 what="each list asked for again")
+        for key in SELECTS:  # swapped for the fresh list
+            expect(page.locator(f"#rs-txt2img-{key}")).not_to_have_attribute("hx-get", ANY)
+        expect(page.locator("#f-txt2img-sampler_name")).to_have_value("DPM++ 2M")
+        expect(page.locator("#f-txt2img-sampler_name option[value='Euler a']")).to_have_count(1)

@@ -213,3 +213,20 @@ def test_cached_only_never_calls_the_backend(make_settings, monkeypatch):
         cache.fetch(service, "getSamplers", cached_only=True)
     assert calls == [1]  # cached_only never calls the backend
 
+
+def test_an_old_answer_is_drawn_but_not_fresh(server, make_settings):
+    """cached_only hands out the last answer however old (the page draws it and asks again);
+    an ordinary fetch of an old answer asks the backend."""
+    app = create_app(make_settings(url_overrides={"a1111": server.url}, options_ttl=0.0))
+    service = app.extensions["webui"].folders.catalog().get("a1111")
+    cache = app.extensions["webui"].options
+    path = service.definition.endpoints["getSamplers"].path
+    server.bodies[path] = '[{"name": "Euler a"}]'
+    assert not cache.fresh(service, {"getSamplers"})
+    first = cache.fetch(service, "getSamplers")
+    assert cache.fetch(service, "getSamplers", cached_only=True) is first
+    assert not cache.fresh(service, {"getSamplers"})  # a TTL of 0: old at once
+    assert len(server.seen) == 1
+    server.bodies[path] = '[{"name": "DPM++ 2M"}]'
+    assert cache.fetch(service, "getSamplers") == [{"name": "DPM++ 2M"}]
+    assert len(server.seen) == 2

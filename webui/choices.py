@@ -32,8 +32,8 @@ SEARCH_LIMIT = 50
 
 
 class NotCached(LookupError):
-    """An endpoint's answer is not in the cache (or has expired): asked with ``cached_only``,
-    which never calls the backend."""
+    """An endpoint's answer is not in the cache: asked with ``cached_only``, which never
+    calls the backend."""
 
 
 class _Flight:
@@ -76,11 +76,18 @@ class OptionsCache:
             self._read[key] = (answers, value)
         return value
 
+    def fresh(self, service: Service, endpoints: set[str]) -> bool:
+        """Whether the answers of all these endpoints are cached and younger than the TTL."""
+        now = time.monotonic()
+        with self._lock:
+            hits = [self._data.get((service.id, service.base_url, e)) for e in endpoints]
+        return all(hit is not None and now - hit[0] < self.ttl for hit in hits)
+
     def fetch(self, service: Service, endpoint: str, *, refresh: bool = False,
               cached_only: bool = False) -> Any:
         """The endpoint's answer: from the cache while fresh, else fetched once for all who
-        ask at the same moment. ``cached_only``: NotCached rather than a call to the backend
-        (a page drawing what webui already has)."""
+        ask at the same moment. ``cached_only``: the last answer however old (see ``fresh``),
+        or NotCached; never a call to the backend (a page drawing what webui already has)."""
         key = (service.id, service.base_url, endpoint)
         now = time.monotonic()
         with self._lock:
@@ -88,6 +95,8 @@ class OptionsCache:
             if hit and not refresh and now - hit[0] < self.ttl:
                 return hit[1]
             if cached_only:
+                if hit:
+                    return hit[1]
                 raise NotCached(endpoint)
             flight = self._flights.get(key)
             mine = flight is None

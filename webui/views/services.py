@@ -201,11 +201,18 @@ def select_state(service: Service, mode: Mode, param: Parameter, current: list[s
 
 def cached_select(service: Service, mode: Mode, param: Parameter, value: Any) -> dict[str, Any]:
     """The context of a backend-fed select in a page: its choices drawn in when webui has its
-    lists already (no request of the page's for them), else "loading", which asks for them."""
+    lists already (no request of the page's for them), else "loading", which asks for them.
+    Lists older than the cache's TTL are drawn too, the form usable at once, and asked for
+    again as the page loads (``revalidate``): the select is then swapped for the fresh list."""
     try:
-        return select_state(service, mode, param, select_values(value), cached_only=True)
+        context = select_state(service, mode, param, select_values(value), cached_only=True)
     except NotCached:
         return {"current": value, "choices": None, "error": None, "loading": True}
+    endpoints = {s.endpoint for s in param.sources}
+    if param.defaultFrom:
+        endpoints.add(param.defaultFrom.endpoint)
+    context["revalidate"] = not state().options.fresh(service, endpoints)
+    return context
 
 
 @bp.get("/favicon.ico")
