@@ -409,12 +409,13 @@ class TooManyRedirects(Exception):
 
 class _Deadline:
     """A wall-clock deadline for one exchange: when it passes, every socket the exchange
-    opened is shut down, which ends whatever read is waiting on it (a read timeout is per read,
-    and a server sending one byte a second never lets one expire)."""
+    opened or reused is shut down, which ends whatever read is waiting on it (a read timeout
+    is per read, and a server sending one byte a second never lets one expire)."""
 
     def __init__(self, seconds: float):
         self.at = time.monotonic() + seconds
         self.expired = False
+        self._cancelled = False
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._timer = threading.Timer(seconds, self._expire)
@@ -432,13 +433,18 @@ class _Deadline:
             _shut(sock)
 
     def _expire(self) -> None:
+        # Under the lock: once cancel() has returned, no socket is shut (a kept connection
+        # goes back to the pool, where another exchange may be using it).
         with self._lock:
+            if self._cancelled:
+                return
             self.expired = True
-            sockets = list(self._sockets)
-        for sock in sockets:
-            _shut(sock)
+            for sock in self._sockets:
+                _shut(sock)
 
     def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
         self._timer.cancel()
 
 
@@ -621,6 +627,7 @@ def _read_body(response: requests.Response, deadline: _Deadline, max_bytes: int)
         if deadline.expired:  # the body "ended" because the deadline shut the connection
             raise TooSlow(answering=True)
     finally:
+        deadline.cancel()  # before the connection goes back to the pool
         response.close()
     response._content = bytes(body)
     response._content_consumed = True
