@@ -67,10 +67,17 @@ def chosen_encoding() -> str | None:
     return name if quality > 0 else None
 
 
+def _window(size: int) -> int:
+    """Brotli's window (log2 bytes) for SIZE bytes: no larger than the data needs. Its default
+    (4 MB) costs a buffer of that size per call, which each server thread's memory arena then
+    keeps (+11 MB for 8 threads, measured)."""
+    return min(22, max(16, size.bit_length()))
+
+
 def _compressor(encoding: str, static: bool) -> Callable[[bytes], bytes]:
     if encoding == "br":
         quality = 11 if static else DYNAMIC_BROTLI
-        return lambda data: brotli.compress(data, quality=quality)
+        return lambda data: brotli.compress(data, quality=quality, lgwin=_window(len(data)))
     level = 9 if static else DYNAMIC_GZIP
     return lambda data: gzip.compress(data, compresslevel=level, mtime=0)
 
