@@ -28,6 +28,10 @@ What is counted, for each load:
     gallery: the same for htmx, and every thumbnail of the first page has loaded;
     ``/``: the same for htmx, and every service's status badge shows its state (none says
     "checking…");
+- rounds: the network round trips the page waited for, one after another, until it was
+  usable: the longest chain of requests that had finished by then, each one started after
+  the previous one of the chain had finished (the document, then what it names, then what
+  those ask for...); unlike the time, this does not depend on how busy the machine is;
 - JS heap: the used JavaScript heap after a garbage collection, once usable and idle;
 - DOM: the number of elements in the document then.
 
@@ -125,6 +129,7 @@ class Load:
     requests: int
     bytes: int
     usable: float  # ms
+    rounds: int
     heap: int  # bytes
     dom: int
     urls: list[str] = field(default_factory=list)
@@ -194,12 +199,15 @@ def measure(context, url: str) -> Load:
     sent: dict[str, str] = {}
     cached: set[str] = set()
     sizes: dict[str, int] = {}
+    began: dict[str, float] = {}  # DevTools timestamps, in seconds
+    ended: dict[str, float] = {}
     last = [time.monotonic()]
 
     def on_sent(event) -> None:
         if not event["request"]["url"].startswith("http"):
             return
         sent[event["requestId"]] = event["request"]["url"]
+        began.setdefault(event["requestId"], event["timestamp"])
         last[0] = time.monotonic()
 
     def on_response(event) -> None:
@@ -210,6 +218,7 @@ def measure(context, url: str) -> Load:
 
     def on_finished(event) -> None:
         sizes[event["requestId"]] = event["encodedDataLength"]
+        ended[event["requestId"]] = event["timestamp"]
         last[0] = time.monotonic()
 
     cdp.on("Network.requestWillBeSent", on_sent)
@@ -226,9 +235,27 @@ def measure(context, url: str) -> Load:
     dom = page.evaluate("document.getElementsByTagName('*').length")
     network = [rid for rid in sent if rid not in cached]
     load = Load(requests=len(network), bytes=sum(sizes.get(rid, 0) for rid in network),
+                rounds=rounds({rid: began[rid] for rid in network if rid in began}, ended,
+                              usable),
                 usable=usable, heap=heap, dom=dom, urls=[sent[rid] for rid in network])
     page.close()
     return load
+
+
+def rounds(began: dict[str, float], ended: dict[str, float], usable_ms: float) -> int:
+    """The longest chain of requests (those that went to the network), each started after
+    the previous one finished, among those finished when the page was usable (USABLE_MS
+    after the document was asked for)."""
+    if not began:
+        return 0
+    usable = min(began.values()) + usable_ms / 1000
+    before = sorted((t, rid) for rid, t in began.items()
+                    if ended.get(rid, float("inf")) <= usable)
+    depth: dict[str, int] = {}
+    for t, rid in before:
+        depth[rid] = 1 + max((depth[q] for q in depth if ended.get(q, float("inf")) <= t),
+                             default=0)
+    return max(depth.values(), default=0)
 
 
 def spread(values: list[float], unit: str, scale: float = 1.0, digits: int = 0) -> str:
@@ -300,10 +327,11 @@ def main() -> None:
             for name in servers:
                 loads = results[page_name, name, kind]
                 medians[name] = {k: statistics.median(getattr(x, k) for x in loads)
-                                 for k in ("requests", "bytes", "usable", "heap", "dom")}
+                                 for k in ("requests", "bytes", "usable", "rounds", "heap", "dom")}
                 print(f"  {name:<6} requests {spread([x.requests for x in loads], '')}")
                 print(f"         bytes    {spread([x.bytes for x in loads], 'B')}")
                 print(f"         usable   {spread([x.usable for x in loads], 'ms')}")
+                print(f"         rounds   {spread([x.rounds for x in loads], '')}")
                 print(f"         JS heap  {spread([x.heap for x in loads], 'MB', 1e6, 2)}")
                 print(f"         DOM      {spread([x.dom for x in loads], 'elements')}")
                 if args.show_urls:
@@ -312,7 +340,7 @@ def main() -> None:
             if "before" in medians:
                 ratios = "  ".join(
                     f"{k} {medians['now'][k] / medians['before'][k]:.2f}"
-                    for k in ("requests", "bytes", "usable", "heap", "dom")
+                    for k in ("requests", "bytes", "usable", "rounds", "heap", "dom")
                     if medians["before"][k])
                 print(f"  ratio now / before (medians): {ratios}")
             if page_name == "service" and kind == "cold":
