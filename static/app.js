@@ -112,6 +112,7 @@ function formValues(form) {
     if (!el.name || el.type === "file" || el.tagName === "FIELDSET") continue;
     if (el.type === "hidden" && !("remember" in el.dataset)) continue;
     if (el.closest(".picker")) continue;  // a picker is remembered whole, below
+    if (el.closest("[data-no-remember]")) continue;  // an X/Y/Z grid is made once
     if (el.type === "checkbox") values[el.name] = el.checked;
     else if (el.multiple) values[el.name] = [...el.selectedOptions].map((o) => o.value);
     else values[el.name] = el.value;
@@ -986,3 +987,27 @@ for (const zone of document.querySelectorAll("[data-read-zone]")) {
     readInto(zone, imageFileOf(event.dataTransfer));
   });
 }
+
+// --- Issue 14: X/Y/Z grids ------------------------------------------------------------------
+
+// "Reset to defaults" puts each axis of a grid back to "Nothing": its values control follows
+// (after the reset has happened: the event comes before it).
+document.addEventListener("reset", (event) => {
+  const axes = event.target.querySelectorAll?.(".grid-axis select");
+  if (!axes?.length) return;
+  setTimeout(() => { for (const select of axes) htmx.trigger(select, "change"); });
+}, true);
+
+// Cancel grid: its button leaves with the grid's state line; the focus goes to the grid's
+// panel rather than back to the page's start.
+let cancelledGrid = null;
+document.addEventListener("htmx:beforeRequest", (event) => {
+  const elt = event.detail.elt;
+  if (elt?.matches?.(".grid-panel button[id$='-cancel']")) cancelledGrid = elt.closest(".grid-panel").id;
+});
+document.addEventListener("htmx:afterSettle", () => {
+  if (!cancelledGrid) return;
+  const panel = document.getElementById(cancelledGrid);
+  cancelledGrid = null;
+  if (panel && (!document.activeElement || document.activeElement === document.body)) panel.focus();
+});

@@ -19,7 +19,7 @@ from playwright.sync_api import Page, expect
 
 from webui import create_app
 
-from .helpers import ServerThread, a1111_response, comfyui_png, demo_extra
+from .helpers import HX, ServerThread, a1111_response, comfyui_png, demo_extra, form, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -51,6 +51,10 @@ A11Y_PAGES = [
     "/compare/new?job={job}",
     "/compare?jobs={job},{cell}",
     "/styles",
+    # X/Y/Z grids: a finished grid on its form's page, its own page and its picture's.
+    "/services/demo/txt2img?grid={grid}",
+    "/grids/{grid}",
+    "/gallery/{grid_image}",
 ]
 FAILING_IMPACTS = ("serious", "critical")
 
@@ -259,6 +263,12 @@ def test_axe_finds_no_serious_violation_on_any_page(browser, page, everything, t
     page.get_by_role("button", name="Run the comparison").click()
     cell = page.url.rsplit(",", 1)[1]
     expect(page.locator(".compare-cell figure img")).to_have_count(2, timeout=30_000)
+    answer = app.test_client().post("/services/demo/txt2img/grid", headers=HX, data=form(
+        width="64", height="64", steps="3", **{"grid-x-param": "cfg_scale",
+                                               "grid-x-values": "5, 9"}))
+    grid = app.extensions["webui"].grids.get(
+        re.search(r'id="grid-([0-9a-f]{32})"', answer.get_data(as_text=True))[1])
+    wait_for(lambda: grid.status == "done", timeout=30, what="the grid")
 
     found: dict[str, list[dict[str, Any]]] = {}
     checked = 0
@@ -266,7 +276,8 @@ def test_axe_finds_no_serious_violation_on_any_page(browser, page, everything, t
         context = browser.new_context(viewport=DESKTOP, color_scheme=scheme)
         tab = context.new_page()
         for path in A11Y_PAGES:
-            path = path.format(job=job_id, image=image_id, png=png, cell=cell)
+            path = path.format(job=job_id, image=image_id, png=png, cell=cell, grid=grid.id,
+                               grid_image=grid.pictures[0].id)
             tab.goto(url + path)
             settle(tab)
             bad = [v for v in axe_violations(tab) if v["impact"] in FAILING_IMPACTS]

@@ -12,6 +12,7 @@ from . import backend, delivery, guard, recorder, views
 from .catalog import DefinitionFolders
 from .choices import OptionsCache
 from .config import Settings
+from .grids import GridManager
 from .history import HistoryError, HistoryStore
 from .images import MAX_IMAGE_BYTES, DraftStore, ImageStore
 from .jobs import JobManager
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         drafts=DraftStore(settings.drafts_dir),
     )
 
+    state.grids = GridManager(state.jobs, store, history, settings.thumbs_dir)
     if events is not None:
         # What a stopped webui left: jobs cut short, jobs still waiting, files without a row.
         events.restore(state.folders.catalog(), state.jobs)

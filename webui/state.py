@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from .catalog import DefinitionFolders
 from .choices import OptionsCache
 from .config import Settings
+from .grids import GridManager
 from .history import HistoryStore
 from .images import DraftStore, ImageStore
 from .jobs import JobManager
@@ -25,3 +26,4 @@ class State:
     history: HistoryStore | None
     drafts: DraftStore
     history_error: str | None = None
+    grids: GridManager | None = None  # X/Y/Z grids (made by the app factory)

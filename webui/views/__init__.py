@@ -6,13 +6,13 @@ from __future__ import annotations
 from flask import Flask
 
 from ..format import condition_holds, when_json
-from . import compare, gallery, generate, jobs, pnginfo, services, styles
+from . import compare, gallery, generate, grids, jobs, pnginfo, services, styles
 from .common import backticks, input_image_mode, seed_parameter
 
 
 def register(app: Flask) -> None:
     """Attach every page's blueprint, and the template helpers they use."""
-    for module in (services, generate, jobs, gallery, styles, pnginfo, compare):
+    for module in (services, generate, jobs, gallery, styles, pnginfo, compare, grids):
         app.register_blueprint(module.bp)
     app.jinja_env.filters["backticks"] = backticks
     app.jinja_env.filters["when_json"] = when_json
@@ -28,3 +28,7 @@ def register(app: Flask) -> None:
     # A backend-fed select drawn with its choices when they are cached.
     app.jinja_env.globals["cached_select"] = services.cached_select
     app.jinja_env.globals["styles_picker"] = styles.styles_picker
+    # X/Y/Z grids: the form's axes, a grid's panel on the form page (?grid=<id>).
+    app.jinja_env.globals["grid_offered"] = grids.grid_offered
+    app.jinja_env.globals["grid_axis_choices"] = grids.axis_choices
+    app.jinja_env.globals["grid_panel"] = grids.grid_panel
