@@ -128,6 +128,7 @@ def test_static_addresses_name_their_content_and_are_cached_for_a_year(client, a
             answer = client.get(url, headers=accept)
             assert answer.status_code == 200, url
             assert answer.headers["Cache-Control"] == IMMUTABLE, url
+            assert "Last-Modified" not in answer.headers and answer.headers["ETag"], url
             assert decoded(answer) == on_disk, url
             if len(on_disk) >= MIN_BYTES:
                 assert answer.headers["Content-Encoding"] == encoding, url

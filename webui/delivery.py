@@ -203,6 +203,9 @@ def _static(files: StaticFiles, response: Response) -> Response:
         return response
     if request.args.get("v") == version:
         response.headers["Cache-Control"] = IMMUTABLE
+        # Never revalidated by date, never saved as a file: bytes of every first visit.
+        for name in ("Last-Modified", "Content-Disposition"):
+            response.headers.pop(name, None)
     # A whole answer only: a range (206) is of the file as it is on disk.
     if response.status_code != 200 or not compressible(response.mimetype) or (
             response.content_length or 0) < MIN_BYTES:
