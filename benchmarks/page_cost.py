@@ -31,7 +31,9 @@ What is counted, for each load:
 - rounds: the network round trips the page waited for, one after another, until it was
   usable: the longest chain of requests that had finished by then, each one started after
   the previous one of the chain had finished (the document, then what it names, then what
-  those ask for...); unlike the time, this does not depend on how busy the machine is;
+  those ask for...), from the page's own Resource Timing; a request it did not wait for (the
+  status badge's) counts when it happened to finish first, and requests queued behind the
+  browser's six connections to one host make a round of their own;
 - JS heap: the used JavaScript heap after a garbage collection, once usable and idle;
 - DOM: the number of elements in the document then.
 
@@ -124,6 +126,15 @@ PROBE = """
 """
 
 
+# Every request of the page as the page timed it: the document, then its resources (htmx's
+# requests included); one the browser's cache answered has no bytes transferred.
+TIMINGS = """
+() => [performance.getEntriesByType("navigation")[0], ...performance.getEntriesByType("resource")]
+  .map((e) => ({ start: e.startTime, end: e.responseEnd,
+                 cached: e.transferSize === 0 && e.decodedBodySize > 0 }))
+"""
+
+
 @dataclass
 class Load:
     requests: int
@@ -199,15 +210,12 @@ def measure(context, url: str) -> Load:
     sent: dict[str, str] = {}
     cached: set[str] = set()
     sizes: dict[str, int] = {}
-    began: dict[str, float] = {}  # DevTools timestamps, in seconds
-    ended: dict[str, float] = {}
     last = [time.monotonic()]
 
     def on_sent(event) -> None:
         if not event["request"]["url"].startswith("http"):
             return
         sent[event["requestId"]] = event["request"]["url"]
-        began.setdefault(event["requestId"], event["timestamp"])
         last[0] = time.monotonic()
 
     def on_response(event) -> None:
@@ -218,7 +226,6 @@ def measure(context, url: str) -> Load:
 
     def on_finished(event) -> None:
         sizes[event["requestId"]] = event["encodedDataLength"]
-        ended[event["requestId"]] = event["timestamp"]
         last[0] = time.monotonic()
 
     cdp.on("Network.requestWillBeSent", on_sent)
@@ -235,27 +242,22 @@ def measure(context, url: str) -> Load:
     dom = page.evaluate("document.getElementsByTagName('*').length")
     network = [rid for rid in sent if rid not in cached]
     load = Load(requests=len(network), bytes=sum(sizes.get(rid, 0) for rid in network),
-                rounds=rounds({rid: began[rid] for rid in network if rid in began}, ended,
-                              usable),
+                rounds=rounds(page.evaluate(TIMINGS), usable),
                 usable=usable, heap=heap, dom=dom, urls=[sent[rid] for rid in network])
     page.close()
     return load
 
 
-def rounds(began: dict[str, float], ended: dict[str, float], usable_ms: float) -> int:
-    """The longest chain of requests (those that went to the network), each started after
-    the previous one finished, among those finished when the page was usable (USABLE_MS
-    after the document was asked for)."""
-    if not began:
-        return 0
-    usable = min(began.values()) + usable_ms / 1000
-    before = sorted((t, rid) for rid, t in began.items()
-                    if ended.get(rid, float("inf")) <= usable)
-    depth: dict[str, int] = {}
-    for t, rid in before:
-        depth[rid] = 1 + max((depth[q] for q in depth if ended.get(q, float("inf")) <= t),
-                             default=0)
-    return max(depth.values(), default=0)
+def rounds(timings: list[dict], usable_ms: float) -> int:
+    """The longest chain of requests that went to the network (the page's own Resource
+    Timing, in the clock of USABLE_MS), each started after the previous one finished, among
+    those finished when the page was usable."""
+    done = sorted((t["start"], t["end"]) for t in timings
+                  if not t["cached"] and t["end"] <= usable_ms)
+    depth: list[tuple[float, int]] = []  # (end, depth) of each request so far
+    for start, end in done:
+        depth.append((end, 1 + max((d for e, d in depth if e <= start), default=0)))
+    return max((d for _e, d in depth), default=0)
 
 
 def spread(values: list[float], unit: str, scale: float = 1.0, digits: int = 0) -> str:
