@@ -39,7 +39,7 @@ def test_bundled_a1111_loads_with_both_modes():
     txt = d.modes["txt2img"]
     assert txt.parameter("sd_model_checkpoint").target == "override_settings.sd_model_checkpoint"
     img = d.modes["img2img"]
-    assert [p.key for p in img.parameters][:2] == ["init_image", "prompt"]
+    assert [p.key for p in img.parameters][:3] == ["init_image", "mask", "prompt"]
     assert img.parameter("enable_hr") is None
     # override keeps the parameter, changes only what it names
     ds = img.parameter("denoising_strength")
@@ -257,7 +257,8 @@ def test_committed_reference_is_current():
 # Field names the format gained after its second edition, each for a need the format could not
 # express (a name added to the format goes here, on purpose): the LoRA picker's weights, values
 # a service's syntax cannot carry, a workflow node repeated per value, the service's styles.
-ADDED_SINCE_SECOND_EDITION = {"weight", "refuse", "repeat", "chain", "styles"}
+ADDED_SINCE_SECOND_EDITION = {"weight", "refuse", "repeat", "chain", "styles",
+                              "maskTransparent"}
 
 
 def test_the_second_edition_has_fewer_concepts_than_the_first():
@@ -288,5 +289,5 @@ def test_a_workflow_file_is_read_once_per_load(monkeypatch):
 
     monkeypatch.setattr(check, "read_json_file", counted)
     definition = load_file(BUNDLED_DIR / "comfyui.yaml")
-    assert set(definition.modes) == {"txt2img", "img2img"}
+    assert set(definition.modes) == {"txt2img", "img2img", "inpaint"}
     assert reads and set(reads.values()) == {1}, reads

@@ -38,7 +38,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings.data_dir = settings.data_dir.expanduser().resolve()
     backend.use_secrets_folder(settings.data_dir)  # webui-data/secrets.yaml, read when changed
     for folder in (settings.data_dir, settings.user_definitions, settings.images_dir,
-                   settings.thumbs_dir, settings.uploads_dir, settings.drafts_dir):
+                   settings.thumbs_dir, settings.uploads_dir, settings.drafts_dir,
+                   settings.inputs_dir):
         folder.mkdir(parents=True, exist_ok=True)
     app = Flask(
         __name__,
@@ -56,8 +57,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         # Generating still works; the gallery says what is wrong with the history file.
         history_error = str(exc)
         log.error("history unavailable: %s", exc)
-    events = (recorder.Recorder(history, store, settings.thumbs_dir, settings.uploads_dir)
-              if history else None)
+    events = (recorder.Recorder(history, store, settings.thumbs_dir, settings.uploads_dir,
+                                 settings.inputs_dir) if history else None)
     state = app.extensions["webui"] = State(
         settings=settings,
         folders=DefinitionFolders(settings.definition_dirs, settings.url_overrides,

@@ -48,6 +48,12 @@ class Settings:
         return self.data_dir / "drafts"
 
     @property
+    def inputs_dir(self) -> Path:
+        """Input images kept with their jobs for good (an inpainting job's mask and the image
+        it was painted over), so that Reuse parameters brings them back."""
+        return self.data_dir / "inputs"
+
+    @property
     def kept_dir(self) -> Path:
         """Images read by PNG Info (the newest few), for its links to work after a reload."""
         return self.data_dir / "png-info"

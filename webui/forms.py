@@ -88,7 +88,8 @@ def _value(
         if upload is None and form.get(p.key + REF_SUFFIX):
             upload = stored(form[p.key + REF_SUFFIX])
         if upload is None and p.required:
-            raise FieldError("is required: choose an image file")
+            raise FieldError("is required: paint the area to change" if p.kind == "mask"
+                             else "is required: choose an image file")
         return upload
     if p.type == "boolean":
         return coerce(p, form.get(p.key, "false"), None)

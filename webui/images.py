@@ -144,6 +144,31 @@ def upload(data: bytes, filename: str) -> UploadedImage:
     return UploadedImage(data, info.mime, filename, info.width, info.height)
 
 
+def painted_mask(mask: UploadedImage, size: tuple[int, int], transparent: bool) -> UploadedImage:
+    """A mask painted in the form as a service takes it: a PNG of ``size`` (its input
+    image's, which some services require), white where to repaint on black or, with
+    ``transparent``, opaque black with that area fully transparent. The painted mask marks
+    the area by its alpha (opaque: repaint; its colour is only for show) or, without
+    transparency, by its brightness (white: repaint)."""
+    with Image.open(io.BytesIO(mask.data)) as img:
+        # What a canvas exports has transparency: its alpha is the paint.
+        if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+            white = img.convert("RGBA").getchannel("A")
+        else:
+            white = img.convert("L")
+    if white.size != size:
+        white = white.resize(size, Image.Resampling.BILINEAR)
+    if transparent:
+        out = Image.new("RGBA", size, (0, 0, 0, 255))
+        out.putalpha(ImageOps.invert(white))
+    else:
+        out = white
+    buf = io.BytesIO()
+    out.save(buf, "PNG")
+    data = buf.getvalue()
+    return UploadedImage(data, "image/png", "mask.png", size[0], size[1])
+
+
 def text_kind(text: str, encoding: str) -> str:
     """How an image given as text is encoded: "base64", "data_url" or "url". ``auto``
     decides per value; base64 text may itself start with "/" (every JPEG's: "/9j/")."""

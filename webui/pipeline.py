@@ -24,7 +24,7 @@ from .backend import BackendError, call, humanize, read_json, scrub
 from .format import DEFAULT_SEED_RANGE, FILE_KEY, PLACEHOLDER, Mode, Step, item_parts
 from .format.paths import PathError, format_path, get_path, set_path
 from .format.resolved import Copies, Edits
-from .images import ImageStore, UploadedImage, to_base64
+from .images import ImageStore, UploadedImage, painted_mask, to_base64
 from .results import Generation, SavedImage, extract, search
 from .service import Service
 
@@ -69,6 +69,13 @@ def prepare_values(mode: Mode, values: dict[str, Any]) -> dict[str, Any]:
                 raise BackendError(f"The definition's format for {p.key!r} cannot be applied: "
                                    f"{exc}", kind="definition") from None
             values[p.appendTo.to] = (values.get(p.appendTo.to) or "") + text
+    # A painted mask goes as the service takes it, at its input image's size.
+    mask, init = mode.by_role("mask"), mode.by_role("init_image")
+    if mask is not None and init is not None and isinstance(values.get(mask.key), UploadedImage):
+        image = values.get(init.key)
+        size = ((image.width, image.height) if isinstance(image, UploadedImage)
+                else (values[mask.key].width, values[mask.key].height))
+        values[mask.key] = painted_mask(values[mask.key], size, mask.maskTransparent)
     return values
 
 

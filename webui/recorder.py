@@ -23,6 +23,7 @@ from .images import (
     UploadedImage,
     make_thumbnail,
     storage_problem,
+    write_atomic,
 )
 from .infotext import parse_infotext, read_png_infotext
 from .jobs import Job, JobEvents, JobManager
@@ -36,11 +37,13 @@ RECOVERED = "recovered"
 class Recorder(JobEvents):
     """Keeps the history of every job, so that nothing is lost in a crash."""
 
-    def __init__(self, history: HistoryStore, store: ImageStore, thumbs: Path, uploads: Path):
+    def __init__(self, history: HistoryStore, store: ImageStore, thumbs: Path, uploads: Path,
+                 inputs: Path | None = None):
         self.history = history
         self.store = store
         self.thumbs = thumbs
         self.uploads = uploads
+        self.inputs = inputs if inputs is not None else uploads.parent / "inputs"
 
     # -- a job's life --------------------------------------------------------------------------
 
@@ -77,7 +80,7 @@ class Recorder(JobEvents):
                 # Later positions a hair later, so the gallery (newest first) keeps batch order.
                 created=(job.finished or job.created) - position * 1e-6,
             ))
-        self._write(job, status, images)
+        self._write(job, status, images, self._keep_inputs(job))
         self._drop_uploads(job.values)
 
     # -- after a restart -----------------------------------------------------------------------
@@ -165,12 +168,41 @@ class Recorder(JobEvents):
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _write(self, job: Job, status: str, images: list[ImageRecord] | None = None) -> None:
+    def _keep_inputs(self, job: Job) -> dict[str, Any]:
+        """An inpainting job's input images (its mask and the image it was painted over) stay
+        with its record, in the inputs folder, so that Reuse parameters brings them back (a
+        mask means nothing without its image). Named by their content: an image many jobs
+        used is kept once. Their records gain ``"kept"``, the file's name there."""
+        mask = job.mode.by_role("mask")
+        if mask is None or not isinstance(job.values.get(mask.key), UploadedImage):
+            return {}
+        out: dict[str, Any] = {}
+        for key, value in job.values.items():
+            if not isinstance(value, UploadedImage):
+                continue
+            try:
+                data = value.data
+                name = f"k-{hashlib.sha256(data).hexdigest()[:32]}.{_EXT.get(value.mime, 'bin')}"
+                path = self.inputs / name
+                if not path.is_file():
+                    self.inputs.mkdir(parents=True, exist_ok=True)
+                    write_atomic(path, lambda fh, d=data: fh.write(d))
+            except OSError as exc:
+                # The job's own images matter more: it ends as it did, without its inputs.
+                log.warning("input image %s of job %s not kept: %s", key, job.id, exc)
+                continue
+            out[key] = {"upload": value.filename, "mime": value.mime, "width": value.width,
+                        "height": value.height, "bytes": value.size, "kept": name}
+        return out
+
+    def _write(self, job: Job, status: str, images: list[ImageRecord] | None = None,
+               kept: dict[str, Any] | None = None) -> None:
         # The prompts as sent (styles merged in): what the gallery shows and searches. The
         # parameters keep what was asked, with the styles' names, for Reuse parameters.
         record = JobRecord(
             id=job.id, service_id=job.service.id, service_name=job.service.name,
-            mode=job.mode.name, status=status, instance=job.instance, parameters=job.values,
+            mode=job.mode.name, status=status, instance=job.instance,
+            parameters={**job.values, **(kept or {})},
             prompt=job.text_of("prompt", sent=True),
             negative_prompt=job.text_of("negative", sent=True),
             seeds=[im.seed for im in job.images], info=job.info, error=job.error,
@@ -212,6 +244,20 @@ _SAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif",
         "image/bmp": "bmp", "image/tiff": "tiff"}
 _MIME = {f".{ext}": mime for mime, ext in _EXT.items()}
+
+
+KEPT_INPUT = re.compile(r"k-[0-9a-f]{32}\.[a-z0-9]{2,5}")
+
+
+def kept_input(inputs: Path, ref: str) -> tuple[bytes, str] | None:
+    """(bytes, file name) of an input image kept with its job (``k-…``, see
+    Recorder._keep_inputs); None for another kind of reference. ValueError if it is gone."""
+    if not KEPT_INPUT.fullmatch(ref):
+        return None
+    path = inputs / ref
+    if not path.is_file():
+        raise ValueError("is no longer kept with its job: choose the image again")
+    return path.read_bytes(), ref
 
 
 def stored_image(

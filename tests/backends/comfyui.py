@@ -55,7 +55,10 @@ running one; ``{"clear": true}`` empties the pending heap (``wipe_queue``).
 
 Images are deterministic: a seeded gradient per ``seed + batch index``, of EmptyLatentImage's
 width x height (floored to a multiple of 8, as the VAE does), ``batch_size`` of them; for
-img2img the LoadImage picture (its size, floored to 8) blended with the gradient by ``denoise``.
+img2img the LoadImage picture (its size, floored to 8) blended with the gradient by ``denoise``;
+with a noise mask (LoadImageMask -> SetLatentNoiseMask, v0.3.64 nodes.py) only under the mask,
+the rest kept as it was (comfy/samplers.py KSamplerX0Inpaint). VAEEncodeForInpaint is not
+emulated.
 The server starts with ``example.png`` (512x512) in its input folder, as a real install does.
 
 Failure triggers, written in a positive prompt (the CLIPTextEncode text linked to a KSampler's
@@ -243,7 +246,7 @@ FUNCTIONS = {
     "CheckpointLoaderSimple": "load_checkpoint", "LoraLoader": "load_lora",
     "CLIPTextEncode": "encode", "EmptyLatentImage": "generate", "KSampler": "sample",
     "VAEDecode": "decode", "VAEEncode": "encode", "LoadImage": "load_image",
-    "SaveImage": "save_images",
+    "SaveImage": "save_images", "LoadImageMask": "load_image", "SetLatentNoiseMask": "set_mask",
 }
 
 
@@ -429,6 +432,20 @@ def _object_info(state: FakeComfyUI) -> dict[str, dict[str, Any]]:
             {"image": [state.input_choices(), {"image_upload": True}]},
             ["IMAGE", "MASK"],
         ),
+        # v0.3.64 nodes.py LoadImageMask: every file of the input folder (not only images),
+        # sorted, and one of four channels.
+        "LoadImageMask": _node(
+            "LoadImageMask", "Load Image (as Mask)", "mask", "",
+            {"image": [state.input_files(), {"image_upload": True}],
+             "channel": [["alpha", "red", "green", "blue"]]},
+            ["MASK"],
+        ),
+        # v0.3.64 nodes.py SetLatentNoiseMask: the latent with "noise_mask" set.
+        "SetLatentNoiseMask": _node(
+            "SetLatentNoiseMask", "Set Latent Noise Mask", "latent/inpaint", "",
+            {"samples": ["LATENT"], "mask": ["MASK"]},
+            ["LATENT"],
+        ),
         "SaveImage": _node(
             "SaveImage", "Save Image", "image",
             "Saves the input images to your ComfyUI output directory.",
@@ -583,6 +600,8 @@ class FakeComfyUI:
             "CLIPTextEncode": lambda run, nid, a: ({"text": a["text"]},),
             "EmptyLatentImage": self._empty_latent,
             "LoadImage": self._load_image,
+            "LoadImageMask": self._load_image_mask,
+            "SetLatentNoiseMask": lambda run, nid, a: ({**a["samples"], "noise_mask": a["mask"]},),
             "VAEEncode": self._vae_encode,
             "KSampler": self._ksampler,
             "VAEDecode": self._vae_decode,
@@ -591,6 +610,7 @@ class FakeComfyUI:
         # VALIDATE_INPUTS of the real nodes: the inputs it covers skip the min/max/list checks.
         self.custom_validators: dict[str, dict[str, Callable[[Any], bool | str]]] = {
             "LoadImage": {"image": self._validate_image},
+            "LoadImageMask": {"image": self._validate_image},
         }
 
     # -- the websocket --
@@ -720,6 +740,11 @@ class FakeComfyUI:
         return sorted(name for (kind, sub, name) in self.files
                       if kind == "input" and not sub
                       and (mimetypes.guess_type(name, strict=False)[0] or "").startswith("image/"))
+
+    def input_files(self) -> list[str]:
+        """LoadImageMask's list (v0.3.64 nodes.LoadImageMask.INPUT_TYPES): every file at the
+        top of the input folder, sorted."""
+        return sorted(name for (kind, sub, name) in self.files if kind == "input" and not sub)
 
     def _input_path(self, value: str) -> tuple[str, str, str]:
         """folder_paths.get_annotated_filepath: "sub/name.png [output]" -> a files key."""
@@ -1186,6 +1211,26 @@ class FakeComfyUI:
                               frames=LOAD_IMAGE_TRACEBACK) from None
         return (picture, None)
 
+    def _load_image_mask(self, run: Run, node_id: str, a: dict[str, Any]) -> tuple[Any, ...]:
+        """v0.3.64 nodes.LoadImageMask.load_image: the image made RGBA unless it is, then the
+        channel named by its first letter, 0..1 (here 0..255, an "L" picture); alpha inverted
+        (transparent = 1, to be repainted); a channel the image lacks: a 64x64 zero mask."""
+        kind, sub, name = self._input_path(a["image"])
+        try:
+            with Image.open(io.BytesIO(self.files[(kind, sub, name)])) as img:
+                picture = ImageOps.exif_transpose(img)
+                if picture.getbands() != ("R", "G", "B", "A"):
+                    picture = picture.convert("RGBA")
+                c = a["channel"][0].upper()
+                if c not in picture.getbands():
+                    return (Image.new("L", (64, 64), 0),)
+                mask = picture.getchannel(c)
+        except Image.UnidentifiedImageError:
+            path = posixpath.join(f"/opt/ComfyUI/{kind}", sub, name)
+            raise NodeFailure(f"cannot identify image file '{path}'", "PIL.UnidentifiedImageError",
+                              frames=LOAD_IMAGE_TRACEBACK) from None
+        return (ImageOps.invert(mask) if c == "A" else mask,)
+
     def _vae_encode(self, run: Run, node_id: str, a: dict[str, Any]) -> tuple[Any, ...]:
         pixels: Image.Image = a["pixels"]
         w, h = _floor8(pixels.width), _floor8(pixels.height)
@@ -1233,6 +1278,11 @@ class FakeComfyUI:
             img = _render(latent["seed"] + i, latent["width"], latent["height"])
             if latent["pixels"] is not None:
                 img = Image.blend(latent["pixels"], img, max(0.0, min(1.0, latent["denoise"])))
+                if latent.get("noise_mask") is not None:
+                    # A noise mask (SetLatentNoiseMask): only the masked part is denoised
+                    # (comfy/samplers.py KSamplerX0Inpaint keeps the rest of the latent).
+                    mask = latent["noise_mask"].resize(img.size, Image.Resampling.BILINEAR)
+                    img = Image.composite(img, latent["pixels"], mask)
             images.append(img)
         return (images,)
 

@@ -577,13 +577,28 @@ class DemoBackend:
             ]
             if mask is not None:
                 mask = _resize_for(mask, out_width, out_height, resize_mode)
+                # The infotext of StableDiffusionProcessingImg2Img.init (modules/processing.py
+                # at Forge 04c6ab68, A1111 1.10.1's base, L1614-1644): "Mask mode" when
+                # inverted, "Mask blur" when blurred (the mask_blur property: the common value
+                # of x and y, else None), "Inpaint area"/"Masked area padding" with
+                # inpaint_full_res (the API's default: true) unless the mask is blank.
                 if _value(params, "inpainting_mask_invert", 0):
                     mask = ImageOps.invert(mask)
+                    plan.extra["Mask mode"] = "Inpaint not masked"
                 blur = params.get("mask_blur")
+                blur_x = blur_y = blur
                 if blur is None:
-                    blur = max(_value(params, "mask_blur_x", 4), _value(params, "mask_blur_y", 4))
+                    blur_x = _value(params, "mask_blur_x", 4)
+                    blur_y = _value(params, "mask_blur_y", 4)
+                    blur = max(blur_x, blur_y)
                 if blur > 0:
                     mask = mask.filter(ImageFilter.GaussianBlur(blur / 2))
+                    if blur_x == blur_y:  # None (unequal) is left out of the infotext
+                        plan.extra["Mask blur"] = blur_x
+                if _value(params, "inpaint_full_res", True) and mask.getbbox() is not None:
+                    plan.extra["Inpaint area"] = "Only masked"
+                    plan.extra["Masked area padding"] = _value(params,
+                                                               "inpaint_full_res_padding", 0)
                 plan.mask = mask
         return plan
 

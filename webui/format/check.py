@@ -451,6 +451,14 @@ def _check_parameters(
         if p.role is not None and p.role not in ROLES:
             problems.append((f"{ploc}.role", f"unknown role {p.role!r} (known: "
                                              f"{', '.join(ROLES)})"))
+        if p.role == "mask" and p.type != "image":
+            problems.append((f"{ploc}.role", "a mask is an image parameter"))
+        if p.maskTransparent and p.role != "mask":
+            problems.append((f"{ploc}.maskTransparent", "goes with role: mask"))
+        if p.role == "mask" and not any(q.kind == "init_image" for q in params):
+            problems.append((f"{ploc}.role", "a mask is painted over the mode's input image: "
+                                             "the mode needs an image parameter with the role "
+                                             "init_image"))
         if p.optionsAliases and not p.optionsEndpoint:
             problems.append((f"{ploc}.optionsAliases", "optionsAliases go with optionsEndpoint"))
         if p.defaultFrom:

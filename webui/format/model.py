@@ -284,7 +284,7 @@ _BY_TYPE = {
     "select": {"required", "options", "optionsEndpoint", "optionsPath", "optionsValueKey",
                "optionsLabelKey", "optionsAliases", "defaultFrom", "multiple", "weight",
                "refuse", "repeat", "chain"},
-    "image": {"required", "as_"},
+    "image": {"required", "as_", "maskTransparent"},
 }
 # The roles webui understands; a parameter without one gets it from its key or type.
 ROLES = ("prompt", "negative", "seed", "width", "height", "batch", "batch_count", "init_image",
@@ -355,13 +355,18 @@ class Parameter(_Model):
     role: str | None = Field(
         None, description="What the value is to webui: prompt, negative, seed, width, height, "
         "batch (images made at once), batch_count (batches made one after another: the "
-        "images asked for are batch x batch_count), init_image, mask, model (the checkpoint: "
+        "images asked for are batch x batch_count), init_image, mask (an image parameter: the "
+        "form paints it over the init_image, see maskTransparent), model (the checkpoint: "
         "Compare offers each of its choices) (default: from the key or type). Number "
         "parameters with the roles width and height get a swap button and aspect presets in "
         "the form")
     appendTo: Append | None = None
     as_: Literal["base64", "data_url"] = Field(
         "base64", alias="as", description="image: how it is put into a JSON body")
+    maskTransparent: bool = Field(
+        False, description="image with the role mask (painted in the form's mask editor, "
+        "over the mode's init_image, and sent as a PNG of that image's size): the area to "
+        "repaint is sent fully transparent, the rest opaque black, instead of white on black")
     group: str | None = None
     advanced: bool = False
     before: str | None = Field(None, description="In 'add': insert before this key")

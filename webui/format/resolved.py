@@ -90,7 +90,7 @@ class Mode:
         return {p.weight for p in self.parameters if p.weight}
 
 
-MODE_LABELS = {"txt2img": "Text to image", "img2img": "Image to image"}
+MODE_LABELS = {"txt2img": "Text to image", "img2img": "Image to image", "inpaint": "Inpaint"}
 
 
 @dataclass(frozen=True)

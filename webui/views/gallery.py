@@ -136,6 +136,10 @@ def labelled(job: JobRecord, mode: Mode | None, image: ImageRecord) -> list[tupl
         value = values.pop(p.key)
         if p.kind == "seed" and image.seed is not None:
             value = image.seed
+        elif isinstance(value, dict) and value.get("kept"):
+            # Kept with the job (an inpainting job's image and mask): shown, not only named.
+            value = {"name": value.get("upload") or "uploaded image",
+                     "src": url_for("generate.input_image", ref=str(value["kept"]))}
         elif isinstance(value, dict):
             value = value.get("upload") or "uploaded image"
         elif p.weight:

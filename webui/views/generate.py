@@ -64,7 +64,8 @@ def generate(service_id: str, mode_name: str) -> Any:
 
 def _input_image(ref: str) -> tuple[bytes, str] | None:
     """(bytes, file name) of an input image a form names: a draft (``d-…``, stored when it
-    was chosen), an image read by PNG Info (``png-…``) or an image of the history (its id);
+    was chosen), an image read by PNG Info (``png-…``), one kept with its job (``k-…``: an
+    inpainting job's mask and image) or an image of the history (its id);
     None for no name. ValueError says why
     it cannot be used."""
     st = state()
@@ -73,7 +74,7 @@ def _input_image(ref: str) -> tuple[bytes, str] | None:
         if path is None:
             raise ValueError("is no longer kept on the server: choose the image again")
         return path.read_bytes(), path.name
-    kept = pnginfo.kept_bytes(ref)
+    kept = pnginfo.kept_bytes(ref) or recorder.kept_input(st.settings.inputs_dir, ref)
     if kept is not None or st.history is None:
         return kept
     return recorder.stored_image(st.history, st.store, ref)

@@ -120,7 +120,11 @@ def service_page(service_id: str, mode_name: str) -> str:
     init_image = pnginfo.kept_input(init) or (pnginfo.InputImage(
         str(record.id), url_for("gallery.image", name=record.path), "the gallery")
         if record else None)
-    prefilled = "" if not (values or init_image) else (
+    # An inpainting job's image and mask come back with its parameters (kept with the job).
+    inputs = reused_inputs(mode, source)
+    if init_image is not None and mode.by_role("init_image") is not None:
+        inputs[mode.by_role("init_image").key] = init_image
+    prefilled = "" if not (values or inputs) else (
         "The form is filled from the image read by PNG Info." if kept is not None
         else "The form is filled from an image of the gallery.")
     # ?use_seed=<image id>: that image's seed in the seed field, the rest of the form as it
@@ -136,7 +140,7 @@ def service_page(service_id: str, mode_name: str) -> str:
                            missing=state().jobs.missing(service, mode),
                            broken=next((f for f in state().folders.catalog().failures
                                         if f.serving == service.definition.id), None),
-                           values=values, init_image=init_image,
+                           values=values, init_image=init_image, inputs=inputs,
                            prefilled=prefilled, use_seed=use_seed,
                            # What "Reset to defaults" brings back, whatever the page was
                            # opened with (reused parameters are the inputs' own defaults).
@@ -326,12 +330,32 @@ def seed_of(mode: Mode, image_ref: str | None) -> tuple[str, Any] | None:
     return (seed_p.key, image.seed) if image is not None and image.seed is not None else None
 
 
-def prefill(mode_params: list[Any], image_ref: str | None) -> dict[str, Any]:
-    """Form values from a history image's job (reuse parameters): only keys the mode has."""
+def reused_job(image_ref: str | None) -> tuple[Any, Any] | tuple[None, None]:
+    """(image, job record) of a history image whose job is reused; (None, None) if none."""
     if image_id(image_ref) is None or state().history is None:
-        return {}
+        return None, None
     image = state().history.get_image(image_id(image_ref))
     job = state().history.get_job(image.job_id) if image else None
+    return (image, job) if job is not None else (None, None)
+
+
+def reused_inputs(mode: Mode, image_ref: str | None) -> dict[str, pnginfo.InputImage]:
+    """The input images kept with a history image's job (an inpainting job's image and mask,
+    see Recorder._keep_inputs), by key: only keys of image parameters the mode has."""
+    _image, job = reused_job(image_ref)
+    out: dict[str, pnginfo.InputImage] = {}
+    for p in mode.parameters if job is not None else []:
+        value = job.parameters.get(p.key)
+        if p.type == "image" and isinstance(value, dict) and value.get("kept"):
+            ref = str(value["kept"])
+            out[p.key] = pnginfo.InputImage(ref, url_for("generate.input_image", ref=ref),
+                                            "the reused job")
+    return out
+
+
+def prefill(mode_params: list[Any], image_ref: str | None) -> dict[str, Any]:
+    """Form values from a history image's job (reuse parameters): only keys the mode has."""
+    image, job = reused_job(image_ref)
     if job is None:
         return {}
     keys = {p.key for p in mode_params if p.type != "image"} | {STYLES_KEY}
