@@ -177,3 +177,15 @@ def test_a_starting_server_compresses_the_static_files_beforehand(app):
     # Too small to be worth it: never compressed.
     assert "favicon.svg" not in files._files or not {"br", "gzip"} & set(
         files._files["favicon.svg"][3])
+
+
+def test_the_mask_editor_is_loaded_only_where_a_form_has_a_mask(client):
+    """Every page loads app.js; the mask editor's script only a form with a mask (a page's
+    first visit is lighter by it)."""
+    txt2img = client.get("/services/a1111/txt2img").get_data(as_text=True)
+    img2img = client.get("/services/a1111/img2img").get_data(as_text=True)
+    assert "/static/app.js?v=" in txt2img and "/static/app.js?v=" in img2img
+    assert "data-mask-editor" not in txt2img and "/static/mask.js" not in txt2img
+    assert "data-mask-editor" in img2img
+    # After app.js, whose functions it uses.
+    assert img2img.index("/static/app.js?v=") < img2img.index("/static/mask.js?v=")
