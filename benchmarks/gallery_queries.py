@@ -24,34 +24,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from webui.history import HistoryStore, ImageRecord, JobRecord  # noqa: E402
-
-SERVICES = ["a1111", "comfyui", "forge", "openai"]
-MODES = ["txt2img", "img2img"]
-WORDS = ["lighthouse", "forest", "portrait", "city", "dragon", "ocean", "robot", "castle",
-         "flower", "mountain", "desert", "river", "sunset", "knight", "garden", "harbor"]
-RARE = "zeppelin"  # in about 1 prompt of 200
+from tests.helpers import GALLERY_RARE as RARE  # noqa: E402
+from tests.helpers import gallery_jobs  # noqa: E402
+from webui.history import HistoryStore  # noqa: E402
 
 
 def fill(store: HistoryStore, images: int, rng: random.Random) -> None:
-    jobs: list[JobRecord] = []
-    total = n = 0
-    t0 = time.time() - images * 30
-    while total < images:
-        count = min(rng.choice([1, 1, 2, 4]), images - total)
-        words = rng.sample(WORDS, 4) + ([RARE] if rng.random() < 0.005 else [])
-        jid = f"{n:032x}"
-        created = t0 + n * 30 + rng.random()
-        jobs.append(JobRecord(
-            id=jid, service_id=rng.choice(SERVICES), service_name="x", mode=rng.choice(MODES),
-            status="done", prompt=", ".join(words), negative_prompt="blurry, low quality",
-            parameters={"steps": 20, "cfg_scale": 7, "seed": n}, seeds=[n], created=created,
-            finished=created + 5, images=[
-                ImageRecord(job_id=jid, position=p, path=f"2024-01-01/{n}-{p}.png", width=512,
-                            height=512, seed=n + p, infotext="x") for p in range(count)]))
-        total += count
-        n += 1
-    store.record_jobs(jobs)
+    store.record_jobs(gallery_jobs(images, rng))
 
 
 def median_ms(fn: Callable[[], object], runs: int) -> float:

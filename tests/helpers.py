@@ -365,3 +365,71 @@ def comfyui_png(graph: dict | None = None, size: tuple[int, int] = (64, 96)) -> 
                           for k, v in (graph or COMFYUI_GRAPH).items()]}
     info.add_text("workflow", json.dumps(workflow))
     return encode(Image.new("RGB", size, (30, 90, 160)), "PNG", pnginfo=info)
+
+
+# --- A big gallery ----------------------------------------------------------------------------
+
+GALLERY_SERVICES = ["a1111", "comfyui", "forge", "openai"]
+GALLERY_MODES = ["txt2img", "img2img"]
+GALLERY_WORDS = ["lighthouse", "forest", "portrait", "city", "dragon", "ocean", "robot", "castle",
+                 "flower", "mountain", "desert", "river", "sunset", "knight", "garden", "harbor"]
+GALLERY_RARE = "zeppelin"  # in about 1 prompt of 200
+
+
+def gallery_jobs(images: int, rng: Any) -> list[Any]:
+    """Finished jobs of 1–4 images each, ``images`` in all, 30 s apart, across four services
+    and both modes, their prompts four words of GALLERY_WORDS (and now and then GALLERY_RARE);
+    image N-P of job N at ``2024-01-01/N-P.png``, 512×512."""
+    from webui.history import ImageRecord, JobRecord
+
+    jobs: list[JobRecord] = []
+    total = n = 0
+    t0 = time.time() - images * 30
+    while total < images:
+        count = min(rng.choice([1, 1, 2, 4]), images - total)
+        words = rng.sample(GALLERY_WORDS, 4) + ([GALLERY_RARE] if rng.random() < 0.005 else [])
+        jid = f"{n:032x}"
+        created = t0 + n * 30 + rng.random()
+        jobs.append(JobRecord(
+            id=jid, service_id=rng.choice(GALLERY_SERVICES), service_name="x",
+            mode=rng.choice(GALLERY_MODES), status="done", prompt=", ".join(words),
+            negative_prompt="blurry, low quality",
+            parameters={"steps": 20, "cfg_scale": 7, "seed": n}, seeds=[n], created=created,
+            finished=created + 5, images=[
+                ImageRecord(job_id=jid, position=p, path=f"2024-01-01/{n}-{p}.png", width=512,
+                            height=512, seed=n + p, infotext="x",
+                            created=created + 5 - p * 1e-6)  # as the recorder: batch order
+                for p in range(count)]))
+        total += count
+        n += 1
+    return jobs
+
+
+def fill_gallery(history: Any, jobs: list[Any], pictures: list[Path], images_dir: Path,
+                 thumbs_dir: Path) -> None:
+    """Record ``jobs`` (gallery_jobs) with real files: image i of the history is a hard link to
+    ``pictures[i % len(pictures)]`` in ``images_dir``, with its thumbnails (made once per
+    picture, as the recorder makes them) linked in ``thumbs_dir``: every file the gallery
+    serves is there, without writing thousands of images."""
+    import os
+
+    from webui.images import make_thumbnails, small_thumb_name
+
+    made = []
+    for picture in pictures:
+        make_thumbnails(picture, picture.parent, f"{picture.name}.webp")
+        with Image.open(picture) as im:
+            made.append((picture, picture.parent / f"{picture.name}.webp", im.size))
+    index = 0
+    for job in jobs:
+        for image in job.images:
+            picture, thumb, (image.width, image.height) = made[index % len(made)]
+            index += 1
+            image.thumb_path = f"{image.path}.webp"
+            for src, dst in ((picture, images_dir / image.path),
+                             (thumb, thumbs_dir / image.thumb_path),
+                             (thumb.with_name(small_thumb_name(thumb.name)),
+                              thumbs_dir / small_thumb_name(image.thumb_path))):
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.link(src, dst)
+    history.record_jobs(jobs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import random
 import re
 
 from PIL import Image
@@ -13,7 +14,15 @@ from webui import create_app
 from webui.history import ImageRecord, JobRecord
 from webui.infotext import read_png_infotext
 
-from .helpers import a1111_response, demo_extra, form, image_bytes, submit
+from .helpers import (
+    a1111_response,
+    demo_extra,
+    fill_gallery,
+    form,
+    gallery_jobs,
+    image_bytes,
+    submit,
+)
 
 
 def make_app(make_settings, demo_server):
@@ -183,11 +192,11 @@ def test_gallery_filters_search_and_pages(app):
     history.record_jobs(jobs)
     client = app.test_client()
     html = client.get("/gallery").get_data(as_text=True)
-    assert html.count('class="tile"') == 48
-    assert "lighthouse number 119" in html and "lighthouse number 71" not in html
-    more = re.search(r'hx-get="([^"]+)" hx-trigger="revealed"', html).group(1).replace("&amp;", "&")
+    assert html.count('class="tile"') == 60
+    assert "lighthouse number 119" in html and "lighthouse number 59" not in html
+    more = re.search(r'hx-get="([^"]+)" hx-trigger="revealed', html).group(1).replace("&amp;", "&")
     nxt = client.get(more).get_data(as_text=True)
-    assert "lighthouse number 71" in nxt and "lighthouse number 119" not in nxt
+    assert "lighthouse number 59" in nxt and "lighthouse number 119" not in nxt
     red = client.get("/gallery/page?q=red&service=comfyui")
     assert red.headers["HX-Push-Url"] == "/gallery?service=comfyui&q=red"
     found = set(re.findall(r"lighthouse number (\d+)", red.get_data(as_text=True)))
@@ -195,6 +204,63 @@ def test_gallery_filters_search_and_pages(app):
     assert len(found) == 12
     hostile = client.get('/gallery/page?q=%22unbalanced+AND+OR+(').status_code
     assert hostile == 200
+
+
+def tiles(html: str) -> list[str]:
+    return re.findall(r'data-image="(\d+)"', html)
+
+
+def link(html: str, pattern: str) -> str:
+    return re.search(pattern, html).group(1).replace("&amp;", "&")
+
+
+def test_gallery_pages_without_javascript_asked_again_and_sized_thumbnails(app, tmp_path):
+    settings = app.extensions["webui"].settings
+    pictures = []
+    for n, size in enumerate([(512, 512), (768, 512)]):
+        pictures.append(tmp_path / f"p{n}.png")
+        pictures[-1].write_bytes(image_bytes(size))
+    fill_gallery(app.extensions["webui"].history, gallery_jobs(130, random.Random(3)), pictures,
+                 settings.images_dir, settings.thumbs_dir)
+    client = app.test_client()
+    first = client.get("/gallery").get_data(as_text=True)
+    assert len(tiles(first)) == 60 and "Newer images" not in first
+    # Each tile: the two thumbnails (256 and 384 px) for the browser to choose from, the
+    # picture's size, loaded when near and decoded off the main thread.
+    img = re.search(r"<img [^>]+>", first).group(0)
+    assert re.search(r'srcset="/thumbs/\S+\.256\.webp 256w, /thumbs/\S+\.webp 384w"', img)
+    assert 'loading="lazy"' in img and 'decoding="async"' in img
+    assert re.search(r'width="(512|768)" height="512"', img)
+    small = link(img, r'srcset="(\S+)')
+    with Image.open(io.BytesIO(client.get(small).data)) as thumb:
+        assert max(thumb.size) == 256
+    # A small thumbnail not there (an image recorded before there were any) is made once asked.
+    made = settings.thumbs_dir / small.removeprefix("/thumbs/")
+    made.unlink()
+    with Image.open(io.BytesIO(client.get(small).data)) as thumb:
+        assert max(thumb.size) == 256 and made.is_file()
+
+    # Without JavaScript: Older / Newer links through plain pages.
+    second = client.get(link(first, r'class="more" href="([^"]+)"')).get_data(as_text=True)
+    third = client.get(link(second, r'class="more" href="([^"]+)"')).get_data(as_text=True)
+    assert len(tiles(second)) == 60 and len(tiles(third)) == 10
+    assert not set(tiles(first)) & set(tiles(second)) and 'class="more" href' not in third
+    back = client.get(link(third, r'class="more newer" href="([^"]+)"')).get_data(as_text=True)
+    assert tiles(back) == tiles(second)
+    top = client.get(link(back, r'class="more newer" href="([^"]+)"')).get_data(as_text=True)
+    assert tiles(top) == tiles(first) and "Newer images" not in top
+
+    # A page asked again from its own address (as app.js does when it comes back into view)
+    # has the same tiles, though newer images came in since.
+    own = link(second, r'class="gallery-page" hx-get="([^"]+)"')
+    plain = link(second, r'data-plain="([^"]+)"')  # the same as a whole page (keyboard's link)
+    later = gallery_jobs(1, random.Random(4))
+    later[0].id = later[0].images[0].job_id = "f" * 32
+    fill_gallery(app.extensions["webui"].history, later, pictures[:1],
+                 settings.images_dir / "later", settings.thumbs_dir / "later")
+    assert tiles(client.get("/gallery").get_data(as_text=True))[1:] == tiles(first)[:-1]
+    assert tiles(client.get(own).get_data(as_text=True)) == tiles(second)
+    assert tiles(client.get(plain).get_data(as_text=True)) == tiles(second)
 
 
 def test_broken_history_file_does_not_stop_webui(make_settings, demo_server):

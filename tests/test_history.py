@@ -358,6 +358,42 @@ def test_a_page_cursor_holds_while_images_come_and_go(store: HistoryStore) -> No
     assert ids(second.items) == after[:5]
 
 
+def test_pages_walk_back_to_the_newest_exactly(store: HistoryStore) -> None:
+    # From the last page back through ``prev``/``after``: the same pages, newest first in
+    # each, and the first page has no page before it.
+    jobs = [job(n, images=1 + n % 3, created=T0 + n // 4, service=["a", "b"][n % 2])
+            for n in range(40)]
+    store.record_jobs(jobs)
+    for service in (None, "b"):
+        forward = []
+        page = store.page(service=service, limit=7)
+        assert page.prev is None
+        while True:
+            forward.append(ids(page.items))
+            if page.next is None:
+                break
+            page = store.page(service=service, before=page.next, limit=7)
+        backward = [ids(page.items)]
+        while page.prev is not None:
+            back = store.page(service=service, after=page.prev, limit=7)
+            assert back.next == back.items[-1].cursor  # and forward again from there
+            page = back
+            backward.append(ids(page.items))
+        assert backward[::-1] == forward and len(forward) > 2
+
+
+def test_a_page_just_newer_than_the_newest_is_empty(store: HistoryStore) -> None:
+    store.record_jobs(job(n) for n in range(3))
+    top = store.page(limit=2)
+    assert store.page(after=top.items[0].cursor).items == []
+    # A page asked from above its first image (as the gallery asks a page again) is that page.
+    again = (top.items[0].cursor[0], top.items[0].cursor[1] + 1)
+    assert ids(store.page(before=again, limit=2).items) == ids(top.items)
+    # The page after it has one before it: from its first image.
+    second = store.page(before=top.next, limit=2)
+    assert second.prev == second.items[0].cursor and second.next is None
+
+
 def test_page_items_carry_their_job(store: HistoryStore) -> None:
     store.record_job(job(1, prompt="a red fox", negative_prompt="blurry", service="comfy",
                          mode="img2img"))

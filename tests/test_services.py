@@ -276,8 +276,12 @@ def test_no_service_names_in_the_engine():
     root = Path(__file__).parent.parent
     out = subprocess.run(["grep", "-rniE", "comfy|openai|stability|forge|sdnext", "webui",
                           "--include=*.py"], cwd=root, capture_output=True, text=True).stdout
+    # Two modules are about one service by design: the demo (an A1111 emulator) and
+    # workflow.py, which reads ComfyUI's workflow files to write definitions (issue 15); what
+    # it writes is data like any definition.
     offending = [line for line in out.splitlines()
-                 if not line.startswith("webui/demo/") and "#" not in line.split(":", 2)[2]]
+                 if not line.startswith(("webui/demo/", "webui/workflow.py"))
+                 and "#" not in line.split(":", 2)[2]]
     assert offending == []
 
 

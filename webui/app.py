@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     state = app.extensions["webui"] = State(
         settings=settings,
         folders=DefinitionFolders(settings.definition_dirs, settings.url_overrides,
-                                  settings.extras),
+                                  settings.extras, workflow_folders=[settings.user_definitions]),
         options=OptionsCache(settings.options_ttl),
         store=store,
         jobs=JobManager(store, events=events),

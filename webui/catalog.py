@@ -11,16 +11,49 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .backend import BackendError, call, read_json
 from .format import DefinitionError, ServiceDefinition, load_file, read_raw
 from .service import BUNDLED_DIR, Service, env_name, split_urls
+from .workflow import (
+    BASE_SERVICE,
+    NODE_TYPES_ENDPOINT,
+    WorkflowError,
+    is_workflow,
+    node_types_failure,
+    not_imported,
+    read_workflow,
+    write_service,
+)
 
 SUFFIXES = {".yaml", ".yml", ".json"}
 
 log = logging.getLogger(__name__)
+
+# A workflow that could not be imported because ComfyUI was not reachable is tried again after
+# this many seconds (any other failure waits for the file to change).
+WORKFLOW_RETRY = 15.0
+# Seconds the page load that imports a dropped workflow waits for ComfyUI's node types.
+WORKFLOW_TIMEOUT = 5.0
+
+
+def node_types(service: Service, timeout: float | None = None) -> dict[str, Any]:
+    """The node definitions a workflow is read with, through the service's node types
+    endpoint (workflow.NODE_TYPES_ENDPOINT)."""
+    endpoint = service.definition.endpoints.get(NODE_TYPES_ENDPOINT)
+    if endpoint is None:
+        raise node_types_failure(service.id, None)
+    try:
+        info = read_json(service, call(service, endpoint, timeout=timeout))
+    except BackendError as exc:
+        raise node_types_failure(service.id, str(exc)) from None
+    if not isinstance(info, dict):
+        raise node_types_failure(service.id, f"{service.name} answered no mapping of them")
+    return info
 
 
 @dataclass(frozen=True)
@@ -93,8 +126,15 @@ class DefinitionFolders:
         folders: list[Path],
         url_overrides: dict[str, str] | None = None,
         extras: list[ExtraService] | None = None,
+        workflow_folders: list[Path] | None = None,
     ):
         self.folders = [Path(f) for f in folders]
+        # Folders where a dropped ComfyUI workflow (.json) becomes a definition file.
+        self.workflow_folders = [Path(f) for f in workflow_folders or []]
+        # A dropped workflow that failed to import: (its stamp, when, the failure, retry?).
+        self._workflows: dict[Path, tuple[Stamp | None, float, DefinitionError, bool]] = {}
+        # Whether a .json file (as of its stamp) is a ComfyUI workflow.
+        self._kinds: dict[Path, tuple[Stamp | None, bool]] = {}
         self.url_overrides = dict(url_overrides or {})
         self.extras = list(extras or [])
         self._lock = threading.Lock()
@@ -183,12 +223,93 @@ class DefinitionFolders:
         with self._lock:
             return self._good.get(path)
 
+    # --- dropped ComfyUI workflows (issue 15) ---
+
+    def _dropped_workflows(self) -> list[Path]:
+        """The ``.json`` files of the workflow folders that are workflows (workflow.py)."""
+        found = []
+        for path in self.files():
+            if path.parent not in self.workflow_folders or path.suffix.lower() != ".json":
+                continue
+            stamp = _stamp(path)
+            with self._lock:
+                seen = self._kinds.get(path)
+            if seen is None or seen[0] != stamp:
+                try:
+                    seen = (stamp, is_workflow(read_workflow(path)))
+                except WorkflowError:
+                    seen = (stamp, False)
+                with self._lock:
+                    self._kinds[path] = seen
+            if seen[1]:
+                found.append(path)
+        return found
+
+    def _import_workflow(self, path: Path, by_id: dict[str, tuple[dict[str, Any], Path]]
+                         ) -> DefinitionError | None:
+        """Turn a dropped workflow into ``<name>.yaml`` + ``<name>/`` beside it (the dropped
+        file moves into that folder); the failure, if it could not be."""
+        with self._file_lock(path):
+            stamp = _stamp(path)
+            if stamp is None:
+                return None  # imported meanwhile
+            with self._lock:
+                seen = self._workflows.get(path)
+            if seen and seen[0] == stamp and not (seen[3]
+                                                  and time.monotonic() - seen[1] > WORKFLOW_RETRY):
+                return seen[2]
+            retry = False
+            try:
+                found = by_id.get(BASE_SERVICE)
+                if found is None:
+                    raise WorkflowError(f"there is no {BASE_SERVICE!r} service to run it on")
+                base = self.load(found[1], by_id)
+                if isinstance(base, DefinitionError):
+                    raise WorkflowError(f"the {BASE_SERVICE!r} definition has errors")
+                service = self._service(BASE_SERVICE, base)
+                retry = True
+                object_info = node_types(service, timeout=WORKFLOW_TIMEOUT)
+                retry = False
+                write_service(read_workflow(path), object_info, found[0], path.parent,
+                              name=path.stem, url=service.base_url, source=path.name,
+                              original=path)
+            except WorkflowError as exc:
+                again = (f" Reload this page to try again (after {WORKFLOW_RETRY:g} s)."
+                         if retry else "")
+                failure = DefinitionError(str(path), [("", not_imported(f"{exc}{again}"))])
+                with self._lock:
+                    self._workflows[path] = (stamp, time.monotonic(), failure, retry)
+                return failure
+            except OSError as exc:
+                failure = DefinitionError(str(path), [("", f"could not write the service of "
+                                                           f"this workflow: {exc}")])
+                with self._lock:
+                    self._workflows[path] = (stamp, time.monotonic(), failure, False)
+                return failure
+            except Exception as exc:  # a malformed workflow never breaks the page
+                failure = _unexpected(path, exc)
+                with self._lock:
+                    self._workflows[path] = (stamp, time.monotonic(), failure, False)
+                return failure
+            return None
+
     def catalog(self) -> Catalog:
         """The services and the failures as the folders are now."""
         result = Catalog()
         by_id = self.raw_by_id()
+        workflow_failures: dict[Path, DefinitionError] = {}
+        dropped = self._dropped_workflows() if self.workflow_folders else []
+        for path in dropped:
+            failure = self._import_workflow(path, by_id)
+            if failure is not None:
+                workflow_failures[path] = failure
+        if len(workflow_failures) < len(dropped):
+            by_id = self.raw_by_id()  # the imported ones are definitions now
         loaded_by_id: dict[str, tuple[ServiceDefinition, Path]] = {}
         for path in self.files():
+            if path in workflow_failures:
+                result.failures.append(LoadFailure(path, workflow_failures[path].lines()))
+                continue
             loaded = self.load(path, by_id)
             if isinstance(loaded, DefinitionError):
                 good = self.last_good(path)

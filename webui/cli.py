@@ -8,7 +8,8 @@ import sys
 import threading
 from pathlib import Path
 
-from .catalog import BUNDLED_DIR, DefinitionFolders, ExtraService
+from . import workflow
+from .catalog import BUNDLED_DIR, DefinitionFolders, ExtraService, node_types
 from .config import DEFAULT_HOST, DEFAULT_PORT, Settings
 from .format import DefinitionError, schema_text
 from .guard import is_loopback
@@ -72,7 +73,18 @@ def main(argv: list[str] | None = None) -> int:
     schema.add_argument("--reference", type=Path, metavar="FILE",
                         help="also write the format's reference (markdown) to FILE")
 
+    imp = sub.add_parser("import-workflow", help=workflow.CLI_HELP,
+                         description=workflow.CLI_DESCRIPTION)
+    imp.add_argument("file", type=Path, metavar="FILE")
+    imp.add_argument("--service", default=workflow.BASE_SERVICE, help=workflow.CLI_SERVICE_HELP)
+    imp.add_argument("--name", help="the service's name (default: the file's name)")
+    imp.add_argument("--data-dir", type=Path, default=None,
+                     help="the data folder (default ./webui-data, or $WEBUI_DATA)")
+    imp.add_argument("--url", help=workflow.CLI_URL_HELP)
+
     args = parser.parse_args(argv)
+    if args.command == "import-workflow":
+        return import_workflow(args)
     if args.command == "check":
         return check_files(args.files, upgrade=args.upgrade)
     if args.command == "demo":
@@ -121,6 +133,43 @@ def check_files(files: list[Path], *, upgrade: bool = False) -> int:
         modes = ", ".join(definition.modes)
         print(f"{path}: ok ({definition.id}: {modes})")
     return 1 if failed else 0
+
+
+def import_workflow(args: argparse.Namespace) -> int:
+    """``webui import-workflow``: write the workflow's definition; 1 with a message if it
+    cannot be made."""
+    from .workflow import WorkflowError, read_workflow, write_service
+
+    settings = Settings()
+    if args.data_dir:
+        settings.data_dir = args.data_dir
+    folders = DefinitionFolders(settings.definition_dirs,
+                                {args.service: args.url} if args.url else None)
+    found = folders.raw_by_id().get(args.service)
+    service = folders.catalog().get(args.service)
+    if found is None or service is None:
+        print(f"webui: {workflow.no_base(args.service)}", file=sys.stderr)
+        return 1
+    try:
+        data = read_workflow(args.file)
+        written = write_service(data, node_types(service), found[0],
+                                settings.user_definitions, name=args.name or args.file.stem,
+                                url=service.base_url, source=args.file.name)
+    except WorkflowError as exc:
+        print(f"webui: {args.file}: {exc}", file=sys.stderr)
+        return 1
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        print(f"webui: {args.file}: this workflow could not be read ({type(exc).__name__}: "
+              f"{str(exc)[:200]})", file=sys.stderr)
+        return 1
+    loaded = folders.load(written)
+    if isinstance(loaded, DefinitionError):
+        for line in loaded.lines():
+            print(line, file=sys.stderr)
+        return 1
+    print(f"{written}: ok ({loaded.id}: {', '.join(loaded.modes)}); "
+          f"it is on webui's home page as {loaded.model.name!r}")
+    return 0
 
 
 def rewrite(path: Path) -> None:

@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .format import DEFAULT_SEED_RANGE, Mode, Parameter
 from .history import HistoryError, HistoryStore, ImageRecord, JobRecord
-from .images import ImageStore, StorageError, ThumbnailError, make_thumbnail
+from .images import ImageStore, StorageError, ThumbnailError, make_thumbnails
 from .infotext import write_png_infotext
 from .jobs import Job, JobManager
 from .service import Service
@@ -426,7 +426,7 @@ class GridManager:
             path = self.store.save(data, "png", f"grid-{grid.mode.name}")
             thumb: str | None = f"{path}.webp"
             try:
-                make_thumbnail(self.store.path(path), self.thumbs / thumb)
+                make_thumbnails(self.store.path(path), self.thumbs, thumb)
             except ThumbnailError as exc:
                 log.warning("no thumbnail for %s: %s", path, exc)
                 thumb = None

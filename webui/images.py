@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import errno
 import hashlib
 import io
@@ -289,12 +290,19 @@ class DraftStore:
                 old.unlink(missing_ok=True)
 
 
+# A gallery tile is 180–240 CSS pixels wide (at most six columns; two on a phone): the small
+# thumbnail serves screens of one device pixel per CSS pixel, the 384 one the denser ones
+# (the browser picks from the tile's srcset).
+THUMB_SIZE = 384
+SMALL_THUMB_SIZE = 256
+
+
 class ThumbnailError(Exception):
     """A thumbnail that could not be made (the source is missing or unreadable, or the
     thumbnail folder cannot be written)."""
 
 
-def make_thumbnail(src: Path, dst: Path, size: int = 384) -> tuple[int, int]:
+def make_thumbnail(src: Path, dst: Path, size: int = THUMB_SIZE) -> tuple[int, int]:
     """Write a WEBP thumbnail of ``src`` fitting in ``size``×``size`` to ``dst`` and return its
     size. An existing ``dst`` is kept (thumbnails are made once); the file appears complete or
     not at all.
@@ -323,6 +331,27 @@ def make_thumbnail(src: Path, dst: Path, size: int = 384) -> tuple[int, int]:
     except OSError as exc:
         raise ThumbnailError(f"Cannot write the thumbnail {dst}: {exc}") from None
     return thumb.size
+
+
+def small_thumb_name(name: str) -> str:
+    """The small thumbnail kept beside the thumbnail ``name``: ``x.png.webp`` →
+    ``x.png.256.webp``."""
+    return f"{name.removesuffix('.webp')}.{SMALL_THUMB_SIZE}.webp"
+
+
+def thumb_of_small(name: str) -> str | None:
+    """The thumbnail a small thumbnail ``name`` is made from; None if ``name`` is not one."""
+    suffix = f".{SMALL_THUMB_SIZE}.webp"
+    return name.removesuffix(suffix) + ".webp" if name.endswith(suffix) else None
+
+
+def make_thumbnails(src: Path, thumbs: Path, name: str) -> None:
+    """The thumbnail ``name`` of ``src`` in the folder ``thumbs``, and its small one (made from
+    it: quick). Raises ThumbnailError when the first cannot be made; the small one is made
+    again when it is first asked for if it could not be made now."""
+    make_thumbnail(src, thumbs / name, THUMB_SIZE)
+    with contextlib.suppress(ThumbnailError):
+        make_thumbnail(thumbs / name, thumbs / small_thumb_name(name), SMALL_THUMB_SIZE)
 
 
 # --- Images kept for PNG Info ------------------------------------------------------------------

@@ -21,7 +21,7 @@ from .images import (
     StorageError,
     ThumbnailError,
     UploadedImage,
-    make_thumbnail,
+    make_thumbnails,
     storage_problem,
     write_atomic,
 )
@@ -69,7 +69,7 @@ class Recorder(JobEvents):
         for position, image in enumerate(job.images):
             thumb: str | None = f"{image.path}.webp"
             try:
-                make_thumbnail(self.store.path(image.path), self.thumbs / thumb)
+                make_thumbnails(self.store.path(image.path), self.thumbs, thumb)
             except ThumbnailError as exc:
                 log.warning("no thumbnail for %s: %s", image.path, exc)
                 thumb = None
@@ -159,7 +159,7 @@ class Recorder(JobEvents):
                                     infotext=text, created=created)])
             thumb = f"{relative}.webp"
             try:
-                make_thumbnail(path, self.thumbs / thumb)
+                make_thumbnails(path, self.thumbs, thumb)
                 record.images[0].thumb_path = thumb
             except ThumbnailError:
                 pass

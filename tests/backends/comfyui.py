@@ -60,6 +60,9 @@ with a noise mask (LoadImageMask -> SetLatentNoiseMask, v0.3.64 nodes.py) only u
 the rest kept as it was (comfy/samplers.py KSamplerX0Inpaint). VAEEncodeForInpaint is not
 emulated.
 The server starts with ``example.png`` (512x512) in its input folder, as a real install does.
+For imported workflows (issue 15) it also has PreviewImage (the images go to the temp folder,
+``type: temp``) and the upscale nodes of ``comfy_extras/nodes_upscale_model.py``: the model
+``2x-demo.pth`` scales by the number before its "x".
 
 Failure triggers, written in a positive prompt (the CLIPTextEncode text linked to a KSampler's
 ``positive`` input):
@@ -247,6 +250,8 @@ FUNCTIONS = {
     "CLIPTextEncode": "encode", "EmptyLatentImage": "generate", "KSampler": "sample",
     "VAEDecode": "decode", "VAEEncode": "encode", "LoadImage": "load_image",
     "SaveImage": "save_images", "LoadImageMask": "load_image", "SetLatentNoiseMask": "set_mask",
+    "PreviewImage": "save_images", "UpscaleModelLoader": "load_model",
+    "ImageUpscaleWithModel": "upscale",
 }
 
 
@@ -280,6 +285,7 @@ def _node(
     output_tooltips: Iterable[str] | None = None,
     output_node: bool = False,
     hidden: dict[str, str] | None = None,
+    python_module: str = "nodes",
 ) -> dict[str, Any]:
     """One /object_info entry, keys in the order server.node_info writes them."""
     inputs: dict[str, Any] = {"required": required}
@@ -295,7 +301,7 @@ def _node(
         "name": name,
         "display_name": display_name,
         "description": description,
-        "python_module": "nodes",
+        "python_module": python_module,
         "category": category,
         "output_node": output_node,
     }
@@ -461,6 +467,35 @@ def _object_info(state: FakeComfyUI) -> dict[str, dict[str, Any]]:
             output_node=True,
             hidden={"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         ),
+        # --- for imported workflows (issue 15) ---
+        # v0.3.64 nodes.py PreviewImage(SaveImage): INPUT_TYPES {"required": {"images":
+        # ("IMAGE",)}, "hidden": {...}}, DESCRIPTION and OUTPUT_NODE inherited from SaveImage;
+        # it writes into the temp folder (type "temp") as "ComfyUI_temp_<5 letters>_".
+        "PreviewImage": _node(
+            "PreviewImage", "Preview Image", "image",
+            "Saves the input images to your ComfyUI output directory.",
+            {"images": ["IMAGE"]},
+            [],
+            output_node=True,
+            hidden={"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
+        ),
+        # v0.3.64 comfy_extras/nodes_upscale_model.py: UpscaleModelLoader {"model_name":
+        # (get_filename_list("upscale_models"),)} -> UPSCALE_MODEL, category "loaders";
+        # ImageUpscaleWithModel {"upscale_model": ("UPSCALE_MODEL",), "image": ("IMAGE",)} ->
+        # IMAGE, category "image/upscaling". python_module is the RELATIVE_PYTHON_MODULE the
+        # loader gives a comfy_extras module.
+        "UpscaleModelLoader": _node(
+            "UpscaleModelLoader", "Load Upscale Model", "loaders", "",
+            {"model_name": [list(state.upscale_models)]},
+            ["UPSCALE_MODEL"],
+            python_module="comfy_extras.nodes_upscale_model",
+        ),
+        "ImageUpscaleWithModel": _node(
+            "ImageUpscaleWithModel", "Upscale Image (using Model)", "image/upscaling", "",
+            {"upscale_model": ["UPSCALE_MODEL"], "image": ["IMAGE"]},
+            ["IMAGE"],
+            python_module="comfy_extras.nodes_upscale_model",
+        ),
     }
 
 
@@ -561,9 +596,11 @@ class FakeComfyUI:
     """Everything the fake server remembers; every public method takes the lock."""
 
     def __init__(self, checkpoints: Iterable[str], loras: Iterable[str], polls_before_done: int,
-                 previews: bool = False, preview_format: str = "JPEG", preview_size: int = 64):
+                 previews: bool = False, preview_format: str = "JPEG", preview_size: int = 64,
+                 upscale_models: Iterable[str] = ("2x-demo.pth",)):
         self.checkpoints = list(checkpoints)
         self.loras = list(loras)
+        self.upscale_models = list(upscale_models)
         self.polls_before_done = polls_before_done
         self.previews = previews
         if preview_format not in IMAGE_FORMATS:
@@ -606,6 +643,10 @@ class FakeComfyUI:
             "KSampler": self._ksampler,
             "VAEDecode": self._vae_decode,
             "SaveImage": self._save_image,
+            "PreviewImage": self._preview_image,
+            # The model is its file name; its scale the number before "x" ("2x-demo.pth").
+            "UpscaleModelLoader": lambda run, nid, a: ({"upscale_model": a["model_name"]},),
+            "ImageUpscaleWithModel": self._upscale,
         }
         # VALIDATE_INPUTS of the real nodes: the inputs it covers skip the min/max/list checks.
         self.custom_validators: dict[str, dict[str, Callable[[Any], bool | str]]] = {
@@ -1286,7 +1327,19 @@ class FakeComfyUI:
             images.append(img)
         return (images,)
 
-    def _save_image(self, run: Run, node_id: str, a: dict[str, Any]) -> tuple[Any, ...]:
+    def _preview_image(self, run: Run, node_id: str, a: dict[str, Any]) -> tuple[Any, ...]:
+        """PreviewImage: SaveImage into the temp folder, prefix "ComfyUI_temp_xxxxx"."""
+        return self._save_image(run, node_id, {"images": a["images"],
+                                               "filename_prefix": "ComfyUI_temp_pvwxy"},
+                                kind="temp")
+
+    def _upscale(self, run: Run, node_id: str, a: dict[str, Any]) -> tuple[Any, ...]:
+        name = a["upscale_model"]["upscale_model"]
+        scale = int(name.split("x", 1)[0]) if name.split("x", 1)[0].isdigit() else 4
+        return ([img.resize((img.width * scale, img.height * scale)) for img in a["image"]],)
+
+    def _save_image(self, run: Run, node_id: str, a: dict[str, Any],
+                    kind: str = "output") -> tuple[Any, ...]:
         subfolder, _, prefix = str(a["filename_prefix"]).rpartition("/")
         info = PngImagePlugin.PngInfo()
         info.add_text("prompt", json.dumps(run.job.prompt))
@@ -1297,8 +1350,8 @@ class FakeComfyUI:
             name = f"{prefix}_{counter:05}_.png"
             buf = io.BytesIO()
             img.save(buf, "PNG", pnginfo=info, compress_level=1)
-            self.files[("output", subfolder, name)] = buf.getvalue()
-            results.append({"filename": name, "subfolder": subfolder, "type": "output"})
+            self.files[(kind, subfolder, name)] = buf.getvalue()
+            results.append({"filename": name, "subfolder": subfolder, "type": kind})
         run.ui[node_id] = {"images": results}
         return ()
 
@@ -1369,6 +1422,7 @@ def create_comfyui_app(
     previews: bool = False,
     preview_format: str = "JPEG",
     preview_size: int = 64,
+    upscale_models: Iterable[str] = ("2x-demo.pth",),
 ) -> Flask:
     """A fake ComfyUI: the model files it lists, and how many worker steps (GET /history/<id>
     polls, of any id) a running prompt answers ``{}`` to before it finishes. ``previews``: send
@@ -1376,7 +1430,7 @@ def create_comfyui_app(
     as ``preview_format`` ("JPEG", as v0.3.64 makes them, or "PNG") of at most
     ``preview_size`` pixels a side."""
     state = FakeComfyUI(checkpoints, loras, polls_before_done, previews, preview_format,
-                        preview_size)
+                        preview_size, upscale_models)
     app = Flask("fake_comfyui")
     app.config["REQUESTS"] = []
     app.config["COMFYUI"] = state
@@ -1427,7 +1481,7 @@ def create_comfyui_app(
     @route("/models/<folder>")
     def models_in(folder: str) -> Response:
         lists = {"checkpoints": state.checkpoints, "loras": state.loras, "vae": [],
-                 "embeddings": [], "upscale_models": []}
+                 "embeddings": [], "upscale_models": state.upscale_models}
         if folder not in lists:
             return Response(status=404)
         return json_response(list(lists[folder]))

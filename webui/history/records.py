@@ -83,10 +83,12 @@ class GalleryItem:
 
 @dataclass(frozen=True)
 class Page:
-    """A page of the gallery; ``next`` is the ``before`` of the following page (None: last)."""
+    """A page of the gallery; ``next`` is the ``before`` of the following (older) page, ``prev``
+    the ``after`` of the preceding (newer) one; None: there is none."""
 
     items: list[GalleryItem]
     next: Cursor | None
+    prev: Cursor | None = None
 
 
 @dataclass

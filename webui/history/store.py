@@ -151,6 +151,20 @@ def _filter(service: str | None, mode: str | None, query: str | None
     return where, args
 
 
+def _adjacent(db: sqlite3.Connection, service: str | None, mode: str | None,
+              query: str | None, cursor: Cursor, test: str) -> int | None:
+    """The id of the image just newer (``test`` ``>``) or just older (``<``) than ``cursor``
+    among those the gallery's filters keep; None at that end."""
+    where, args = _filter(service, mode, query)
+    join = " JOIN jobs j ON j.id = i.job_id" if query else ""
+    order = "ASC" if test == ">" else "DESC"
+    sql = (f"SELECT i.id FROM images i{join} WHERE "
+           + " AND ".join([*where, f"(i.created, i.id) {test} (?, ?)"])
+           + f" ORDER BY i.created {order}, i.id {order} LIMIT 1")
+    row = db.execute(sql, [*args, float(cursor[0]), int(cursor[1])]).fetchone()
+    return row[0] if row else None
+
+
 def _describe(path: Path, exc: sqlite3.Error) -> str:
     name = getattr(exc, "sqlite_errorname", "")
     if name in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or "malformed" in str(exc) \
@@ -373,31 +387,52 @@ class HistoryStore:
         mode: str | None = None,
         query: str | None = None,
         before: Cursor | None = None,
+        after: Cursor | None = None,
         limit: int = 48,
     ) -> Page:
-        """Images newest first, ``limit`` at most, older than the ``before`` cursor.
+        """Images newest first, ``limit`` at most, older than the ``before`` cursor (or the
+        ``limit`` just newer than the ``after`` cursor: the page before a page).
 
         ``service`` and ``mode`` keep one service id or mode; ``query`` keeps images whose
         prompt has every word of it (see ``match_expression``). Pass ``page.next`` as
-        ``before`` for the following page: unlike an offset it stays right while images are
-        added or deleted, and costs the same deep in the list.
+        ``before`` for the following page and ``page.prev`` as ``after`` for the preceding
+        one: unlike an offset they stay right while images are added or deleted, and cost
+        the same deep in the list.
         """
         limit = max(1, min(int(limit), PAGE_LIMIT_MAX))
         where, args = _filter(service, mode, query)
-        if before is not None:
-            where.append("(i.created, i.id) < (?, ?)")
-            args.extend((float(before[0]), int(before[1])))
+        newer = after is not None and before is None
+        cursor = after if newer else before
+        if cursor is not None:
+            where = [*where, f"(i.created, i.id) {'>' if newer else '<'} (?, ?)"]
+            args = [*args, float(cursor[0]), int(cursor[1])]
+        order = "ASC" if newer else "DESC"
         sql = (f"SELECT {_IMAGE_SELECT}, j.prompt, j.negative_prompt, j.service_id, "
                "j.service_name, j.mode FROM images i JOIN jobs j ON j.id = i.job_id"
                + (" WHERE " + " AND ".join(where) if where else "")
-               + " ORDER BY i.created DESC, i.id DESC LIMIT ?")
-        args.append(limit + 1)  # one more than shown tells whether there is a next page
-        rows = self._read(lambda db: db.execute(sql, args).fetchall())
-        items = [GalleryItem(image=_image(r), prompt=r["prompt"],
-                             negative_prompt=r["negative_prompt"], service_id=r["service_id"],
-                             service_name=r["service_name"], mode=r["mode"])
-                 for r in rows[:limit]]
-        return Page(items=items, next=items[-1].cursor if len(rows) > limit else None)
+               + f" ORDER BY i.created {order}, i.id {order} LIMIT ?")
+
+        def read(db: sqlite3.Connection) -> Page:
+            # One more than shown tells whether there is a page further on; the first image
+            # the other way, whether there is one back (none before the first page).
+            rows = db.execute(sql, [*args, limit + 1]).fetchall()
+            items = [GalleryItem(image=_image(r), prompt=r["prompt"],
+                                 negative_prompt=r["negative_prompt"],
+                                 service_id=r["service_id"], service_name=r["service_name"],
+                                 mode=r["mode"]) for r in rows[:limit]]
+            further = len(rows) > limit
+            if not items:
+                return Page(items=[], next=None)
+            if newer:
+                items.reverse()
+                back = _adjacent(db, service, mode, query, items[-1].cursor, "<") is not None
+                return Page(items=items, next=items[-1].cursor if back else None,
+                            prev=items[0].cursor if further else None)
+            back = cursor is not None and _adjacent(
+                db, service, mode, query, items[0].cursor, ">") is not None
+            return Page(items=items, next=items[-1].cursor if further else None,
+                        prev=items[0].cursor if back else None)
+        return self._read(read)
 
     def services(self) -> list[tuple[str, str]]:
         """(service id, name) of the services that have images in the gallery, by name; the
@@ -447,20 +482,9 @@ class HistoryStore:
         """The ids of the images just before and just after ``image`` in the gallery's order
         (newest first), among those the filters keep; None at either end. A batch is together
         in that order, its first image first."""
-        where, args = _filter(service, mode, query)
-        join = " JOIN jobs j ON j.id = i.job_id" if query else ""
         here = (float(image.created or 0.0), int(image.id or 0))
-
-        def read(db: sqlite3.Connection) -> tuple[int | None, int | None]:
-            found = []
-            for test, order in ((">", "ASC"), ("<", "DESC")):
-                sql = (f"SELECT i.id FROM images i{join} WHERE "
-                       + " AND ".join([*where, f"(i.created, i.id) {test} (?, ?)"])
-                       + f" ORDER BY i.created {order}, i.id {order} LIMIT 1")
-                row = db.execute(sql, [*args, *here]).fetchone()
-                found.append(row[0] if row else None)
-            return found[0], found[1]
-        return self._read(read)
+        return self._read(lambda db: (_adjacent(db, service, mode, query, here, ">"),
+                                      _adjacent(db, service, mode, query, here, "<")))
 
     def unfinished(self) -> list[JobRecord]:
         """Jobs recorded as queued or running, oldest first: after a restart, what was waiting

@@ -6,13 +6,14 @@ from __future__ import annotations
 from flask import Flask
 
 from ..format import condition_holds, when_json
-from . import compare, gallery, generate, grids, jobs, pnginfo, services, styles
+from . import compare, gallery, generate, grids, jobs, pnginfo, services, styles, workflows
 from .common import backticks, input_image_mode, seed_parameter
 
 
 def register(app: Flask) -> None:
     """Attach every page's blueprint, and the template helpers they use."""
-    for module in (services, generate, jobs, gallery, styles, pnginfo, compare, grids):
+    for module in (services, generate, jobs, gallery, styles, pnginfo, compare, grids,
+                   workflows):
         app.register_blueprint(module.bp)
     app.jinja_env.filters["backticks"] = backticks
     app.jinja_env.filters["when_json"] = when_json

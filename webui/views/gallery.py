@@ -3,19 +3,32 @@ files."""
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, abort, render_template, request, send_from_directory, url_for
+from werkzeug.security import safe_join
 
 from ..format import Mode, items_text
 from ..history import HistoryError, HistoryStore, ImageRecord, JobRecord, cursor_text, parse_cursor
+from ..images import (
+    SMALL_THUMB_SIZE,
+    THUMB_SIZE,
+    ThumbnailError,
+    make_thumbnail,
+    small_thumb_name,
+    thumb_of_small,
+)
 from ..jobs import asked_images
 from ..pipeline import STYLES_KEY
 from .common import state
 
 bp = Blueprint("gallery", __name__)
-PAGE_SIZE = 48
+# Every column count of the gallery's grid (one to six) divides a page: each page ends a row,
+# so a page far out of view can be emptied into a spacer of its height (static/app.js).
+PAGE_SIZE = 60
 
 
 def _history() -> HistoryStore:
@@ -36,21 +49,43 @@ def _kept(filters: dict[str, str]) -> dict[str, str | None]:
 
 
 def _page(filters: dict[str, str]) -> dict[str, Any]:
+    """One page of tiles (older than ``before``, or just newer than ``after``), with the
+    addresses around it: its own (``src``, to fetch it again; ``plain``, the same as a whole
+    page), the next page's fragment (``more``, for infinite scroll) and the plain pages older
+    and newer (``older``, ``newer``: the gallery without JavaScript)."""
     history = _history()
+    before = parse_cursor(request.args.get("before"))
+    after = None if before else parse_cursor(request.args.get("after"))
     try:
-        page = history.page(**_kept(filters), before=parse_cursor(request.args.get("before")),
-                            limit=PAGE_SIZE)
+        page = history.page(**_kept(filters), before=before, after=after, limit=PAGE_SIZE)
     except HistoryError as exc:
         abort(503, str(exc))
-    more = None
+    store, thumbs = state().store, state().settings.thumbs_dir
+    items = []
+    for item in page.items:
+        im = item.image
+        thumb = im.thumb_path if im.thumb_path and (thumbs / im.thumb_path).is_file() else None
+        # The picture itself is only shown (or said missing) where there is no thumbnail.
+        items.append((item, thumb, small_thumb_name(thumb) if thumb else None,
+                      thumb is not None or store.path(im.path).is_file()))
+    links: dict[str, str | None] = {"src": None, "plain": None, "more": None, "older": None,
+                                    "newer": None}
+    if items:
+        # Just above its first image (the same id would leave it out): asked again, the page
+        # has the same images, whatever came in since.
+        first = page.items[0].cursor
+        here = cursor_text((first[0], first[1] + 1))
+        links["src"] = url_for("gallery.gallery_page", **filters, before=here)
+        links["plain"] = url_for("gallery.gallery", **filters, before=here)
     if page.next is not None:
-        more = url_for("gallery.gallery_page", **filters, before=cursor_text(page.next))
-    store = state().store
-    thumbs = state().settings.thumbs_dir
-    items = [(item, store.path(item.image.path).is_file(),
-              bool(item.image.thumb_path) and (thumbs / item.image.thumb_path).is_file())
-             for item in page.items]
-    return {"items": items, "more": more, "filters": filters}
+        links["more"] = url_for("gallery.gallery_page", **filters, before=cursor_text(page.next))
+        links["older"] = url_for("gallery.gallery", **filters, before=cursor_text(page.next))
+    if page.prev is not None:
+        links["newer"] = url_for("gallery.gallery", **filters, after=cursor_text(page.prev))
+    elif (before or after) and not items:
+        links["newer"] = url_for("gallery.gallery", **filters)
+    return {"items": items, "filters": filters, "paged": bool(before or after),
+            "thumb_sizes": (SMALL_THUMB_SIZE, THUMB_SIZE), **links}
 
 
 def _counts(filters: dict[str, str]) -> dict[str, int]:
@@ -71,12 +106,13 @@ def gallery() -> str:
 @bp.get("/gallery/page")
 def gallery_page() -> tuple[str, int, dict[str, str]]:
     filters = _filters()
-    # A new selection (not the next page of one) also updates the count it shows.
-    counts = {} if request.args.get("before") else _counts(filters)
+    # A new selection (not another page of one) also updates the count it shows.
+    paged = bool(request.args.get("before") or request.args.get("after"))
+    counts = {} if paged else _counts(filters)
     html = render_template("_gallery_page.html", count_oob=bool(counts), **counts,
                            **_page(filters))
     # Filtering changes the address, so a reload or a shared link shows the same selection.
-    headers = {} if request.args.get("before") else {
+    headers = {} if paged else {
         "HX-Push-Url": url_for("gallery.gallery") + ("?" + urlencode(filters) if filters else "")}
     return html, 200, headers
 
@@ -164,6 +200,7 @@ def delete_image(image_id: int) -> Response:
         store.path(removed.path).unlink(missing_ok=True)
         if removed.thumb_path:
             (thumbs / removed.thumb_path).unlink(missing_ok=True)
+            (thumbs / small_thumb_name(removed.thumb_path)).unlink(missing_ok=True)
     response = Response("", 204)
     response.headers["HX-Redirect"] = url_for("gallery.gallery")
     return response
@@ -171,7 +208,16 @@ def delete_image(image_id: int) -> Response:
 
 @bp.get("/thumbs/<path:name>")
 def thumb(name: str) -> Response:
-    response = send_from_directory(state().settings.thumbs_dir, name, max_age=31536000)
+    """A thumbnail file; a small one that is not there yet (an image recorded before webui
+    made them) is made from its thumbnail first, once."""
+    thumbs = state().settings.thumbs_dir
+    source = thumb_of_small(name)
+    dst = safe_join(str(thumbs), name)
+    src = safe_join(str(thumbs), source) if source else None
+    if src and dst and not Path(dst).is_file():
+        with contextlib.suppress(ThumbnailError):  # then answered as any missing file
+            make_thumbnail(Path(src), Path(dst), SMALL_THUMB_SIZE)
+    response = send_from_directory(thumbs, name, max_age=31536000)
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
