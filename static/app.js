@@ -754,7 +754,8 @@ document.addEventListener("focusout", (event) => {
 
 document.addEventListener("htmx:afterSwap", (event) => {
   const list = event.detail.target;
-  if (!list?.matches?.(".picker-results")) return;  // (no target: htmx restoring its history)
+  // (No target: htmx restoring its history, or a pushed swap.)
+  if (!list?.matches?.(".picker-results")) return;
   const picker = list.closest(".picker");
   const { input } = pickerParts(picker);
   // Matches already chosen say so (choosing one again does nothing).
@@ -993,6 +994,124 @@ for (const zone of document.querySelectorAll("[data-read-zone]")) {
     readInto(zone, imageFileOf(event.dataTransfer));
   });
 }
+
+// --- Issue 13: pushed updates (server-sent events) ---------------------------------------------
+// A job's panel, the queue page and the compare page follow their jobs over one stream each
+// (htmx's sse extension: sse-connect, sse-swap; views/events.py). The extension opens its
+// streams through htmx.createEventSource, replaced here by a source that
+// - rests while the tab is hidden and connects again when it shows: a browser opens at most
+//   six connections to one server over HTTP/1.1, shared by all its tabs, and a stream holds
+//   one (and a server thread) while it is open;
+// - knows whether it is live: it heard something (an update, or the server's ping every 5 s)
+//   within STALE_MS, or it was opened less than GRACE_MS ago and has not failed (the first
+//   event comes at once: the poller does not race it).
+// While the stream around it is live, a poller (data-poll) does not ask: polling is the
+// fallback when there is no EventSource, the stream is refused or dropped, or a proxy holds
+// its data back.
+const STALE_MS = 12000;
+const GRACE_MS = 3000;
+const liveSources = new Set();
+
+class LiveSource {
+  constructor(url) {
+    this.url = url;
+    this.listeners = new Map();  // event name -> the extension's listeners
+    this.onopen = null;
+    this.onerror = null;
+    this.source = null;
+    this.heard = 0;
+    this.opened = 0;  // when it was (re)opened; 0 once it failed
+    this.closed = false;
+    this.readyState = 0;  // CONNECTING until it opens (also while resting)
+    this.relay = (event) => {
+      this.heard = Date.now();
+      for (const listener of [...(this.listeners.get(event.type) || [])]) listener.call(this, event);
+    };
+    liveSources.add(this);
+    if (!document.hidden) this.connect();
+  }
+
+  get live() {
+    const now = Date.now();
+    return !this.closed && this.source !== null
+      && (now - this.heard < STALE_MS || now - this.opened < GRACE_MS);
+  }
+
+  connect() {
+    if (this.closed || this.source || !window.EventSource) return;
+    const source = this.source = new EventSource(this.url);
+    this.opened = Date.now();
+    source.onopen = (event) => {
+      this.readyState = 1;
+      this.opened = Date.now();  // (also when the browser connected again by itself)
+      this.onopen?.(event);
+    };
+    source.onerror = (event) => {
+      this.heard = this.opened = 0;
+      this.readyState = source.readyState;
+      // Refused (not a stream): this source is done; the extension makes a new one later.
+      if (source.readyState === 2) this.end();
+      this.onerror?.(event);
+    };
+    source.addEventListener("ping", this.relay);
+    for (const name of this.listeners.keys()) source.addEventListener(name, this.relay);
+  }
+
+  rest() {
+    this.source?.close();
+    this.source = null;
+    this.heard = this.opened = 0;
+    if (!this.closed) this.readyState = 0;
+  }
+
+  end() {
+    this.closed = true;
+    this.rest();
+    this.readyState = 2;
+    liveSources.delete(this);
+  }
+
+  close() { this.end(); }
+
+  addEventListener(name, listener) {
+    if (!this.listeners.has(name)) {
+      this.listeners.set(name, new Set());
+      this.source?.addEventListener(name, this.relay);
+    }
+    this.listeners.get(name).add(listener);
+  }
+
+  removeEventListener(name, listener) {
+    this.listeners.get(name)?.delete(listener);
+  }
+}
+
+if (window.htmx) htmx.createEventSource = (url) => new LiveSource(url);
+
+document.addEventListener("visibilitychange", () => {
+  for (const source of liveSources) {
+    if (document.hidden) source.rest(); else source.connect();
+  }
+});
+
+function streamIsLive(elt) {
+  const url = elt.closest?.("[sse-connect]")?.getAttribute("sse-connect");
+  return !!url && [...liveSources].some((source) => source.url === url && source.live);
+}
+
+document.addEventListener("htmx:beforeRequest", (event) => {
+  const elt = event.detail.elt;
+  if (elt?.hasAttribute?.("data-poll") && streamIsLive(elt)) event.preventDefault();
+});
+
+// A job that ends on its stream replaces its panel (an "end-<id>" event): as for a poll's
+// answer, a focus that was in the old panel goes to the new one (htmx:afterSettle, above).
+document.addEventListener("htmx:sseBeforeMessage", (event) => {
+  const name = event.target.getAttribute?.("sse-swap") || "";
+  if (!name.startsWith("end-")) return;
+  const panel = document.getElementById(`job-${name.slice(4)}`);
+  if (panel?.contains(document.activeElement)) focusedPanel = panel.id;
+});
 
 // --- Gallery: a bounded page -------------------------------------------------------------------
 // Infinite scroll would keep every page it loaded (at page 50: 3,000 tiles, 15,000 elements,

@@ -258,6 +258,13 @@ class Finished:
         return self.html if as_text else self.html.encode()
 
 
+def last_post() -> dict:
+    """The JSON body of the last POST that ``responses`` answered: not simply the last call,
+    which may be a progress poll the job made while (or just after) it was sent."""
+    post = next(c for c in reversed(responses.calls) if c.request.method == "POST")
+    return json.loads(post.request.body)
+
+
 def submit(client, url: str, timeout: float = 30, **kwargs: Any) -> Finished:
     """POST a generation form; if it became a job, wait for the job to end and return its
     final panel (200 when done or interrupted, 502 when failed)."""

@@ -22,6 +22,7 @@ from .helpers import (
     demo_extra,
     fixture_json,
     form,
+    last_post,
     mock_lists,
     submit,
 )
@@ -62,7 +63,7 @@ def test_a_remembered_checkpoint_title_without_hash_still_selects_it(client):
     r = submit(client, "/services/a1111/txt2img/generate",
                data=form(sd_model_checkpoint="random-sd15.safetensors"))
     assert r.status_code == 200, r.html
-    body = json.loads(responses.calls[-1].request.body)
+    body = last_post()
     assert body["override_settings"]["sd_model_checkpoint"] == TITLED
 
 
@@ -131,7 +132,7 @@ def test_hires_fields_count_only_while_hires_fix_is_on(client):
     # Off: the upscaler (whose list cannot even be loaded here) is neither checked nor sent.
     r = submit(client, "/services/a1111/txt2img/generate", data=form(hr_upscaler="Latent"))
     assert r.status_code == 200, r.html
-    body = json.loads(responses.calls[-1].request.body)
+    body = last_post()
     assert not {"hr_upscaler", "hr_scale", "hr_second_pass_steps", "denoising_strength"} & set(
         body)
     # On: checked (the list cannot be loaded: a clear message, nothing sent).

@@ -244,10 +244,13 @@ def test_the_queue_page_follows_and_cancels_jobs(browser, make_settings):
             # …and the focus stays on a button across its refreshes.
             interrupt = running.get_by_role("button", name="Interrupt")
             interrupt.focus()
-            with page.expect_response("**/queue/jobs"):
-                pass
-            with page.expect_response("**/queue/jobs"):
-                pass
+            # (The list is pushed to the page: two new lists come over its stream.)
+            page.evaluate("""() => new Promise((resolve) => {
+              let lists = 0;
+              document.addEventListener("htmx:sseMessage", (event) => {
+                if (event.detail.type === "queue" && ++lists === 2) resolve();
+              });
+            })""")
             expect(running.get_by_role("button", name="Interrupt")).to_be_focused()
             shot(page, f"queue-{scheme}")
 

@@ -30,6 +30,7 @@ from .helpers import (
     form,
     image_bytes,
     job_in,
+    last_post,
     mock_lists,
     submit,
     wait_for,
@@ -233,7 +234,7 @@ def test_generate_sends_the_draft_the_form_names(client):
     data.pop("hr_upscaler")
     r = submit(client, "/services/a1111/img2img/generate", data=data)
     assert r.status_code == 200, r.html
-    sent = json.loads(responses.calls[-1].request.body)
+    sent = last_post()
     assert sent["init_images"][0] == b64(png)
     # A draft that is gone is said so on the field; nothing is sent.
     posts = len([c for c in responses.calls if c.request.method == "POST"])

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -39,17 +40,26 @@ def start(client, service: str, data: dict) -> str:
 # --- jobs -----------------------------------------------------------------------------------
 
 
-def test_an_instance_runs_as_many_jobs_at_once_as_its_concurrency(services_app, fakes):
+def test_an_instance_runs_as_many_jobs_at_once_as_its_concurrency(services_app, fakes,
+                                                                   monkeypatch):
     # openai.yaml: jobs.concurrency 4 (a hosted API takes several requests at once).
-    fakes["openai"].server.app.config["SLOW_SECONDS"] = 1.0
+    # Each request held until the test has seen the fifth job wait (a fixed delay ran out
+    # on a busy machine before all five were even queued).
+    gate = threading.Event()
+    monkeypatch.setitem(fakes["openai"].server.app.config, "SLOW_GATE", gate)
     client = services_app.test_client()
     jobs = services_app.extensions["webui"].jobs
     ids = [start(client, "openai", {"prompt": f"SLOW {i}", "model": "gpt-image-1",
                                      "size": "1024x1024", "n": "1"}) for i in range(5)]
-    wait_for(lambda: sum(jobs.get(i).status == "running" for i in ids) == 4, what="4 running")
-    assert [jobs.get(i).status for i in ids].count("queued") == 1
-    queued, load = jobs.load(services_app.extensions["webui"].folders.catalog().get("openai"))
-    assert queued == 1 and list(load.values())[0][0] == 4
+    try:
+        wait_for(lambda: sum(jobs.get(i).status == "running" for i in ids) == 4,
+                 what="4 running")
+        assert [jobs.get(i).status for i in ids].count("queued") == 1
+        catalog = services_app.extensions["webui"].folders.catalog()
+        queued, load = jobs.load(catalog.get("openai"))
+        assert queued == 1 and list(load.values())[0][0] == 4
+    finally:
+        gate.set()
     for i in ids:
         assert jobs.get(i).done.wait(20) and jobs.get(i).status == "done"
 

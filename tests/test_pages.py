@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import re
 
 import pytest
@@ -21,6 +20,7 @@ from .helpers import (
     field_errors,
     form,
     image_bytes,
+    last_post,
     minimal,
     mock_lists,
     submit,
@@ -203,7 +203,7 @@ def test_img2img_upload_checks(client):
         **data, "init_image": (io.BytesIO(image_bytes()), "in.png")},
         content_type="multipart/form-data")
     assert good.status_code == 200
-    sent = json.loads(responses.calls[-1].request.body)
+    sent = last_post()
     assert sent["init_images"][0].startswith("iVBOR") and sent["denoising_strength"] == 0.5
 
 

@@ -324,7 +324,7 @@ def test_stability_wrong_key_and_openai_timeout(services_app, fakes, monkeypatch
     service = services_app.extensions["webui"].folders.catalog().get("openai")
     mode = service.definition.modes["txt2img"]
     monkeypatch.setattr(mode.endpoint, "timeout", 0.5)
-    fakes["openai"].server.app.config["SLOW_SECONDS"] = 2
+    monkeypatch.setitem(fakes["openai"].server.app.config, "SLOW_SECONDS", 2)
     values = {p.key: p.defaultValue for p in mode.parameters}
     values["prompt"] = "SLOW please"
     with pytest.raises(pipeline.BackendError) as info:

@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="port of the (first) demo backend on 127.0.0.1 (default: any free)")
     serve.add_argument("--demo-instances", type=int, default=1, metavar="N",
                        help="run N demo backends as one pool (default 1)")
-    serve.add_argument("--threads", type=int, default=16, help="server threads (default 16)")
+    serve.add_argument("--threads", type=int, default=16,
+                       help="server threads (default 16); at most half follow live pages "
+                            "(job event streams), the others answer requests")
     serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                        help="a host name webui is reached by, e.g. gpu-box.lan (repeatable; "
                             "loopback names and IP addresses are always accepted)")
@@ -203,6 +205,27 @@ def start_demo(port: int = 0, step_delay: float = 0.05) -> tuple[str, object]:
     return f"http://127.0.0.1:{server.effective_port}", server
 
 
+def release_freed_memory() -> None:
+    """Have glibc's malloc give large freed blocks back to the system at once. By default it
+    raises its mmap threshold to the size of each large block freed (up to 32 MB), so images
+    (Pillow allocates them in 16 MB blocks) and image answers are served from the heap
+    afterwards, where the freed space is kept: webui grew by 40-100 MB per 4×1024² job
+    before it levelled off (benchmarks/generate_overhead.py). A fixed threshold (128 KiB,
+    glibc's default start) keeps the memory of a batch for the batch. Elsewhere: nothing."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        mallopt = libc.mallopt if libc is not None else None
+    except (OSError, AttributeError):
+        return  # not glibc (musl, macOS, Windows)
+    if mallopt is not None:
+        M_MMAP_THRESHOLD = -3  # malloc.h
+        mallopt(M_MMAP_THRESHOLD, 128 * 1024)
+
+
 def serve_ui(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from waitress import serve
 
@@ -215,11 +238,13 @@ def serve_ui(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if not sep or not url.startswith(("http://", "https://")):
             parser.error(f"--url wants ID=http://host:port, not {item!r}")
         overrides[service_id] = url
+    release_freed_memory()
     settings = Settings(extra_definition_dirs=args.definitions, url_overrides=overrides)
     if not is_loopback(args.host) and settings.password is None and not args.no_password:
         parser.error(f"--host {args.host} serves other machines: set WEBUI_PASSWORD (the UI's "
                      "password), or pass --no-password on a network you trust")
     settings.allowed_hosts = list(args.allow_host)
+    settings.max_streams = max(1, args.threads // 2)
     if not is_loopback(args.host) and args.host not in ("0.0.0.0", "::"):
         settings.allowed_hosts.append(args.host)
     if args.data_dir:

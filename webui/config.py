@@ -23,6 +23,11 @@ class Settings:
     allowed_hosts: list[str] = field(default_factory=list)
     # The UI's own password (HTTP Basic, any user name); None: no password.
     password: str | None = field(default_factory=lambda: os.environ.get("WEBUI_PASSWORD") or None)
+    # Event streams (pushed job updates) open at once, and how long one lasts before the
+    # browser connects again: each holds a server thread while it is open (`webui serve`
+    # allows half of its --threads; the other pages keep the rest). Beyond: pages poll.
+    max_streams: int = 8
+    stream_seconds: float = 120.0
 
     @property
     def user_definitions(self) -> Path:

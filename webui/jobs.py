@@ -238,6 +238,27 @@ class JobManager:
         self._pools: dict[str, Pool] = {}
         # (service id, mode) -> (instance URL, message): modes a server answered 404 for.
         self._missing: dict[tuple[str, str], tuple[str, str]] = {}
+        # Whoever follows jobs (a job's event stream, the queue's) waits on this for the next
+        # change of any job, rather than asking again and again. Its own lock: a progress
+        # report does not wake the dispatchers.
+        self._changes = threading.Condition()
+        self.version = 0
+
+    # -- following -----------------------------------------------------------------------------
+
+    def changed(self) -> None:
+        """Something a page shows has changed (a job's progress, status, images…, or the
+        queues): wake every follower."""
+        with self._changes:
+            self.version += 1
+            self._changes.notify_all()
+
+    def wait_changed(self, version: int, timeout: float) -> int:
+        """Wait until something changed after ``version`` (a value of :attr:`version`), at
+        most ``timeout`` seconds; the version now."""
+        with self._changes:
+            self._changes.wait_for(lambda: self.version != version, timeout)
+            return self.version
 
     # -- asking --------------------------------------------------------------------------------
 
@@ -301,6 +322,7 @@ class JobManager:
                                                name=f"dispatch-{service.id}", daemon=True)
                 pool.thread.start()
             self._cond.notify_all()
+        self.changed()
         return job
 
     def cancel(self, job: Job) -> bool:
@@ -322,6 +344,7 @@ class JobManager:
             return None
         job.mark_current("interrupted")
         job.stop_requested = True
+        self.changed()
         with job._lock:
             job.pending_calls = list(job.service.definition.jobs.interrupt_calls)
         return self._send_calls(job)
@@ -330,6 +353,7 @@ class JobManager:
         if job.status != "running":
             return None
         job.mark_current("skipped")
+        self.changed()
         with job._lock:
             job.pending_calls += job.service.definition.jobs.skip_calls
         return self._send_calls(job)
@@ -404,6 +428,7 @@ class JobManager:
                 job.started = time.time()
                 job.instance = chosen.url
                 chosen.running += 1
+            self.changed()  # and the places of the jobs behind it
             try:
                 self.events.started(job)
             except Exception as exc:
@@ -460,11 +485,16 @@ class JobManager:
                 self.events.image(job, image)
             except Exception:
                 log.exception("recording an image of job %s failed", job.id)
+            self.changed()  # shown as soon as it is on disk and recorded
+
+        def on_remote(where: str, ahead: int | None) -> None:
+            job.set_remote(where, ahead)
+            self.changed()
 
         control = pipeline.Control(should_stop=lambda: job.stop_requested,
                                  on_image=on_image,
                                  on_saved=lambda: self._send_calls(job),
-                                 on_remote=job.set_remote, variables=job.variables,
+                                 on_remote=on_remote, variables=job.variables,
                                  stamp=_stamp(job))
         status = "failed"
         key = (service.id, job.mode.name)
@@ -497,14 +527,16 @@ class JobManager:
             log.exception("job %s failed unexpectedly", job.id)
             job.error = "Something went wrong inside webui; the details are in the server log."
         finally:
+            # The follower is told to stop, and not waited for: the job is recorded and shown
+            # as ended at once, while a progress request it may be making still runs out.
             following.set()
-            if follower is not None:
-                follower.join(timeout=5)
             with self._cond:
                 instance.running -= 1
                 instance.finished += 1
                 self._cond.notify_all()
             self._end(job, status)
+            if follower is not None:
+                follower.join(timeout=5)
 
     def _end(self, job: Job, status: str) -> None:
         """Record a job that ended (outside the lock), then show it as ended: whoever sees
@@ -521,6 +553,7 @@ class JobManager:
             self._drop_old()
             self._cond.notify_all()
         job.done.set()
+        self.changed()
 
     def _follow(self, service: Service, job: Job, ended: threading.Event) -> None:
         """Follow the job's progress while it runs: poll the progress endpoint (once the
@@ -535,6 +568,7 @@ class JobManager:
             if ended.is_set() or (spec.when and not _truthy(spec.when, data, context)):
                 return  # not about this job: what is left of the last one, another client's
             job.progress = _progress(spec, data, job.progress, context)
+            self.changed()
 
         if endpoint.method == "websocket":
             self._listen(service, endpoint, job, ended, read)

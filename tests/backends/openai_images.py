@@ -70,7 +70,8 @@ resolves to (square, or the first image's orientation when editing; quality ``hi
 resolve ``data:`` URLs; any other image reference is refused as a limitation of the fake.
 
 Triggers: a prompt containing ``CONTENT_POLICY`` is blocked; ``SLOW`` sleeps
-``app.config["SLOW_SECONDS"]`` (default 5) first. Every request, authorised or not, is appended
+``app.config["SLOW_SECONDS"]`` (default 5) first, or waits for ``app.config["SLOW_GATE"]`` (a
+threading.Event) when a test set one. Every request, authorised or not, is appended
 to ``app.config["REQUESTS"]``. ``url`` results point at ``GET /files/<id>.png`` on this app,
 served without auth like the real pre-signed blob URLs. Images are drawn at the requested size.
 
@@ -689,7 +690,11 @@ def create_openai_app(
                 code="content_policy_violation",
             )
         if SLOW in prompt:
-            time.sleep(float(app.config["SLOW_SECONDS"]))
+            gate = app.config.get("SLOW_GATE")
+            if gate is not None:
+                gate.wait(30)  # held until the test lets it go: slow as long as needed
+            else:
+                time.sleep(float(app.config["SLOW_SECONDS"]))
 
     return app
 

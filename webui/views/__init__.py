@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Flask
 
 from ..format import condition_holds, when_json
-from . import compare, gallery, generate, grids, jobs, pnginfo, services, styles, workflows
+from . import compare, events, gallery, generate, grids, jobs, pnginfo, services, styles, workflows
 from .common import backticks, input_image_mode, seed_parameter
 
 
@@ -19,6 +19,8 @@ def register(app: Flask) -> None:
     app.jinja_env.filters["when_json"] = when_json
     app.jinja_env.globals["condition_holds"] = condition_holds
     app.jinja_env.globals["job_mark"] = jobs.job_mark
+    app.jinja_env.globals["events_url"] = jobs.events_url
+    events.install(app)
     app.jinja_env.globals["input_image_mode"] = input_image_mode
     app.jinja_env.globals["seed_parameter"] = seed_parameter
     app.jinja_env.globals["result_slots"] = jobs.result_slots

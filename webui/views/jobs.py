@@ -7,12 +7,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 
 from ..history import HistoryError
 from ..jobs import Job
 from ..results import SavedImage
+from . import events
 from .common import state
 
 bp = Blueprint("jobs", __name__)
@@ -68,18 +70,26 @@ def changed_parts(job: Job, seen: str) -> set[str]:
     return parts
 
 
-def _update(job: Job, seen: str, **extra: Any) -> tuple[str, int, dict[str, str]]:
-    """What changed in the panel; a job that ended: its final panel, replacing the old one."""
+def update_html(job: Job, seen: str, **extra: Any) -> str:
+    """What changed in the panel since ``seen``; a job that ended: its final panel. Polled
+    (:func:`job_update`) or pushed (:func:`job_events`)."""
     job = job.snapshot()
     context: dict[str, Any] = {"job": job, "mode": job.mode, "service": job.service,
                                "position": state().jobs.position(job), **extra}
     if not job.active:
         context.setdefault("announce", True)
-        headers = {"HX-Retarget": f"#job-{job.id}", "HX-Reswap": "outerHTML"}
-        return render_template("_job_update.html", **context), 200, headers
-    context["changed"] = changed_parts(job, seen)
-    context.setdefault("announce", "announce" in context["changed"])
-    return render_template("_job_update.html", **context), 200, {}
+    else:
+        context["changed"] = changed_parts(job, seen)
+        context.setdefault("announce", "announce" in context["changed"])
+    return render_template("_job_update.html", **context)
+
+
+def _update(job: Job, seen: str, **extra: Any) -> tuple[str, int, dict[str, str]]:
+    """An answer of what changed; a job that ended: its final panel, replacing the old one."""
+    job = job.snapshot()  # one instant for the headers and the fragment
+    headers = {} if job.active else {"HX-Retarget": f"#job-{job.id}",
+                                     "HX-Reswap": "outerHTML"}
+    return update_html(job, seen, **extra), 200, headers
 
 
 @bp.get("/jobs/<job_id>/update")
@@ -150,6 +160,79 @@ def queue_page() -> str:
 def queue_jobs() -> str:
     """The queue page's list, polled while the page is open."""
     return _queue()
+
+
+# -- pushed: the same fragments over server-sent events ---------------------------------------
+
+MAX_FOLLOWED = 100  # jobs one stream follows (a compare page's cells)
+
+
+def events_url(jobs: list[Job]) -> str:
+    """The stream of these jobs, each with what the page shows of it (its mark)."""
+    return url_for("jobs.job_events") + "?" + urlencode({j.id: job_mark(j) for j in jobs})
+
+
+def _urgent(mark: str) -> str:
+    """What of a mark goes out at once: state and images; not a new preview."""
+    parts = mark.split(".")
+    return ".".join(parts[:3] + parts[4:])
+
+
+@bp.get("/jobs/events")
+def job_events() -> Response:
+    """The jobs named in the query (``<id>=<mark>``) pushed as they change: event
+    ``update-<id>``, what changed in its panel (the fragment a poll gets); ``end-<id>``, its
+    final panel, once; ``close`` when every one has ended. A browser that connects again
+    says the marks it had (Last-Event-ID)."""
+    asked = dict(parse_qsl(request.query_string.decode(), keep_blank_values=True))
+    asked.update(parse_qsl(request.headers.get("Last-Event-ID", "")))
+    followed = [job for job in map(state().jobs.get, list(asked)[:MAX_FOLLOWED])
+                if job is not None]
+    if not followed:
+        abort(404, "None of these jobs is known here.")
+    marks = {job.id: asked[job.id] for job in followed}
+    shown: dict[str, str] = {}  # the last update sent, per job
+    ended: set[str] = set()
+
+    def render() -> tuple[list[str], bool]:
+        out = []
+        for live in followed:
+            if live.id in ended:
+                continue
+            job = live.snapshot()  # one instant: its status, its mark and its fragment agree
+            if not job.active:
+                out.append(events.event(f"end-{job.id}", update_html(job, marks[job.id])))
+                ended.add(job.id)
+                continue
+            mark = job_mark(job)
+            html = update_html(job, marks[job.id])
+            if html != shown.get(job.id):
+                shown[job.id], marks[job.id] = html, mark
+                out.append(events.event(f"update-{job.id}", html, urlencode(marks)))
+        if len(ended) == len(followed):
+            return [*out, events.event("close")], True
+        return out, False
+
+    def due() -> bool:
+        return any(job.id not in ended and _urgent(job_mark(job)) != _urgent(marks[job.id])
+                   for job in followed)
+
+    return events.stream(render, due)
+
+
+@bp.get("/queue/events")
+def queue_events() -> Response:
+    """The queue page's list, pushed when it changes (event ``queue``)."""
+    shown = [""]
+
+    def render() -> tuple[list[str], bool]:
+        html = _queue()
+        if html == shown[0]:
+            return [], False
+        shown[0] = html
+        return [events.event("queue", html)], False
+
+    return events.stream(render)
 
 
 @bp.get("/jobs/<job_id>/preview")
