@@ -155,6 +155,44 @@ def test_yaml_syntax_error_gives_the_line(tmp_path):
     assert "not valid YAML/JSON" in info.value.lines()[0]
 
 
+# Broken files and where each is broken, as both of PyYAML's parsers point at it.
+YAML_ERRORS = {
+    "an unclosed list": ("id: x\nname: [unclosed\n", "line 3, column 1"),
+    "a key indented wrong": ("id: x\nmodes:\n  txt2img:\n    label: A\n   path: /b\n",
+                             "line 5, column 4"),
+    "a tab as indentation": ("id: x\nname: y\n\tbad: 1\n", "line 3, column 1"),
+    "a colon in a plain value": ("id: x\nname: a: b\n", "line 2, column 8"),
+    "an unknown alias": ("id: x\nname: *nope\n", "line 2, column 7"),
+    "an unclosed quote": ('id: x\nname: "open\nmore: 1\n', "line 4, column 1"),
+}
+
+
+def test_definitions_are_read_with_libyaml_where_pyyaml_has_it():
+    """The C parser (the bundled files load ~14 times faster); PyYAML's own one without it."""
+    import webui.format.load
+
+    expected = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
+    assert webui.format.load._LOADER is expected
+
+
+@pytest.mark.parametrize("loader", ["CSafeLoader", "SafeLoader"])
+@pytest.mark.parametrize("name", list(YAML_ERRORS))
+def test_a_yaml_error_names_its_line_and_column_with_either_parser(name, loader, tmp_path,
+                                                                   monkeypatch):
+    import webui.format.load
+
+    if not hasattr(yaml, loader):
+        pytest.fail(f"this PyYAML has no {loader} (libyaml missing): install PyYAML's wheel")
+    monkeypatch.setattr(webui.format.load, "_LOADER", getattr(yaml, loader))
+    text, where = YAML_ERRORS[name]
+    path = tmp_path / "broken.yaml"
+    path.write_text(text)
+    with pytest.raises(DefinitionError) as info:
+        load_file(path)
+    line = info.value.lines()[0]
+    assert line.startswith(f"{path}: {where}: not valid YAML/JSON: "), line
+
+
 def test_check_command_reports_and_exits_nonzero(tmp_path, capsys):
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(minimal(), sort_keys=False))

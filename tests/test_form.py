@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+import urllib.parse
 
 import pytest
 import responses
@@ -302,10 +303,17 @@ def test_a_range_is_a_slider_beside_its_number(client):
 
 def test_the_icon_is_linked_and_served(client):
     html = client.get("/").get_data(as_text=True)
-    assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in html
-    icon = client.get("/static/favicon.svg")
+    # Written into the page (a request fewer), the file as it is.
+    href = re.search(r'<link rel="icon" href="(data:image/svg\+xml,[^"]+)" '
+                     r'type="image/svg\+xml">', html)
+    assert href, html[:2000]
+    svg = client.get("/static/favicon.svg").data.decode()
+    assert urllib.parse.unquote(href[1].removeprefix("data:image/svg+xml,")) == svg
+    # An image opened alone: the browser asks /favicon.ico. The address names the file's
+    # content (?v=<hash>): see test_delivery.py.
+    icon = client.get(client.get("/favicon.ico").headers["Location"])
     assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
-    assert client.get("/favicon.ico").headers["Location"].endswith("/static/favicon.svg")
+    assert icon.data.decode() == svg and icon.request.args["v"]
 
 
 def test_refresh_buttons_have_a_name(client):

@@ -16,7 +16,7 @@ RANKS = {
     "service": 2, "workflow": 2, "backend": 3, "reuse": 3, "choices": 4, "results": 4,
     "forms": 5, "pipeline": 5,
     "jobs": 6, "recorder": 7, "grids": 7, "catalog": 7, "config": 8, "state": 9,
-    "views": 10, "guard": 10, "app": 11, "cli": 12, "__main__": 13, "__init__": 13,
+    "views": 10, "guard": 10, "delivery": 10, "app": 11, "cli": 12, "__main__": 13, "__init__": 13,
 }
 
 

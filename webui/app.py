@@ -8,7 +8,7 @@ from pathlib import Path
 from flask import Flask, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import backend, guard, recorder, views
+from . import backend, delivery, guard, recorder, views
 from .catalog import DefinitionFolders
 from .choices import OptionsCache
 from .config import Settings
@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     views.register(app)
 
     guard.install(app, settings.allowed_hosts, settings.password, _problem)
+    delivery.install(app)
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge):

@@ -409,12 +409,13 @@ class TooManyRedirects(Exception):
 
 class _Deadline:
     """A wall-clock deadline for one exchange: when it passes, every socket the exchange
-    opened is shut down, which ends whatever read is waiting on it (a read timeout is per read,
-    and a server sending one byte a second never lets one expire)."""
+    opened or reused is shut down, which ends whatever read is waiting on it (a read timeout
+    is per read, and a server sending one byte a second never lets one expire)."""
 
     def __init__(self, seconds: float):
         self.at = time.monotonic() + seconds
         self.expired = False
+        self._cancelled = False
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._timer = threading.Timer(seconds, self._expire)
@@ -432,13 +433,18 @@ class _Deadline:
             _shut(sock)
 
     def _expire(self) -> None:
+        # Under the lock: once cancel() has returned, no socket is shut (a kept connection
+        # goes back to the pool, where another exchange may be using it).
         with self._lock:
+            if self._cancelled:
+                return
             self.expired = True
-            sockets = list(self._sockets)
-        for sock in sockets:
-            _shut(sock)
+            for sock in self._sockets:
+                _shut(sock)
 
     def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
         self._timer.cancel()
 
 
@@ -471,9 +477,19 @@ class _HTTPSConnection(HTTPSConnection):
 class _HTTPPool(HTTPConnectionPool):
     ConnectionCls = _HTTPConnection
 
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)
+        _watch(conn.sock)  # a kept connection: its socket was opened by an earlier exchange
+        return conn
+
 
 class _HTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)
+        _watch(conn.sock)
+        return conn
 
 
 _POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
@@ -496,6 +512,43 @@ class _Adapter(HTTPAdapter):
 CHUNK = 64 * 1024
 
 
+# --- Connections kept per instance ----------------------------------------------------------
+# A GET (options, status checks, progress, result images: most calls) goes over a connection
+# kept open to the instance it asks, as a browser's would: no new TCP (and TLS) handshake per
+# call. What is shared is the adapter (its urllib3 pool is thread-safe), not a Session: a
+# Session's cookie jar would carry one call's cookies into every other call of every job.
+# Any other method goes over a connection of its own, closed after: a kept connection the
+# server closes as the request is sent would fail a POST that must never be sent again.
+
+MAX_KEPT = 64  # instances with kept connections (a long run with many edited definitions)
+_kept: dict[tuple[str, str, int | None], _Adapter] = {}
+_kept_lock = threading.Lock()
+
+
+def _adapter(method: str, url: str) -> tuple[_Adapter, bool]:
+    """(the adapter a request to URL goes through, whether it is a kept one)."""
+    if method not in ("GET", "HEAD"):
+        return _Adapter(), False
+    key = origin(url)
+    with _kept_lock:
+        adapter = _kept.get(key)
+        if adapter is None:
+            if len(_kept) >= MAX_KEPT:
+                for old in _kept.values():
+                    old.close()
+                _kept.clear()
+            adapter = _kept[key] = _Adapter()
+    return adapter, True
+
+
+def close_kept() -> None:
+    """Close every kept connection (tests; a server stopping)."""
+    with _kept_lock:
+        for adapter in _kept.values():
+            adapter.close()
+        _kept.clear()
+
+
 def exchange(
     method: str,
     url: str,
@@ -511,9 +564,10 @@ def exchange(
     be followed, or returns the authentication to send there; without it, none is followed.
     The response comes back with its body read; requests' exceptions pass through."""
     deadline = _Deadline(seconds)
-    session = requests.Session()
-    session.mount("http://", _Adapter())
-    session.mount("https://", _Adapter())
+    adapter, kept = _adapter(method, url)
+    session = requests.Session()  # this exchange's cookies, as before
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
     _current.deadline = deadline
     try:
         hops = 0
@@ -548,7 +602,8 @@ def exchange(
     finally:
         _current.deadline = None
         deadline.cancel()
-        session.close()
+        if not kept:
+            adapter.close()
 
 
 def _read_body(response: requests.Response, deadline: _Deadline, max_bytes: int) -> None:
@@ -572,6 +627,7 @@ def _read_body(response: requests.Response, deadline: _Deadline, max_bytes: int)
         if deadline.expired:  # the body "ended" because the deadline shut the connection
             raise TooSlow(answering=True)
     finally:
+        deadline.cancel()  # before the connection goes back to the pool
         response.close()
     response._content = bytes(body)
     response._content_consumed = True

@@ -31,6 +31,11 @@ MAX_DERIVED = 512
 SEARCH_LIMIT = 50
 
 
+class NotCached(LookupError):
+    """An endpoint's answer is not in the cache: asked with ``cached_only``, which never
+    calls the backend."""
+
+
 class _Flight:
     """One request for an endpoint's answer, which concurrent askers wait for."""
 
@@ -71,13 +76,28 @@ class OptionsCache:
             self._read[key] = (answers, value)
         return value
 
-    def fetch(self, service: Service, endpoint: str, *, refresh: bool = False) -> Any:
+    def fresh(self, service: Service, endpoints: set[str]) -> bool:
+        """Whether the answers of all these endpoints are cached and younger than the TTL."""
+        now = time.monotonic()
+        with self._lock:
+            hits = [self._data.get((service.id, service.base_url, e)) for e in endpoints]
+        return all(hit is not None and now - hit[0] < self.ttl for hit in hits)
+
+    def fetch(self, service: Service, endpoint: str, *, refresh: bool = False,
+              cached_only: bool = False) -> Any:
+        """The endpoint's answer: from the cache while fresh, else fetched once for all who
+        ask at the same moment. ``cached_only``: the last answer however old (see ``fresh``),
+        or NotCached; never a call to the backend (a page drawing what webui already has)."""
         key = (service.id, service.base_url, endpoint)
         now = time.monotonic()
         with self._lock:
             hit = self._data.get(key)
             if hit and not refresh and now - hit[0] < self.ttl:
                 return hit[1]
+            if cached_only:
+                if hit:
+                    return hit[1]
+                raise NotCached(endpoint)
             flight = self._flights.get(key)
             mine = flight is None
             if flight is None:
@@ -102,10 +122,11 @@ class OptionsCache:
 
 
 def choices(
-    service: Service, param: Parameter, cache: OptionsCache, *, refresh: bool = False
+    service: Service, param: Parameter, cache: OptionsCache, *, refresh: bool = False,
+    cached_only: bool = False,
 ) -> list[Choice]:
     """All choices of a select: static options first, then each source's, without repeats."""
-    return choice_index(service, param, cache, refresh=refresh).choices
+    return choice_index(service, param, cache, refresh=refresh, cached_only=cached_only).choices
 
 
 @dataclass(frozen=True)
@@ -126,13 +147,15 @@ class Found:
 
 
 def choice_index(
-    service: Service, param: Parameter, cache: OptionsCache, *, refresh: bool = False
+    service: Service, param: Parameter, cache: OptionsCache, *, refresh: bool = False,
+    cached_only: bool = False,
 ) -> ChoiceIndex:
     """A select's choices, read once per answer of its endpoints (see OptionsCache.derived)."""
     fetched: dict[str, Any] = {}
     for source in param.sources:
         if source.endpoint not in fetched:
-            fetched[source.endpoint] = cache.fetch(service, source.endpoint, refresh=refresh)
+            fetched[source.endpoint] = cache.fetch(service, source.endpoint, refresh=refresh,
+                                                   cached_only=cached_only)
     answers = tuple(fetched.values())
 
     def read() -> ChoiceIndex:
@@ -219,12 +242,13 @@ def _search(service: Service, source: OptionsSource, text: str, data: Any) -> An
 
 
 def current_value(
-    service: Service, param: Parameter, cache: OptionsCache, *, refresh: bool = False
+    service: Service, param: Parameter, cache: OptionsCache, *, refresh: bool = False,
+    cached_only: bool = False,
 ) -> str | None:
     """The value a select's ``defaultFrom`` reads from the service, as text."""
     spec = param.defaultFrom
     assert spec is not None
-    data = cache.fetch(service, spec.endpoint, refresh=refresh)
+    data = cache.fetch(service, spec.endpoint, refresh=refresh, cached_only=cached_only)
     try:
         value = expr.search(spec.path, data)
     except expr.ExprError as exc:

@@ -229,6 +229,7 @@ def release_freed_memory() -> None:
 def serve_ui(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from waitress import serve
 
+    from . import delivery
     from .app import create_app
 
     overrides = {}
@@ -259,6 +260,7 @@ def serve_ui(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         ))
         print(f"demo backend (A1111 API, procedural images) on {', '.join(urls)}")
     app = create_app(settings)
+    delivery.warm(app)  # the static files compressed before the first visit asks for them
     print(f"webui on http://{args.host}:{args.port}/")
     print(f"  images saved in {settings.images_dir.resolve()}")
     print(f"  drop definition files into {settings.user_definitions.resolve()}")

@@ -17,10 +17,18 @@ from flask import (
 )
 
 from ..backend import BackendError, StatusChecks
-from ..choices import choice_index, choices, current_value, match_current, search
+from ..choices import (
+    NotCached,
+    choice_index,
+    choices,
+    current_value,
+    match_current,
+    search,
+)
 from ..format import Mode, Parameter, refused, schema_text
 from ..pipeline import STYLES_KEY
 from ..redact import redact_url
+from ..service import Service
 from . import pnginfo
 from .common import find_mode, find_service, image_id, seed_parameter, state
 
@@ -149,24 +157,41 @@ def options(service_id: str, mode_name: str, key: str) -> tuple[str, int]:
     param = mode.parameter(key)
     if param is None or param.type != "select":
         abort(404, f"{mode.label} has no select {key!r}.")
-    refresh = bool(request.args.get("refresh"))
     current: list[str] = [v for v in request.args.getlist(key) if v != ""]
     if key not in request.args and param.defaultValue is not None:
-        defaults = param.defaultValue
-        current = [str(v) for v in (defaults if isinstance(defaults, list) else [defaults])]
+        current = select_values(param.defaultValue)
+    context = select_state(service, mode, param, current,
+                           refresh=bool(request.args.get("refresh")))
+    return render_template("_select.html", **context), 200
+
+
+def select_values(value: Any) -> list[str]:
+    """A select's value (one, a list, none) as the list of texts it selects."""
+    values = value if isinstance(value, list) else [value]
+    return [str(v) for v in values if v is not None and str(v) != ""]
+
+
+def select_state(service: Service, mode: Mode, param: Parameter, current: list[str], *,
+                 refresh: bool = False, cached_only: bool = False) -> dict[str, Any]:
+    """What _select.html shows of a backend-fed select whose value is ``current``: its
+    choices, the ones selected, the service's own setting, or the error that stopped them.
+    ``cached_only``: NotCached rather than a call to the backend."""
     context: dict[str, Any] = {"service": service, "mode": mode, "p": param, "error": None,
-                               "choices": None, "current": current, "stale": []}
+                               "choices": None, "current": current, "stale": [],
+                               "loading": False}
+    options = state().options
     try:
-        found = choices(service, param, state().options, refresh=refresh)
+        found = choices(service, param, options, refresh=refresh, cached_only=cached_only)
     except BackendError as exc:
         context["error"] = exc.message
-        return render_template("_select.html", **context), 200
+        return context
     if param.defaultFrom:
         # The service's own setting (e.g. the checkpoint A1111 loads without an override),
         # as the choice it stands for; chosen when the form has no value of its own. Not
         # readable: the choices are still usable, with "—" for the service's setting.
         try:
-            server_value = current_value(service, param, state().options, refresh=refresh)
+            server_value = current_value(service, param, options, refresh=refresh,
+                                         cached_only=cached_only)
         except BackendError:
             server_value = None
         server = match_current(param, [server_value], found)[0] if server_value else []
@@ -177,7 +202,23 @@ def options(service_id: str, mode_name: str, key: str) -> tuple[str, int]:
     # kept, selected and marked, so that Generate says so instead of dropping it.
     context["current"], context["stale"] = match_current(param, current, found)
     context["choices"] = found
-    return render_template("_select.html", **context), 200
+    return context
+
+
+def cached_select(service: Service, mode: Mode, param: Parameter, value: Any) -> dict[str, Any]:
+    """The context of a backend-fed select in a page: its choices drawn in when webui has its
+    lists already (no request of the page's for them), else "loading", which asks for them.
+    Lists older than the cache's TTL are drawn too, the form usable at once, and asked for
+    again as the page loads (``revalidate``): the select is then swapped for the fresh list."""
+    try:
+        context = select_state(service, mode, param, select_values(value), cached_only=True)
+    except NotCached:
+        return {"current": value, "choices": None, "error": None, "loading": True}
+    endpoints = {s.endpoint for s in param.sources}
+    if param.defaultFrom:
+        endpoints.add(param.defaultFrom.endpoint)
+    context["revalidate"] = not state().options.fresh(service, endpoints)
+    return context
 
 
 @bp.get("/favicon.ico")
