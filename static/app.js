@@ -572,10 +572,13 @@ document.addEventListener("htmx:oobAfterSwap", (event) => {
 // When a panel is replaced (the job ended) while the focus was in it, on a button the new
 // panel no longer has, the focus goes to the new panel rather than back to the page's start.
 let focusedPanel = null;
-document.addEventListener("htmx:beforeSwap", (event) => {
+function panelLeaving(event) {
+  // (Other parts of the same answer, out of band too, leave it alone.)
   const target = event.detail.target;
-  focusedPanel = target?.classList?.contains("job") && target.contains(document.activeElement) ? target.id : null;
-});
+  if (target?.classList?.contains("job")) focusedPanel = target.contains(document.activeElement) ? target.id : null;
+}
+document.addEventListener("htmx:beforeSwap", panelLeaving);
+document.addEventListener("htmx:oobBeforeSwap", panelLeaving);  // an ended job's final panel
 document.addEventListener("htmx:afterSettle", () => {
   if (!focusedPanel) return;
   const panel = document.getElementById(focusedPanel);

@@ -222,7 +222,9 @@ def test_cancel_stops_every_cell_and_composes_nothing(make_settings):
         assert [j.status for j in grid.jobs[1:]] == ["cancelled"] * 4
         assert grid.pictures == [] and app.extensions["webui"].history.get_job(grid.id) is None
         final = client.get(f"/grids/{grid.id}/update?seen=", headers=HX)
-        assert final.headers["HX-Retarget"] == f"#grid-{grid.id}"
+        assert "HX-Retarget" not in final.headers  # the final panel comes out of band
+        assert f'id="grid-{grid.id}" data-status="cancelled" tabindex="-1" hx-swap-oob="true"' \
+            in final.get_data(as_text=True)
         assert "Cancel grid" not in final.get_data(as_text=True)
     finally:
         slow.stop()

@@ -419,9 +419,7 @@ def _update(grid: Grid, seen: str, **extra: Any) -> tuple[str, int, dict[str, st
     context = panel(grid)
     view = context["grid"]
     if not view.active:
-        headers = {"HX-Retarget": f"#grid-{view.id}", "HX-Reswap": "outerHTML"}
-        return render_template("_grid_update.html", ended=True, g=context, **extra), 200, \
-            headers
+        return render_template("_grid_update.html", ended=True, g=context, **extra), 200, {}
     now, before = view.mark(), seen
     cells_now, cells_before = now.split(".")[0], before.split(".")[0]
     changed = {i for i in range(len(view.jobs))

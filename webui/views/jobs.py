@@ -86,10 +86,11 @@ def update_html(job: Job, seen: str, **extra: Any) -> str:
 
 def _update(job: Job, seen: str, **extra: Any) -> tuple[str, int, dict[str, str]]:
     """An answer of what changed; a job that ended: its final panel, replacing the old one."""
-    job = job.snapshot()  # one instant for the headers and the fragment
-    headers = {} if job.active else {"HX-Retarget": f"#job-{job.id}",
-                                     "HX-Reswap": "outerHTML"}
-    return update_html(job, seen, **extra), 200, headers
+    job = job.snapshot()
+    # A job that ended: its final panel out of band, found by its id in the page. Not a
+    # retarget: htmx looks for that around the element that asked, which a pushed update may
+    # have replaced meanwhile (a detached button finds nothing: htmx:targetError).
+    return update_html(job, seen, final_oob=not job.active, **extra), 200, {}
 
 
 @bp.get("/jobs/<job_id>/update")
