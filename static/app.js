@@ -569,6 +569,18 @@ document.addEventListener("htmx:oobAfterSwap", (event) => {
   panel.dataset.status = part.dataset.status;
 });
 
+// An answer drawn while the job ran (Interrupt's, a poll's) can arrive after the panel has
+// ended (its final form pushed over the stream meanwhile): it would put "running" parts back
+// into a finished panel. An answer to something in a panel that has ended is used only if it
+// brings the final panel itself: its parts are turned away one by one (an ended panel keeps
+// an empty place for each, so that none is "without a target").
+const ENDED = new Set(["done", "failed", "interrupted", "cancelled"]);
+document.addEventListener("htmx:oobBeforeSwap", (event) => {
+  const target = event.detail.target;
+  const panel = target?.closest?.(".job");
+  if (panel && panel !== target && ENDED.has(panel.dataset.status)) event.detail.shouldSwap = false;
+});
+
 // When a panel is replaced (the job ended) while the focus was in it, on a button the new
 // panel no longer has, the focus goes to the new panel rather than back to the page's start.
 let focusedPanel = null;
