@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -129,17 +130,26 @@ HTMX_FAILURES = {"htmx:oobErrorNoTarget", "htmx:targetError", "htmx:swapError",
                  "htmx:onLoadError", "htmx:evalDisallowedError", "htmx:invalidPath"}
 
 
-@pytest.fixture
-def page(browser):
-    """A desktop-sized page. A script error, or an htmx error (a swap without its target, a
-    response it could not use), fails the test that caused it: each is a part of the page
-    that silently did not update."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+@contextmanager
+def watched_page(browser, **options):
+    """A page in a context of its own (``options``: viewport, color_scheme…). A script error,
+    or an htmx error (a swap without its target, a response it could not use), fails the test
+    that caused it: each is a part of the page that silently did not update."""
+    context = browser.new_context(**options)
     page = context.new_page()
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
     page.on("console", lambda message: problems.append(message.text)
             if message.text.split(",")[0] in HTMX_FAILURES else None)
-    yield page
-    context.close()
+    try:
+        yield page
+    finally:
+        context.close()
     assert not problems, problems
+
+
+@pytest.fixture
+def page(browser):
+    """A desktop-sized page, failing on script and htmx errors (:func:`watched_page`)."""
+    with watched_page(browser, viewport={"width": 1280, "height": 900}) as page:
+        yield page

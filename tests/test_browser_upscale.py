@@ -5,14 +5,12 @@ gallery at the size asked for; the form on a phone and in the dark."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from .conftest import HTMX_FAILURES
+from .conftest import watched_page
 from .helpers import SHOTS, natural_size, shot
 
 pytestmark = pytest.mark.browser
@@ -30,21 +28,9 @@ def _shot(page: Page, name: str, full_page: bool = True) -> None:
         shutil.copy(SHOTS / f"{name}.png", SHOTS_COPY / f"{name}.png")
 
 
-@contextmanager
-def _page(browser, viewport: dict, scheme: str) -> Iterator[Page]:
-    """A page of its own size and colour scheme that, like the ``page`` fixture, fails the
-    test on a script error or an htmx swap error."""
-    context = browser.new_context(viewport=viewport, color_scheme=scheme)
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
-    page.on("console", lambda message: problems.append(message.text)
-            if message.text.split(",")[0] in HTMX_FAILURES else None)
-    try:
-        yield page
-    finally:
-        context.close()
-    assert not problems, problems
+def _page(browser, viewport: dict, scheme: str):
+    """A page of its own size and colour scheme, failing on script and htmx errors."""
+    return watched_page(browser, viewport=viewport, color_scheme=scheme)
 
 
 def _txt2img(page: Page, url: str) -> None:
