@@ -574,11 +574,18 @@ document.addEventListener("htmx:oobAfterSwap", (event) => {
 // into a finished panel. An answer to something in a panel that has ended is used only if it
 // brings the final panel itself: its parts are turned away one by one (an ended panel keeps
 // an empty place for each, so that none is "without a target").
+// What such an answer says to the live region ("Interrupting.") goes with it: the parts of one
+// answer are swapped one after another in one go, the sentence last.
 const ENDED = new Set(["done", "failed", "interrupted", "cancelled"]);
+let lateAnswer = false;
 document.addEventListener("htmx:oobBeforeSwap", (event) => {
   const target = event.detail.target;
+  if (lateAnswer && target?.id === "announcer") { event.detail.shouldSwap = false; return; }
   const panel = target?.closest?.(".job");
-  if (panel && panel !== target && ENDED.has(panel.dataset.status)) event.detail.shouldSwap = false;
+  if (panel && panel !== target && ENDED.has(panel.dataset.status)) {
+    event.detail.shouldSwap = false;
+    if (!lateAnswer) { lateAnswer = true; queueMicrotask(() => { lateAnswer = false; }); }
+  }
 });
 
 // When a panel is replaced (the job ended) while the focus was in it, on a button the new

@@ -69,7 +69,9 @@ def test_choices_webui_has_are_drawn_into_the_page(page, ui):
     shot(second, "light-choices-in-page")
 
     # A refresh still asks the backend (the ↻ button).
-    second.locator("#rs-txt2img-sampler_name button.refresh").click()
+    # (Waited for: the option it shows was already there before the click.)
+    with second.expect_response(lambda response: "refresh=1" in response.url):
+        second.locator("#rs-txt2img-sampler_name button.refresh").click()
     expect(second.locator("#f-txt2img-sampler_name option[value='DPM++ 2M']")).to_have_count(1)
     assert len(options_requests(asked)) == 1 and "refresh=1" in options_requests(asked)[0]
 

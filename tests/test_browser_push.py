@@ -168,3 +168,5 @@ def test_an_answer_that_arrives_after_the_job_ended_leaves_the_final_panel(page,
     assert panel.locator(".job-state").get_attribute("data-status") == "interrupted"
     assert "Interrupted: showing what" in panel.inner_text()
     assert "elapsed" not in panel.inner_text()
+    # …and the page's live region still says the job's end, not the late "Interrupting.".
+    assert page.locator("#announcer").inner_text().startswith("Interrupted")
