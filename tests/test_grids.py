@@ -206,54 +206,55 @@ def test_prompt_search_replace_and_the_cost_said_first(pool_app):
     assert len(grid.pictures) == 2  # one grid per Z value
 
 
-def test_cancel_stops_every_cell_and_composes_nothing(make_settings):
+@pytest.fixture
+def running_grid(make_settings):
+    """Starts a grid of 30-step cells on a slow demo (0.2 s a step) over the axis given, and
+    waits for its first cell to run: (app, client, grid)."""
     slow = ServerThread(create_demo_app(step_delay=0.2))
-    try:
+
+    def start(param: str, values: str):
         app = create_app(make_settings(extras=[demo_extra(slow.url)]))
         client = app.test_client()
         r = client.post("/services/demo/txt2img/grid", headers=HX, data=grid_form(
-            steps="30", **{"grid-x-param": "cfg_scale", "grid-x-values": "3-7"}))
+            steps="30", **{"grid-x-param": param, "grid-x-values": values}))
         grid = grid_of(app, r.get_data(as_text=True))
         wait_for(lambda: grid.jobs[0].status == "running", what="the first cell to run")
-        answer = client.post(f"/grids/{grid.id}/cancel", headers=HX)
-        assert answer.status_code == 200
-        wait_for(lambda: grid.status == "cancelled", what="the grid to be cancelled")
-        assert grid.jobs[0].status == "interrupted"
-        assert [j.status for j in grid.jobs[1:]] == ["cancelled"] * 4
-        assert grid.pictures == [] and app.extensions["webui"].history.get_job(grid.id) is None
-        final = client.get(f"/grids/{grid.id}/update?seen=", headers=HX)
-        assert "HX-Retarget" not in final.headers  # the final panel comes out of band
-        assert f'id="grid-{grid.id}" data-status="cancelled" tabindex="-1" hx-swap-oob="true"' \
-            in final.get_data(as_text=True)
-        assert "Cancel grid" not in final.get_data(as_text=True)
-    finally:
-        slow.stop()
+        return app, client, grid
+
+    yield start
+    slow.stop()
 
 
-def test_the_panel_sends_only_the_cells_that_changed(make_settings):
-    slow = ServerThread(create_demo_app(step_delay=0.2))
-    try:
-        app = create_app(make_settings(extras=[demo_extra(slow.url)]))
-        client = app.test_client()
-        r = client.post("/services/demo/txt2img/grid", headers=HX, data=grid_form(
-            steps="30", **{"grid-x-param": "seed", "grid-x-values": "1-4"}))
-        grid = grid_of(app, r.get_data(as_text=True))
-        wait_for(lambda: grid.jobs[0].status == "running", what="the first cell to run")
+def test_cancel_stops_every_cell_and_composes_nothing(running_grid):
+    app, client, grid = running_grid("cfg_scale", "3-7")
+    answer = client.post(f"/grids/{grid.id}/cancel", headers=HX)
+    assert answer.status_code == 200
+    wait_for(lambda: grid.status == "cancelled", what="the grid to be cancelled")
+    assert grid.jobs[0].status == "interrupted"
+    assert [j.status for j in grid.jobs[1:]] == ["cancelled"] * 4
+    assert grid.pictures == [] and app.extensions["webui"].history.get_job(grid.id) is None
+    final = client.get(f"/grids/{grid.id}/update?seen=", headers=HX)
+    assert "HX-Retarget" not in final.headers  # the final panel comes out of band
+    assert f'id="grid-{grid.id}" data-status="cancelled" tabindex="-1" hx-swap-oob="true"' \
+        in final.get_data(as_text=True)
+    assert "Cancel grid" not in final.get_data(as_text=True)
 
-        def sent(seen):
-            html = client.get(f"/grids/{grid.id}/update", query_string={"seen": seen},
-                              headers=HX).get_data(as_text=True)
-            return set(re.findall(r'id="grid-\w+-cell-(\d+)"', html))
 
-        # Nothing changed: only the running cell (its progress) comes again.
-        assert sent(grid.mark()) == {"0"}
-        # The page shows cell 2 otherwise than it is: it is sent again.
-        seen = grid.mark()
-        assert sent(seen[:4] + "d1" + seen[6:]) == {"0", "2"}
-        client.post(f"/grids/{grid.id}/cancel", headers=HX)
-        wait_for(lambda: not grid.active, what="the grid to end")
-    finally:
-        slow.stop()
+def test_the_panel_sends_only_the_cells_that_changed(running_grid):
+    _app, client, grid = running_grid("seed", "1-4")
+
+    def sent(seen):
+        html = client.get(f"/grids/{grid.id}/update", query_string={"seen": seen},
+                          headers=HX).get_data(as_text=True)
+        return set(re.findall(r'id="grid-\w+-cell-(\d+)"', html))
+
+    # Nothing changed: only the running cell (its progress) comes again.
+    assert sent(grid.mark()) == {"0"}
+    # The page shows cell 2 otherwise than it is: it is sent again.
+    seen = grid.mark()
+    assert sent(seen[:4] + "d1" + seen[6:]) == {"0", "2"}
+    client.post(f"/grids/{grid.id}/cancel", headers=HX)
+    wait_for(lambda: not grid.active, what="the grid to end")
 
 
 @pytest.mark.parametrize(("service", "mode", "axes"), [
