@@ -8,7 +8,8 @@ demo's PNGs made real-size: benchmarks/webui_process.py). Each run:
   click on Generate, then the page is watched until every image of the new job is in the
   document, loaded and decoded (naturalWidth > 0, decode() resolved): the time from the click
   to then, taken in the page (performance.now()). The run ends when the job's final panel is
-  shown and its image files are on disk;
+  shown, its image files are on disk and so are their thumbnails (made a second after the
+  job ended: not while the next run is measured);
 - direct: the body webui sent for that job (kept by the demo), POSTed to the demo's
   /sdapi/v1/txt2img; the time until its whole answer is read and parsed.
 
@@ -104,9 +105,12 @@ def case(page, ui: Webui, size: int, batch: int, steps: int, runs: int,
     def via_webui() -> float:
         written = len(ui.images())
         ms, job_id = page.evaluate(CLICK_TO_VISIBLE, batch)
-        # Over when the job is over: its final panel shown, its files on disk.
+        # Over when the job is over: its final panel shown, its files on disk, and the work
+        # webui does after it (the gallery's thumbnails, a second later) done, so that it
+        # does not share the machine with the next run.
         page.wait_for_selector(f"#{job_id}[data-status=done]", timeout=120_000)
-        while len(ui.images()) < written + batch:
+        while len(ui.images()) < written + batch or len(ui.thumbnails()) < 2 * (
+                written + batch):
             time.sleep(0.01)
         return ms
 

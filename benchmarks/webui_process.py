@@ -94,6 +94,10 @@ class Webui:
     def images(self) -> list[Path]:
         return sorted((self.data_dir / "images").rglob("*.png"))
 
+    def thumbnails(self) -> list[Path]:
+        """The gallery's thumbnails made so far (two per image; made after a job ended)."""
+        return sorted((self.data_dir / "thumbs").rglob("*.webp"))
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)

@@ -672,11 +672,34 @@ def test_progress_preview_when_enabled():
         def preview() -> str | None:
             return requests.get(f"{base}/progress", timeout=5).json()["current_image"]
 
+        # The default preview method, "Approx NN", decodes to twice the latent (1/8 of the
+        # image): a quarter of the image a side (modules/sd_samplers_common.py, sd_vae_approx.py).
         image = decoded(wait_for(preview))
-        assert image.size == (80, 48)
+        assert image.size == (20, 12)
         skipped = requests.get(f"{base}/progress?skip_current_image=true", timeout=5).json()
         assert skipped["current_image"] is None
         assert skipped["state"]["job_count"] == 1
+        requests.post(f"{base}/interrupt", timeout=5)
+        assert job.result().status_code == 200
+
+
+@pytest.mark.parametrize(("method", "size"), [
+    ("Full", (80, 48)), ("TAESD", (80, 48)), ("Approx cheap", (10, 6)), ("Approx NN", (20, 12)),
+])
+def test_preview_size_follows_show_progress_type(method, size):
+    """samples_to_images_tensor (1.10.1): the VAE and TAESD decode to the image's size, the
+    approximate decoders to the latent's (cheap) or twice it (NN)."""
+    app = create_demo_app(step_delay=0.01)
+    with ServerThread(app) as server:
+        base = server.url + SDAPI
+        requests.post(f"{base}/options", json={"show_progress_every_n_steps": 1,
+                                                "show_progress_type": method}, timeout=5)
+        job = Background(lambda: requests.post(
+            f"{base}/txt2img", json={"seed": 1, "steps": 300, "width": 80, "height": 48},
+            timeout=30))
+        image = decoded(wait_for(
+            lambda: requests.get(f"{base}/progress", timeout=5).json()["current_image"]))
+        assert image.size == size
         requests.post(f"{base}/interrupt", timeout=5)
         assert job.result().status_code == 200
 
@@ -913,7 +936,7 @@ def test_show_progress_every_n_steps_0_previews_every_step():
     seen = _previews_during({**body, "override_settings": {"show_progress_every_n_steps": 0}})
     with_step = [s for s in seen if s["state"]["sampling_step"] >= 1 and s["state"]["job_no"] == 0]
     assert with_step and all(s["current_image"] for s in with_step)
-    assert decoded(with_step[0]["current_image"]).size == (48, 32)
+    assert decoded(with_step[0]["current_image"]).size == (12, 8)  # Approx NN: 1/4 a side
 
 
 def test_show_progress_every_n_steps_minus_1_previews_only_after_a_batch():
@@ -924,8 +947,9 @@ def test_show_progress_every_n_steps_minus_1_previews_only_after_a_batch():
     second = [s for s in seen if s["state"]["job_no"] == 1]
     assert first and all(s["current_image"] is None for s in first)
     assert second and all(s["current_image"] for s in second)
-    # A batch of two is shown as a grid (show_progress_grid): round(sqrt(2)) = 1 row.
-    assert decoded(second[0]["current_image"]).size == (64, 32)
+    # A batch of two is shown as a grid (show_progress_grid): round(sqrt(2)) = 1 row, of two
+    # Approx NN previews (a quarter of 32 a side).
+    assert decoded(second[0]["current_image"]).size == (16, 8)
 
 
 def test_show_progress_every_n_steps_default_waits_10_steps():

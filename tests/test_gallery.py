@@ -12,6 +12,7 @@ from PIL import Image
 
 from webui import create_app
 from webui.history import ImageRecord, JobRecord
+from webui.images import Thumbnailer
 from webui.infotext import read_png_infotext
 
 from .helpers import (
@@ -22,6 +23,7 @@ from .helpers import (
     gallery_jobs,
     image_bytes,
     submit,
+    wait_for,
 )
 
 
@@ -30,8 +32,10 @@ def make_app(make_settings, demo_server):
 
 
 def generate(app, **fields):
+    """A job, ended, with its thumbnails made (a second after the end, or at once here)."""
     r = submit(app.test_client(), "/services/demo/txt2img/generate", data=form(**fields))
     assert r.status_code == 200, r.html
+    assert app.extensions["webui"].thumbnailer.wait_idle(10)
     return r.job
 
 
@@ -98,6 +102,48 @@ def test_send_to_img2img_uses_the_stored_image(make_settings, demo_server):
     bad = submit(client, "/services/demo/img2img/generate",
                  data={**data, "prompt": "x", "init_image__from": "999999"})
     assert "no longer in the history" in bad.html
+
+
+def test_a_job_is_shown_ended_before_its_thumbnails_which_the_gallery_then_asks_for(
+        make_settings, demo_server):
+    """Thumbnails are made after the job is shown ended (only the gallery needs them); a
+    gallery shown before then has the picture itself, and has the thumbnail made at once."""
+    app = make_app(make_settings, demo_server)
+    thumbnailer = app.extensions["webui"].thumbnailer
+    thumbnailer.delay = 600  # "later" is after this test
+    r = submit(app.test_client(), "/services/demo/txt2img/generate",
+               data=form(prompt="a kite", width="64", height="64", steps="2"))
+    assert r.status_code == 200 and r.job.status == "done"
+    image = only_image(app)
+    thumbs = app.extensions["webui"].settings.thumbs_dir
+    assert image.thumb_path and not (thumbs / image.thumb_path).exists()
+
+    client = app.test_client()
+    html = client.get("/gallery").get_data(as_text=True)
+    assert f'src="/images/{image.path}"' in html and "/thumbs/" not in html
+    wait_for(lambda: (thumbs / image.thumb_path).is_file(), timeout=10,
+             what="the thumbnail the gallery asked for")
+    html = client.get("/gallery").get_data(as_text=True)
+    assert f"/thumbs/{image.thumb_path}" in html
+
+
+def test_thumbnailer_makes_each_once_later_and_none_of_a_deleted_image(tmp_path):
+    picture = tmp_path / "a.png"
+    Image.new("RGB", (512, 256), "teal").save(picture)
+    thumbs = tmp_path / "thumbs"
+    thumbnailer = Thumbnailer(thumbs, delay=0.3)
+    thumbnailer.request(picture, "a.png.webp")
+    thumbnailer.request(picture, "a.png.webp")  # asked twice
+    assert not (thumbs / "a.png.webp").exists()  # not before the delay
+    assert thumbnailer.wait_idle(10)
+    with Image.open(thumbs / "a.png.webp") as made:
+        assert made.size == (384, 192)
+    assert (thumbs / "a.png.256.webp").is_file()
+
+    gone = tmp_path / "gone.png"
+    thumbnailer.request(gone, "gone.png.webp", now=True)
+    assert thumbnailer.wait_idle(10)
+    assert not (thumbs / "gone.png.webp").exists()
 
 
 def test_delete_and_missing_files(make_settings, demo_server):

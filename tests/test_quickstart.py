@@ -107,9 +107,12 @@ def test_quick_start_in_an_empty_folder_shows_every_image(newcomer):
 
     urls = _links(panel)
     assert len([u for u in urls if u.startswith("/images/")]) >= 2
-    gallery = s.get(base + "/gallery", timeout=10).text
+    # The thumbnails are made a moment after the job ended (the gallery shows the pictures
+    # themselves until then).
+    gallery = wait_for(lambda: (lambda html: html if "/thumbs/" in html else None)(
+        s.get(base + "/gallery", timeout=10).text), timeout=20, interval=0.2,
+        what="the gallery to show thumbnails")
     urls += _links(gallery)
-    assert any(u.startswith("/thumbs/") for u in urls), "the gallery shows no thumbnail"
     pages = re.findall(r'<a class="tile" href="(/gallery/[^"]+)"', gallery)
     assert pages
     for page in pages:

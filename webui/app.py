@@ -14,7 +14,7 @@ from .choices import OptionsCache
 from .config import Settings
 from .grids import GridManager
 from .history import HistoryError, HistoryStore
-from .images import MAX_IMAGE_BYTES, DraftStore, ImageStore
+from .images import MAX_IMAGE_BYTES, DraftStore, ImageStore, Thumbnailer
 from .jobs import JobManager
 from .state import State
 
@@ -57,7 +57,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         # Generating still works; the gallery says what is wrong with the history file.
         history_error = str(exc)
         log.error("history unavailable: %s", exc)
-    events = (recorder.Recorder(history, store, settings.thumbs_dir, settings.uploads_dir,
+    thumbnailer = Thumbnailer(settings.thumbs_dir)
+    events = (recorder.Recorder(history, store, thumbnailer, settings.uploads_dir,
                                  settings.inputs_dir) if history else None)
     state = app.extensions["webui"] = State(
         settings=settings,
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         history=history,
         history_error=history_error,
         drafts=DraftStore(settings.drafts_dir),
+        thumbnailer=thumbnailer,
     )
 
     state.grids = GridManager(state.jobs, store, history, settings.thumbs_dir)

@@ -12,11 +12,14 @@ import binascii
 import contextlib
 import errno
 import hashlib
+import heapq
 import io
+import logging
 import os
 import re
 import secrets
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +28,8 @@ from pathlib import Path
 from typing import IO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+log = logging.getLogger(__name__)
 
 # One limit for every image webui reads: an upload, a result, a preview.
 MAX_IMAGE_BYTES = 30 * 1024 * 1024
@@ -353,6 +358,83 @@ def make_thumbnails(src: Path, thumbs: Path, name: str) -> None:
     with contextlib.suppress(ThumbnailError):
         make_thumbnail(thumbs / name, thumbs / small_thumb_name(name), SMALL_THUMB_SIZE)
 
+
+
+class Thumbnailer:
+    """Makes thumbnails in the background, one at a time, in a thread of its own.
+
+    A job's thumbnails are asked for as it ends, to be made ``delay`` seconds later: only the
+    gallery needs them, while the browser is fetching and decoding the images just shown, and
+    a job is shown ended without waiting for them. Until one is made the gallery shows the
+    picture itself, and asks for the thumbnail (made at once, then). Asked twice, made once.
+    """
+
+    def __init__(self, thumbs: Path, delay: float = 1.0):
+        self.thumbs = Path(thumbs)
+        self.delay = delay
+        self._cond = threading.Condition()
+        self._due: list[tuple[float, int, Path, str]] = []  # a heap: (when, order, src, name)
+        self._asked: set[str] = set()
+        self._order = 0
+        self._busy = False
+        self._thread: threading.Thread | None = None
+
+    def request(self, src: Path, name: str, *, now: bool = False) -> None:
+        """Make the thumbnail ``name`` (and its small one) of ``src``: after the delay, or as
+        soon as the thread is free when ``now``."""
+        with self._cond:
+            if name in self._asked:
+                if now:  # asked for later, wanted now
+                    self._due = [(0.0 if n == name else w, o, p, n) for w, o, p, n in self._due]
+                    heapq.heapify(self._due)
+                    self._cond.notify_all()
+                return
+            self._asked.add(name)
+            self._order += 1
+            when = time.monotonic() + (0.0 if now else self.delay)
+            heapq.heappush(self._due, (when, self._order, Path(src), name))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="thumbnails",
+                                                daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Whether everything asked for was made (or failed) within ``timeout`` s, the delay
+        not waited for: what is due later is made now."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._due = [(0.0, order, src, name) for _when, order, src, name in self._due]
+            heapq.heapify(self._due)
+            self._cond.notify_all()
+            while self._due or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    self._cond.wait(self._due[0][0] - time.monotonic() if self._due else None)
+                _when, _order, src, name = heapq.heappop(self._due)
+                self._busy = True
+            try:
+                make_thumbnails(src, self.thumbs, name)
+                if not src.exists():  # deleted from the gallery meanwhile
+                    for made in (name, small_thumb_name(name)):
+                        (self.thumbs / made).unlink(missing_ok=True)
+            except ThumbnailError as exc:
+                log.warning("no thumbnail for %s: %s", src, exc)
+            except Exception:
+                log.exception("making the thumbnail %s failed", name)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._asked.discard(name)
+                    self._cond.notify_all()
 
 # --- Images kept for PNG Info ------------------------------------------------------------------
 

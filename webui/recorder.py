@@ -21,6 +21,7 @@ from .history import HistoryError, HistoryStore, ImageRecord, JobRecord
 from .images import (
     ImageStore,
     StorageError,
+    Thumbnailer,
     ThumbnailError,
     UploadedImage,
     make_thumbnails,
@@ -39,11 +40,12 @@ RECOVERED = "recovered"
 class Recorder(JobEvents):
     """Keeps the history of every job, so that nothing is lost in a crash."""
 
-    def __init__(self, history: HistoryStore, store: ImageStore, thumbs: Path, uploads: Path,
-                 inputs: Path | None = None):
+    def __init__(self, history: HistoryStore, store: ImageStore, thumbnailer: Thumbnailer,
+                 uploads: Path, inputs: Path | None = None):
         self.history = history
         self.store = store
-        self.thumbs = thumbs
+        self.thumbnailer = thumbnailer
+        self.thumbs = thumbnailer.thumbs
         self.uploads = uploads
         self.inputs = inputs if inputs is not None else uploads.parent / "inputs"
 
@@ -65,16 +67,12 @@ class Recorder(JobEvents):
             created=time.time() - position * 1e-6)))
 
     def ended(self, job: Job, status: str) -> None:
-        """With a thumbnail per image (made once, here in the job's thread, never while a page
-        is being served); the job's input images leave the uploads folder."""
+        """Recorded with the name of each image's thumbnail, which the thumbnailer makes a
+        little later (the job is shown ended without waiting for it); the job's input images
+        leave the uploads folder."""
         images = []
         for position, image in enumerate(job.images):
-            thumb: str | None = f"{image.path}.webp"
-            try:
-                make_thumbnails(self.store.path(image.path), self.thumbs, thumb)
-            except ThumbnailError as exc:
-                log.warning("no thumbnail for %s: %s", image.path, exc)
-                thumb = None
+            thumb = f"{image.path}.webp"
             images.append(ImageRecord(
                 job_id=job.id, position=position, path=image.path, mime=image.mime,
                 width=image.width, height=image.height, seed=image.seed,
@@ -84,6 +82,8 @@ class Recorder(JobEvents):
             ))
         self._write(job, status, images, self._keep_inputs(job))
         self._drop_uploads(job.values)
+        for image in job.images:
+            self.thumbnailer.request(self.store.path(image.path), f"{image.path}.webp")
 
     # -- after a restart -----------------------------------------------------------------------
 

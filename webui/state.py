@@ -10,7 +10,7 @@ from .choices import OptionsCache
 from .config import Settings
 from .grids import GridManager
 from .history import HistoryStore
-from .images import DraftStore, ImageStore
+from .images import DraftStore, ImageStore, Thumbnailer
 from .jobs import JobManager
 
 
@@ -25,5 +25,6 @@ class State:
     jobs: JobManager
     history: HistoryStore | None
     drafts: DraftStore
+    thumbnailer: Thumbnailer
     history_error: str | None = None
     grids: GridManager | None = None  # X/Y/Z grids (made by the app factory)

@@ -38,7 +38,9 @@ Behaviour that follows the real server (sources: see the package docstring):
   latest step (a grid for a batch, ``show_progress_grid``) when at least
   ``show_progress_every_n_steps`` steps passed since the last one (default 10; 0 = on every
   call; -1 = never during sampling, but ``nextjob()`` makes one when a batch ends) and
-  ``live_previews_enable`` is on; ``current_image`` then carries the latest preview.
+  ``live_previews_enable`` is on; ``current_image`` then carries the latest preview, at the
+  size ``show_progress_type`` decodes to (the default "Approx NN": a quarter of the image a
+  side; "Full": the image's size).
   ``/interrupt`` ends the job: the request returns 200 with the images of every batch made so
   far, the current batch as partial (noisy) images. ``/skip`` ends the current batch early,
   keeps its partial images and goes on with the next batch, as A1111 does.
@@ -727,7 +729,9 @@ class DemoBackend:
             latent = self.state.current_latent
             # -1: the preview is only made now, from the batch's last latent.
             make_preview = self.options.get("live_previews_enable", True) and every == -1
-        image = self._preview_image(latent) if make_preview and latent is not None else None
+            method = self.options.get("show_progress_type", "Approx NN")
+        image = (self._preview_image(latent, method) if make_preview and latent is not None
+                 else None)
         with self.cond:
             if image is not None:
                 self.state.current_image = image
@@ -737,10 +741,22 @@ class DemoBackend:
             self.state.current_image_sampling_step = 0
 
     @staticmethod
-    def _preview_image(latent: tuple[Any, ...]) -> Image.Image:
-        """sample_to_image / samples_to_image_grid (show_progress_grid) of a stored latent."""
+    def _preview_image(latent: tuple[Any, ...], method: Any) -> Image.Image:
+        """sample_to_image / samples_to_image_grid (show_progress_grid) of a stored latent,
+        at the size the preview method decodes to (modules/sd_samplers_common.py
+        samples_to_images_tensor, 1.10.1, ``show_progress_type``): "Full" (the VAE) and "TAESD"
+        decode to the image's size; "Approx NN", the default, to twice the latent's (the
+        latent is 1/8 of the image; modules/sd_vae_approx.py VAEApprox.forward doubles it and
+        its unpadded convolutions take back the 11 pixels it pads): a quarter of the image a
+        side; "Approx cheap" to the latent's own size. An unknown name counts as "Full"
+        (``approximation_indexes.get(opts.show_progress_type, 0)``)."""
         plan, batch, targets, fraction = latent
         frames = [plan.frame(i, targets[n], fraction) for n, i in enumerate(batch)]
+        latent_scale = {"Approx NN": 2, "Approx cheap": 1}.get(method)
+        if latent_scale is not None:
+            width, height = frames[0].size
+            size = (max(1, width // 8) * latent_scale, max(1, height // 8) * latent_scale)
+            frames = [frame.resize(size, Image.Resampling.BOX) for frame in frames]
         if len(frames) == 1:
             return frames[0]
         # images.image_grid with n_rows -1: round(sqrt(n)) rows.
@@ -794,8 +810,9 @@ class DemoBackend:
             )
             latent = state.current_latent if due else None
             step = state.sampling_step
+            method = self.options.get("show_progress_type", "Approx NN")
         if latent is not None:
-            image = self._preview_image(latent)
+            image = self._preview_image(latent, method)
             with self.cond:
                 state.current_image = image
                 state.current_image_sampling_step = step
