@@ -65,7 +65,7 @@ def test_names_given_with_allow_host_are_answered(make_settings):
 
 
 @pytest.mark.parametrize("path", ["/", "/services/a1111/txt2img", "/gallery",
-                                  "/static/app.js", "/definition.schema.json", "/nope"])
+                                  "/definition.schema.json", "/nope"])
 def test_every_answer_forbids_frames_and_inline_code(client, path):
     r = client.get(path)
     csp = r.headers["Content-Security-Policy"]
@@ -74,6 +74,22 @@ def test_every_answer_forbids_frames_and_inline_code(client, path):
     assert r.headers["X-Frame-Options"] == "DENY"
     assert r.headers["X-Content-Type-Options"] == "nosniff"
     assert r.headers["Referrer-Policy"] == "same-origin"
+
+
+@pytest.mark.parametrize("path", ["/static/app.js", "/static/style.css"])
+def test_scripts_and_styles_carry_nosniff_and_not_the_headers_of_a_document(client, path):
+    """A script or a style sheet is never opened as a page: a document's policy means nothing
+    on it (some 330 bytes each saved); used as a script or a style, it must be one."""
+    r = client.get(path)
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert "Content-Security-Policy" not in r.headers and "X-Frame-Options" not in r.headers
+
+
+def test_an_svg_or_an_unknown_type_is_treated_as_a_document():
+    from webui.guard import _may_be_a_document
+    assert _may_be_a_document("image/svg+xml") and _may_be_a_document(None)
+    assert _may_be_a_document("text/plain") and _may_be_a_document("application/json")
+    assert not _may_be_a_document("image/png") and not _may_be_a_document("text/css")
 
 
 def test_pages_carry_no_inline_script(client):

@@ -30,8 +30,9 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["can_compare"] = compare.can_compare
     # Pickers (a select searched on the server, the styles of a form).
     app.jinja_env.globals["param_picker"] = services.param_picker
-    # A backend-fed select drawn with its choices when they are cached.
+    # A backend-fed select drawn with its choices when they are cached; a status likewise.
     app.jinja_env.globals["cached_select"] = services.cached_select
+    app.jinja_env.globals["known_status"] = services.known_status
     app.jinja_env.globals["styles_picker"] = styles.styles_picker
     # X/Y/Z grids: the form's axes, a grid's panel on the form page (?grid=<id>).
     app.jinja_env.globals["grid_offered"] = grids.grid_offered

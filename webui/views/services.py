@@ -90,6 +90,21 @@ def status(service_id: str) -> str:
                            instances=instances, queued=queued, compact=compact)
 
 
+def known_status(service: Service) -> dict[str, str] | None:
+    """The status checked moments ago (within the checks' few seconds), drawn into a page
+    rather than asked for: only in the plain case, one instance, online, no job of it running
+    or waiting. Otherwise the page asks, and the answer tells all (setup help, the pool)."""
+    if len(service.urls) != 1:
+        return None
+    found = status_checks().fresh([service.at(service.urls[0])])
+    if found is None or found[0][0] != "online":
+        return None
+    queued, load = state().jobs.load(service)
+    if queued or any(running for running, _finished in load.values()):
+        return None
+    return {"state": "online", "message": found[0][1]}
+
+
 def status_checks() -> StatusChecks:
     """The app's status checks (made on first use)."""
     return current_app.extensions.setdefault("webui.status_checks", StatusChecks())

@@ -1,0 +1,24 @@
+// PNG Info's own behaviour (png_info.html), after app.js (it uses imageFileOf; app.js's paste
+// handler uses readInto on this page).
+
+// --- PNG Info ----------------------------------------------------------------------------------
+// A zone whose image is read, not kept (png_info.html): the file dropped on it (or pasted, see
+// the paste handler above) goes into its file input, whose change sends the form (htmx).
+function readInto(zone, file) {
+  const input = zone.querySelector("input[type=file]");
+  if (!input || !file) return;
+  const files = new DataTransfer();
+  files.items.add(file);
+  input.files = files.files;
+  input.dispatchEvent(new Event("change", { bubbles: true }));
+}
+
+for (const zone of document.querySelectorAll("[data-read-zone]")) {
+  zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("drag-over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("drag-over"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("drag-over");
+    readInto(zone, imageFileOf(event.dataTransfer));
+  });
+}
