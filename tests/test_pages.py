@@ -74,8 +74,9 @@ def test_online_status(client):
 
 @responses.activate
 def test_a_status_checked_moments_ago_is_drawn_into_the_page(client):
-    """Online, checked within the checks' few seconds, nothing running: the badge is in the
-    page (no request for it), and it checks again by itself; else the page asks."""
+    """Online, checked less than 30 s ago (an online badge's own period), nothing running: the
+    badge is in the page (no request for it) and checks again when that check is 30 s old;
+    offline, or checked longer ago, the page asks."""
     responses.get(f"{API}/cmd-flags", body=requests.exceptions.ConnectionError(
         "[Errno 111] Connection refused"))
     assert "offline" in client.get("/services/a1111/status").get_data(as_text=True)
@@ -83,20 +84,24 @@ def test_a_status_checked_moments_ago_is_drawn_into_the_page(client):
     # Offline: the page asks (and gets the setup help with the answer).
     assert 'hx-get="/services/a1111/status" hx-trigger="load"' in html
 
-    client.application.extensions["webui.status_checks"].ttl = 60
+    checks = client.application.extensions["webui.status_checks"]
     responses.replace(responses.GET, f"{API}/cmd-flags", json=a1111_flags())
-    client.application.extensions["webui.status_checks"]._checks.clear()
+    checks._checks.clear()
     assert 'class="status online"' in client.get("/services/a1111/status").get_data(True)
+    for check in checks._checks.values():
+        check.at -= 20  # checked 20 s ago
     for page in ("/services/a1111/txt2img", "/"):
         html = client.get(page).get_data(as_text=True)
         badge = re.search(r'<span class="status online"[^>]*>online</span>', html)
         assert badge, page
-        assert 'hx-trigger="every 30s"' in badge.group(0)
+        assert 'hx-trigger="load delay:10s, every 30s"' in badge.group(0), badge.group(0)
         assert 'hx-get="/services/a1111/status" hx-trigger="load"' not in html, page
     assert len([c for c in responses.calls if c.request.url.endswith("/cmd-flags")]) == 2
 
-    client.application.extensions["webui.status_checks"].ttl = 0  # long ago
-    assert 'class="status checking"' in client.get("/services/a1111/txt2img").get_data(True)
+    for check in checks._checks.values():
+        check.at -= 11  # 31 s ago
+    html = client.get("/services/a1111/txt2img").get_data(as_text=True)
+    assert 'hx-get="/services/a1111/status" hx-trigger="load"' in html
 
 
 def test_service_page_renders_the_definition(client):

@@ -859,18 +859,18 @@ class StatusChecks:
         with self._lock:
             return [c.result for c in checks]
 
-    def fresh(self, services: list[Service], *, identify: bool = True
-              ) -> list[tuple[str, str]] | None:
-        """The results of checks made within the last ``ttl`` s, checking nothing; None when
-        any of them is older or missing (then ask with get)."""
+    def known(self, services: list[Service], max_age: float, *, identify: bool = True
+              ) -> list[tuple[str, str, float]] | None:
+        """The results of checks made within the last ``max_age`` s, with their age, checking
+        nothing; None when any of them is older or missing (then ask with get)."""
         now = time.monotonic()
         results = []
         with self._lock:
             for service in services:
                 check = self._checks.get(self._key(service, identify))
-                if check is None or check.result is None or now - check.at >= self.ttl:
+                if check is None or check.result is None or now - check.at >= max_age:
                     return None
-                results.append(check.result)
+                results.append((*check.result, now - check.at))
         return results
 
     def _run(self, check: _Check, service: Service, identify: bool) -> None:

@@ -90,19 +90,27 @@ def status(service_id: str) -> str:
                            instances=instances, queued=queued, compact=compact)
 
 
-def known_status(service: Service) -> dict[str, str] | None:
-    """The status checked moments ago (within the checks' few seconds), drawn into a page
-    rather than asked for: only in the plain case, one instance, online, no job of it running
-    or waiting. Otherwise the page asks, and the answer tells all (setup help, the pool)."""
+# An online badge checks again every 30 s (_status_badge.html): a status no older than that
+# is what an open page shows anyway.
+ONLINE_RECHECK = 30
+
+
+def known_status(service: Service) -> dict[str, Any] | None:
+    """A status checked less than ONLINE_RECHECK s ago, drawn into a page rather than asked
+    for, and checked again when it is that old: only in the plain case, one instance, online,
+    no job of it running or waiting. Otherwise the page asks, and the answer tells all (setup
+    help, the pool)."""
     if len(service.urls) != 1:
         return None
-    found = status_checks().fresh([service.at(service.urls[0])])
+    found = status_checks().known([service.at(service.urls[0])], ONLINE_RECHECK)
     if found is None or found[0][0] != "online":
         return None
     queued, load = state().jobs.load(service)
     if queued or any(running for running, _finished in load.values()):
         return None
-    return {"state": "online", "message": found[0][1]}
+    _state, message, age = found[0]
+    return {"state": "online", "message": message,
+            "recheck": max(1, round(ONLINE_RECHECK - age))}
 
 
 def status_checks() -> StatusChecks:
