@@ -13,10 +13,12 @@ demo's PNGs made real-size: benchmarks/webui_process.py). Each run:
 - direct: the body webui sent for that job (kept by the demo), POSTed to the demo's
   /sdapi/v1/txt2img; the time until its whole answer is read and parsed.
 
-1×512² and 4×1024² (batch size 4), the two orders alternating run by run, after one warm-up of
-each. Prints the machine's load, min / median / max of each and the ratio of the medians
-(webui / direct), then webui's memory (the whole process, demo included): idle after the page
-was loaded, and the most it used during the 4×1024² runs.
+1×512² and 4×1024² (batch size 4), each with the form's live previews (every 5 steps: webui
+asks the demo for them while it works, which a direct call does not) and without, the two
+orders alternating run by run, after one warm-up of each. Prints the machine's load, min /
+median / max of each and the ratio of the medians (webui / direct), then webui's memory (the
+whole process, demo included): idle after the page was loaded, and the most it used during
+the 4×1024² runs.
 
     python benchmarks/generate_overhead.py [--runs 5] [--steps 20] [--step-delay 0.02]
 """
@@ -159,7 +161,8 @@ def main() -> None:
             page.goto(f"{ui.url}/services/demo/txt2img")
             page.wait_for_load_state("networkidle")
             idle = rss_kb(ui.proc.pid)
-            case(page, ui, 512, 1, args.steps, args.runs, 5)
+            for every in (5, args.steps + 1):  # the form's default; none
+                case(page, ui, 512, 1, args.steps, args.runs, every)
             peaks = []
             for every in (5, args.steps + 1):  # the form's default; none
                 with Peak(ui.proc.pid) as peak:
