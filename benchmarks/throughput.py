@@ -7,7 +7,8 @@ benchmarks/webui_process.py). Each run:
 - via webui: 50 Generate requests sent at once (50 threads, each a different seed); the time
   until webui's queue page lists none of them. Then every job is checked: its panel says
   "done" with its one image, that image is a PNG on disk, and no image is shared or missing —
-  nothing lost;
+  nothing lost. The gallery's thumbnails (made once no job runs) are then waited for, and
+  timed, before the next run;
 - direct: the body webui sent (kept by the demo) with the same 50 seeds, 50 threads, sent
   alternately to each demo; the time until all 50 answered, each with its image.
 
@@ -67,7 +68,16 @@ def via_webui(ui: Webui, jobs: int, form: dict[str, str], first_seed: int) -> fl
         path = ui.data_dir / "images" / images.pop()
         if not path.read_bytes().startswith(b"\x89PNG"):
             raise RuntimeError(f"{path} is not a PNG")
+    # The gallery's thumbnails, made once no job runs: waited for (and timed), so that they
+    # are not made while the next run is measured.
+    made = time.perf_counter()
+    while len(ui.thumbnails()) < 2 * len(ui.images()):
+        time.sleep(0.05)
+    THUMBNAILS_AFTER.append(time.perf_counter() - made)
     return elapsed
+
+
+THUMBNAILS_AFTER: list[float] = []  # s from the end of each run to its last thumbnail
 
 
 def direct(ui: Webui, jobs: int, first_seed: int) -> float:
@@ -118,7 +128,9 @@ def main() -> None:
         base = statistics.median(times["direct"])
         spread("direct (25 to each demo)", times["direct"], None)
         spread("through webui", times["webui"], base)
-        print(f"webui's memory (RSS, demos included) at most {peak.kb / 1024:.0f} MB")
+        print(f"webui's memory (RSS, demos included) at most {peak.kb / 1024:.0f} MB; the "
+              f"gallery's thumbnails all made {statistics.median(THUMBNAILS_AFTER):.1f} s "
+              "(median) after the jobs")
         print(f"{machine()} (at the end)")
     finally:
         ui.stop()

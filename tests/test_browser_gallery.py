@@ -174,7 +174,9 @@ def test_back_after_a_search_finds_the_gallery_as_it_was(page: Page, big_gallery
     # htmx puts back its copy of the page: the first tiles, the emptied pages with their
     # heights (the CSP refusing none of it); further down, the tiles come back as they near.
     expect(page.locator(f'.tile[data-image="{ids[0]}"]')).to_be_in_viewport()
-    assert page.evaluate("document.documentElement.scrollHeight") == height
+    # (Pages near the window may be coming back meanwhile: the height is waited for.)
+    page.wait_for_function("h => document.documentElement.scrollHeight === h", arg=height,
+                           timeout=10_000)
     page.locator(".gallery-page").nth(6).scroll_into_view_if_needed()
     expect(page.locator(".gallery-page").nth(6).locator(".tile")).to_have_count(PAGE_SIZE)
     assert not refused, refused

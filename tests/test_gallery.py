@@ -7,6 +7,7 @@ import base64
 import io
 import random
 import re
+import threading
 
 from PIL import Image
 
@@ -144,6 +145,30 @@ def test_thumbnailer_makes_each_once_later_and_none_of_a_deleted_image(tmp_path)
     thumbnailer.request(gone, "gone.png.webp", now=True)
     assert thumbnailer.wait_idle(10)
     assert not (thumbs / "gone.png.webp").exists()
+
+
+def test_thumbnails_wait_while_jobs_run_but_not_when_wanted_now_or_too_long(tmp_path):
+    picture = tmp_path / "a.png"
+    Image.new("RGB", (64, 64), "teal").save(picture)
+    thumbs = tmp_path / "thumbs"
+    jobs_running = threading.Event()
+    jobs_running.set()
+    thumbnailer = Thumbnailer(thumbs, delay=0.0, busy=jobs_running.is_set, longest=600)
+    thumbnailer.request(picture, "a.png.webp")
+    thumbnailer.request(picture, "b.png.webp")
+    # The thread has looked, and waits: a job has the machine.
+    wait_for(lambda: thumbnailer._thread is not None and thumbnailer._cond._waiters,
+             what="the thumbnailer to wait")
+    assert not (thumbs / "a.png.webp").exists()
+    thumbnailer.request(picture, "b.png.webp", now=True)  # the gallery wants it
+    wait_for(lambda: (thumbs / "b.png.webp").is_file(), what="the wanted thumbnail")
+    assert not (thumbs / "a.png.webp").exists()
+    jobs_running.clear()  # the jobs ended
+    wait_for(lambda: (thumbs / "a.png.webp").is_file(), what="the thumbnail after the jobs")
+
+    late = Thumbnailer(thumbs, delay=0.0, busy=lambda: True, longest=0.3)
+    late.request(picture, "c.png.webp")  # busy for ever: made once asked 0.3 s ago
+    wait_for(lambda: (thumbs / "c.png.webp").is_file(), what="a thumbnail kept waiting long")
 
 
 def test_delete_and_missing_files(make_settings, demo_server):

@@ -60,13 +60,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     thumbnailer = Thumbnailer(settings.thumbs_dir)
     events = (recorder.Recorder(history, store, thumbnailer, settings.uploads_dir,
                                  settings.inputs_dir) if history else None)
+    jobs = JobManager(store, events=events)
+    thumbnailer.busy = jobs.busy  # jobs waiting or running have the machine first
     state = app.extensions["webui"] = State(
         settings=settings,
         folders=DefinitionFolders(settings.definition_dirs, settings.url_overrides,
                                   settings.extras, workflow_folders=[settings.user_definitions]),
         options=OptionsCache(settings.options_ttl),
         store=store,
-        jobs=JobManager(store, events=events),
+        jobs=jobs,
         history=history,
         history_error=history_error,
         drafts=DraftStore(settings.drafts_dir),

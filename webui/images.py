@@ -363,36 +363,46 @@ def make_thumbnails(src: Path, thumbs: Path, name: str) -> None:
 class Thumbnailer:
     """Makes thumbnails in the background, one at a time, in a thread of its own.
 
-    A job's thumbnails are asked for as it ends, to be made ``delay`` seconds later: only the
-    gallery needs them, while the browser is fetching and decoding the images just shown, and
-    a job is shown ended without waiting for them. Until one is made the gallery shows the
-    picture itself, and asks for the thumbnail (made at once, then). Asked twice, made once.
+    A job's thumbnails are asked for as it ends, to be made ``delay`` seconds later, and while
+    no job waits or runs (``busy``), up to ``longest`` seconds after they were asked for: only
+    the gallery needs them, the browser is fetching and decoding the images just shown, and a
+    batch of jobs has the machine first. A job is shown ended without waiting for them. Until
+    one is made the gallery shows the picture itself, and asks for the thumbnail (made as soon
+    as the thread is free, busy or not). Asked twice, made once.
     """
 
-    def __init__(self, thumbs: Path, delay: float = 1.0):
+    def __init__(self, thumbs: Path, delay: float = 1.0, *,
+                 busy: Callable[[], bool] = lambda: False, longest: float = 30.0):
         self.thumbs = Path(thumbs)
         self.delay = delay
+        self.busy = busy
+        self.longest = longest
         self._cond = threading.Condition()
-        self._due: list[tuple[float, int, Path, str]] = []  # a heap: (when, order, src, name)
+        # A heap of [when, order, src, name, latest]: "latest" is when it is made even if busy.
+        self._due: list[list] = []
         self._asked: set[str] = set()
         self._order = 0
-        self._busy = False
+        self._working = False
         self._thread: threading.Thread | None = None
 
     def request(self, src: Path, name: str, *, now: bool = False) -> None:
-        """Make the thumbnail ``name`` (and its small one) of ``src``: after the delay, or as
-        soon as the thread is free when ``now``."""
+        """Make the thumbnail ``name`` (and its small one) of ``src``: later, or as soon as the
+        thread is free when ``now``."""
         with self._cond:
             if name in self._asked:
                 if now:  # asked for later, wanted now
-                    self._due = [(0.0 if n == name else w, o, p, n) for w, o, p, n in self._due]
+                    for entry in self._due:
+                        if entry[3] == name:
+                            entry[0] = entry[4] = 0.0
                     heapq.heapify(self._due)
                     self._cond.notify_all()
                 return
             self._asked.add(name)
             self._order += 1
-            when = time.monotonic() + (0.0 if now else self.delay)
-            heapq.heappush(self._due, (when, self._order, Path(src), name))
+            start = time.monotonic()
+            when = 0.0 if now else start + self.delay
+            latest = 0.0 if now else start + self.longest
+            heapq.heappush(self._due, [when, self._order, Path(src), name, latest])
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="thumbnails",
                                                 daemon=True)
@@ -400,27 +410,42 @@ class Thumbnailer:
             self._cond.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
-        """Whether everything asked for was made (or failed) within ``timeout`` s, the delay
-        not waited for: what is due later is made now."""
+        """Whether everything asked for was made (or failed) within ``timeout`` s, neither the
+        delay nor the jobs waited for: what is due later is made now."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            self._due = [(0.0, order, src, name) for _when, order, src, name in self._due]
+            for entry in self._due:
+                entry[0] = entry[4] = 0.0
             heapq.heapify(self._due)
             self._cond.notify_all()
-            while self._due or self._busy:
+            while self._due or self._working:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 self._cond.wait(left)
         return True
 
+    def _next(self) -> tuple[Path, str]:
+        """The next thumbnail to make, once it is its time (with the lock)."""
+        while True:
+            if not self._due:
+                self._cond.wait()
+                continue
+            now = time.monotonic()
+            when, _order, src, name, latest = self._due[0]
+            if when > now:
+                self._cond.wait(when - now)
+            elif now < latest and self.busy():
+                self._cond.wait(min(0.25, latest - now))  # a job has the machine
+            else:
+                heapq.heappop(self._due)
+                return src, name
+
     def _work(self) -> None:
         while True:
             with self._cond:
-                while not self._due or self._due[0][0] > time.monotonic():
-                    self._cond.wait(self._due[0][0] - time.monotonic() if self._due else None)
-                _when, _order, src, name = heapq.heappop(self._due)
-                self._busy = True
+                src, name = self._next()
+                self._working = True
             try:
                 make_thumbnails(src, self.thumbs, name)
                 if not src.exists():  # deleted from the gallery meanwhile
@@ -432,9 +457,10 @@ class Thumbnailer:
                 log.exception("making the thumbnail %s failed", name)
             finally:
                 with self._cond:
-                    self._busy = False
+                    self._working = False
                     self._asked.discard(name)
                     self._cond.notify_all()
+
 
 # --- Images kept for PNG Info ------------------------------------------------------------------
 

@@ -298,6 +298,12 @@ class JobManager:
             return len(pool.queue), {
                 i.url: (i.running, i.finished) for i in pool.instances.values()}
 
+    def busy(self) -> bool:
+        """Whether any job waits or runs (work nobody waits for, thumbnails, waits its turn)."""
+        with self._cond:
+            return any(pool.queue or any(i.running for i in pool.instances.values())
+                       for pool in self._pools.values())
+
     # -- acting --------------------------------------------------------------------------------
 
     def submit(

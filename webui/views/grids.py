@@ -332,6 +332,8 @@ class Cell:
         thumb = f"{self.image.path}.webp"
         if (state().settings.thumbs_dir / thumb).is_file():
             return url_for("gallery.thumb", name=thumb)
+        # Not made yet (a job of the grid that just ended): wanted now, for the next update.
+        state().thumbnailer.request(state().store.path(self.image.path), thumb, now=True)
         return url_for("gallery.image", name=self.image.path)
 
 
