@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import random
 import re
 import threading
@@ -128,7 +129,7 @@ def test_a_job_is_shown_ended_before_its_thumbnails_which_the_gallery_then_asks_
     assert f"/thumbs/{image.thumb_path}" in html
 
 
-def test_thumbnailer_makes_each_once_later_and_none_of_a_deleted_image(tmp_path):
+def test_thumbnailer_makes_each_once_later_and_none_of_a_deleted_image(tmp_path, caplog):
     picture = tmp_path / "a.png"
     Image.new("RGB", (512, 256), "teal").save(picture)
     thumbs = tmp_path / "thumbs"
@@ -145,6 +146,14 @@ def test_thumbnailer_makes_each_once_later_and_none_of_a_deleted_image(tmp_path)
     thumbnailer.request(gone, "gone.png.webp", now=True)
     assert thumbnailer.wait_idle(10)
     assert not (thumbs / "gone.png.webp").exists()
+    # A picture that cannot be read is not tried again each time the gallery is shown.
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a picture")
+    with caplog.at_level(logging.WARNING, logger="webui.images"):
+        for _ in range(3):
+            thumbnailer.request(broken, "broken.png.webp", now=True)
+            assert thumbnailer.wait_idle(10)
+    assert len([r for r in caplog.records if "broken.png" in r.getMessage()]) == 1
 
 
 def test_thumbnails_wait_while_jobs_run_but_not_when_wanted_now_or_too_long(tmp_path):

@@ -381,6 +381,7 @@ class Thumbnailer:
         # A heap of [when, order, src, name, latest]: "latest" is when it is made even if busy.
         self._due: list[list] = []
         self._asked: set[str] = set()
+        self._failed: set[str] = set()  # not made (an unreadable picture): not tried again
         self._order = 0
         self._working = False
         self._thread: threading.Thread | None = None
@@ -389,6 +390,8 @@ class Thumbnailer:
         """Make the thumbnail ``name`` (and its small one) of ``src``: later, or as soon as the
         thread is free when ``now``."""
         with self._cond:
+            if name in self._failed:
+                return  # said once in the log; the gallery shows the picture itself
             if name in self._asked:
                 if now:  # asked for later, wanted now
                     for entry in self._due:
@@ -453,6 +456,8 @@ class Thumbnailer:
                         (self.thumbs / made).unlink(missing_ok=True)
             except ThumbnailError as exc:
                 log.warning("no thumbnail for %s: %s", src, exc)
+                with self._cond:
+                    self._failed.add(name)
             except Exception:
                 log.exception("making the thumbnail %s failed", name)
             finally:
