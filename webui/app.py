@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         thumbnailer=thumbnailer,
     )
 
-    state.grids = GridManager(state.jobs, store, history, settings.thumbs_dir)
+    state.grids = GridManager(state.jobs, store, history, thumbnailer)
     if events is not None:
         # What a stopped webui left: jobs cut short, jobs still waiting, files without a row.
         events.restore(state.folders.catalog(), state.jobs)

@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .format import DEFAULT_SEED_RANGE, Mode, Parameter
 from .history import HistoryError, HistoryStore, ImageRecord, JobRecord
-from .images import ImageStore, StorageError, ThumbnailError, make_thumbnails
+from .images import ImageStore, StorageError, Thumbnailer, thumb_name
 from .infotext import write_png_infotext
 from .jobs import Job, JobManager
 from .service import Service
@@ -339,11 +339,11 @@ class GridManager:
     and recorded."""
 
     def __init__(self, jobs: JobManager, store: ImageStore, history: HistoryStore | None,
-                 thumbs: Any, keep: int = 200):
+                 thumbnailer: Thumbnailer, keep: int = 200):
         self.jobs = jobs
         self.store = store
         self.history = history
-        self.thumbs = thumbs
+        self.thumbnailer = thumbnailer
         self.keep = keep
         self._lock = threading.Lock()
         self._grids: dict[str, Grid] = {}
@@ -424,15 +424,9 @@ class GridManager:
                 # A1111 writes its first cell's parameters into a grid: PNG Info reads them.
                 data = write_png_infotext(data, first.infotext)
             path = self.store.save(data, "png", f"grid-{grid.mode.name}")
-            thumb: str | None = f"{path}.webp"
-            try:
-                make_thumbnails(self.store.path(path), self.thumbs, thumb)
-            except ThumbnailError as exc:
-                log.warning("no thumbnail for %s: %s", path, exc)
-                thumb = None
             records.append(ImageRecord(
                 job_id=grid.id, position=index, path=path, mime="image/png",
-                width=picture.width, height=picture.height, thumb_path=thumb,
+                width=picture.width, height=picture.height, thumb_path=thumb_name(path),
                 created=now - index * 1e-6))
         if records and self.history is not None:
             first = grid.jobs[0]
@@ -446,6 +440,8 @@ class GridManager:
                 seconds=now - grid.created, images=records))
             stored = self.history.get_job(grid.id)
             records = stored.images if stored else records
+        for record in records:
+            self.thumbnailer.request(self.store.path(record.path), record.thumb_path)
         return records
 
 

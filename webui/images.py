@@ -338,6 +338,12 @@ def make_thumbnail(src: Path, dst: Path, size: int = THUMB_SIZE) -> tuple[int, i
     return thumb.size
 
 
+def thumb_name(path: str) -> str:
+    """The thumbnail of the image ``path`` (relative to the images folder): ``x.png`` →
+    ``x.png.webp``, in the thumbnails folder."""
+    return f"{path}.webp"
+
+
 def small_thumb_name(name: str) -> str:
     """The small thumbnail kept beside the thumbnail ``name``: ``x.png.webp`` →
     ``x.png.256.webp``."""

@@ -22,10 +22,9 @@ from .images import (
     ImageStore,
     StorageError,
     Thumbnailer,
-    ThumbnailError,
     UploadedImage,
-    make_thumbnails,
     storage_problem,
+    thumb_name,
     write_atomic,
 )
 from .infotext import InfotextError, parse_infotext, read_png_infotext
@@ -45,7 +44,6 @@ class Recorder(JobEvents):
         self.history = history
         self.store = store
         self.thumbnailer = thumbnailer
-        self.thumbs = thumbnailer.thumbs
         self.uploads = uploads
         self.inputs = inputs if inputs is not None else uploads.parent / "inputs"
 
@@ -72,18 +70,17 @@ class Recorder(JobEvents):
         leave the uploads folder."""
         images = []
         for position, image in enumerate(job.images):
-            thumb = f"{image.path}.webp"
             images.append(ImageRecord(
                 job_id=job.id, position=position, path=image.path, mime=image.mime,
                 width=image.width, height=image.height, seed=image.seed,
-                infotext=image.infotext, thumb_path=thumb,
+                infotext=image.infotext, thumb_path=thumb_name(image.path),
                 # Later positions a hair later, so the gallery (newest first) keeps batch order.
                 created=(job.finished or job.created) - position * 1e-6,
             ))
         self._write(job, status, images, self._keep_inputs(job))
         self._drop_uploads(job.values)
-        for image in job.images:
-            self.thumbnailer.request(self.store.path(image.path), f"{image.path}.webp")
+        for record in images:
+            self.thumbnailer.request(self.store.path(record.path), record.thumb_path)
 
     # -- after a restart -----------------------------------------------------------------------
 
@@ -159,14 +156,11 @@ class Recorder(JobEvents):
                       "saving it); its parameters are what the file says.",
                 images=[ImageRecord(job_id=job_id, position=0, path=relative,
                                     mime=_MIME.get(path.suffix.lower(), "image/png"),
-                                    infotext=text, created=created)])
-            thumb = f"{relative}.webp"
-            try:
-                make_thumbnails(path, self.thumbs, thumb)
-                record.images[0].thumb_path = thumb
-            except ThumbnailError:
-                pass
+                                    infotext=text, created=created,
+                                    thumb_path=thumb_name(relative))])
             self._guard(lambda r=record: self.history.record_job(r))
+            # Made in the background, not while webui starts.
+            self.thumbnailer.request(path, thumb_name(relative))
             log.warning("recovered %s into the history", relative)
 
     # -- helpers -------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from ..grids import (
     replace_in_prompt,
     search_replace_offered,
 )
-from ..images import StorageError
+from ..images import StorageError, thumb_name
 from ..jobs import Job
 from ..service import Service
 from .common import find_mode, find_service, state
@@ -329,7 +329,7 @@ class Cell:
         stays light), else the image."""
         if self.image is None:
             return None
-        thumb = f"{self.image.path}.webp"
+        thumb = thumb_name(self.image.path)
         if (state().settings.thumbs_dir / thumb).is_file():
             return url_for("gallery.thumb", name=thumb)
         # Not made yet (a job of the grid that just ended): wanted now, for the next update.
