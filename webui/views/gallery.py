@@ -65,13 +65,13 @@ def _page(filters: dict[str, str]) -> dict[str, Any]:
     for item in page.items:
         im = item.image
         thumb = im.thumb_path if im.thumb_path and (thumbs / im.thumb_path).is_file() else None
-        if im.thumb_path and thumb is None and store.path(im.path).is_file():
+        # The picture itself is only shown (or said missing) where there is no thumbnail.
+        shown = thumb is not None or store.path(im.path).is_file()
+        if im.thumb_path and thumb is None and shown:
             # Not made yet (a job that just ended, or webui stopped before): made now, for
             # the next time the gallery is shown.
             state().thumbnailer.request(store.path(im.path), im.thumb_path, now=True)
-        # The picture itself is only shown (or said missing) where there is no thumbnail.
-        items.append((item, thumb, small_thumb_name(thumb) if thumb else None,
-                      thumb is not None or store.path(im.path).is_file()))
+        items.append((item, thumb, small_thumb_name(thumb) if thumb else None, shown))
     links: dict[str, str | None] = {"src": None, "plain": None, "more": None, "older": None,
                                     "newer": None}
     if items:
