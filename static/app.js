@@ -272,8 +272,12 @@ function markErrors(form) {
   return first;
 }
 
-function clearErrors(form) {
+function clearSlots(form) {
   for (const slot of form.querySelectorAll(".field-error")) slot.textContent = "";
+}
+
+function clearErrors(form) {
+  clearSlots(form);
   const summary = form.querySelector(".form-errors");
   if (summary) summary.replaceChildren();
   markErrors(form);
@@ -296,7 +300,8 @@ document.addEventListener("htmx:afterSwap", (event) => {
   if (!form) return;
   if (!event.target.classList?.contains("form-errors")) return;
   // The summary was replaced: by the errors of the form (the result area left as it was), or
-  // emptied by a job that started.
+  // emptied by a job that started, which comes without the fields' messages: they go with it.
+  if (!event.target.textContent.trim()) clearSlots(form);
   const first = markErrors(form);
   if (first) focusField(first);
 });

@@ -82,6 +82,35 @@ def test_field_errors_show_beside_the_fields(page, ui):
     expect(page.locator("#err-txt2img-prompt")).to_have_text("")
 
 
+def test_back_after_generate_shows_the_earlier_job_from_the_server(page, ui):
+    server, _app = ui
+    page.goto(server.url + "/services/demo/txt2img")
+    page.fill("#f-txt2img-prompt", "a lighthouse")
+    for name, value in (("steps", "2"), ("width", "64"), ("height", "64")):
+        page.fill(f"#f-txt2img-{name}", value)
+    jobs = []
+    for _ in range(2):
+        page.get_by_role("button", name="Generate").click()
+        if jobs:  # the new job's panel took the place of the last one
+            expect(page.locator(f"#job-{jobs[-1]}")).to_have_count(0)
+        done = page.locator("#result .job[data-status=done]")
+        expect(done).to_have_count(1)
+        job_id = done.get_attribute("id").removeprefix("job-")
+        expect(page).to_have_url(f"{server.url}/services/demo/txt2img?job={job_id}")
+        jobs.append(job_id)
+    # No copy of the page in htmx's history cache (it cost every Generate a copy of the whole
+    # page): Back loads the first job's address again, its panel as the server has it.
+    assert page.evaluate("sessionStorage.getItem('htmx-history-cache')") is None
+    page.go_back()
+    expect(page).to_have_url(f"{server.url}/services/demo/txt2img?job={jobs[0]}")
+    expect(page.locator(f"#job-{jobs[0]}[data-status=done] figure img")).to_have_count(1)
+    # A form its scripts set up: the prompt typed before is remembered, Generate works.
+    expect(page.locator("#f-txt2img-prompt")).to_have_value("a lighthouse")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator("#result .job[data-status=done]")).to_have_count(1)
+    expect(page.locator(f"#job-{jobs[0]}")).to_have_count(0)
+
+
 def test_img2img_with_an_upload(page, ui, tmp_path):
     server, _app = ui
     init = tmp_path / "init.png"

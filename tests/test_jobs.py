@@ -133,6 +133,74 @@ def test_ten_jobs_over_two_instances(app_for):
             server.stop()
 
 
+class Counted:
+    """The demo, with the requests it was asked ("GET /sdapi/v1/cmd-flags", …) in order."""
+
+    def __init__(self) -> None:
+        self.app = create_demo_app(step_delay=0.005)
+        self.asked: list[str] = []
+
+    def __call__(self, environ, start_response):
+        self.asked.append(f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}")
+        return self.app(environ, start_response)
+
+
+def test_an_instance_that_just_answered_is_sent_the_next_job_without_a_check(app_for):
+    demo = Counted()
+    with ServerThread(demo) as server:
+        client = app_for(server.url).test_client()
+        first = start(client, steps="2", width="64", height="64")
+        assert first.done.wait(20) and first.status == "done"
+        # The a1111 definition's health endpoint, checked before the first job.
+        assert demo.asked.index("GET /sdapi/v1/cmd-flags") < demo.asked.index(
+            "POST /sdapi/v1/txt2img")
+        demo.asked.clear()
+        second = start(client, steps="2", width="64", height="64")
+        assert second.done.wait(20) and second.status == "done"
+        assert "GET /sdapi/v1/cmd-flags" not in demo.asked
+        assert demo.asked.count("POST /sdapi/v1/txt2img") == 1
+
+
+def test_a_job_sent_without_a_check_to_an_instance_gone_since_goes_to_another(app_for):
+    demos = [Counted(), Counted()]
+    servers = [ServerThread(d) for d in demos]
+    try:
+        client = app_for(*(s.url for s in servers)).test_client()
+        # Two jobs at once: one on each instance, both answer.
+        warm = [start(client, steps="20", width="64", height="64") for _ in range(2)]
+        for job in warm:
+            assert job.done.wait(20) and job.status == "done"
+        assert {j.instance for j in warm} == {s.url for s in servers}
+        # The instance asked first (the least busy, then by address) stops.
+        gone = min(servers, key=lambda s: s.url)
+        other = next(s for s in servers if s is not gone)
+        gone.stop()
+        job = start(client, steps="2", width="64", height="64")
+        assert job.done.wait(20)
+        assert (job.status, job.instance, job.error) == ("done", other.url, None)
+        assert len(job.images) == 1
+        status = client.get("/services/demo/status").get_data(as_text=True)
+        assert re.search(rf"<code>{gone.url}</code> <span class=\"status offline\"", status)
+    finally:
+        for server in servers:
+            if server.thread.is_alive():
+                server.stop()
+
+
+def test_a_job_sent_without_a_check_to_the_only_instance_gone_since_fails_clearly(app_for):
+    server = ServerThread(Counted())
+    client = app_for(server.url).test_client()
+    first = start(client, steps="2", width="64", height="64")
+    assert first.done.wait(20) and first.status == "done"
+    server.stop()
+    job = start(client, steps="2", width="64", height="64")
+    assert job.done.wait(20) and job.status == "failed"
+    assert job.error.startswith("No instance of A1111 demo is reachable. Could not connect to "
+                                "A1111 demo at ")
+    panel = client.get(f"/jobs/{job.id}/panel").get_data(as_text=True)
+    assert "No instance of A1111 demo is reachable" in panel
+
+
 def demo_process(port: int) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-m", "webui", "demo", "--port", str(port), "--step-delay", "0.05"],

@@ -456,7 +456,15 @@ def _shut(sock: socket.socket) -> None:
 _current = threading.local()  # the deadline of the exchange this thread is making
 
 
+def connections_made() -> int:
+    """How many connections this thread has opened or taken from a pool so far: when it is
+    the same after a call as before it, that call reached no server (it could not connect)."""
+    return getattr(_current, "connections", 0)
+
+
 def _watch(sock: Any) -> None:
+    if sock is not None:
+        _current.connections = connections_made() + 1
     deadline = getattr(_current, "deadline", None)
     if deadline is not None and sock is not None:
         deadline.watch(sock)

@@ -2,10 +2,14 @@
 job runs, interrupt/skip/cancel.
 
 A job is submitted and returns at once; a dispatcher thread per service hands the oldest
-queued job to the least busy healthy instance (checked just before submission, so a dead one is
-skipped before anything is sent to it), and a runner thread carries it through the pipeline. A
-request that may have reached a backend is never sent again: a job whose instance dies while
-it runs fails with a clear message, and the jobs still queued go to the other instances.
+queued job to the least busy healthy instance, and a runner thread carries it through the
+pipeline. An instance is checked just before it is sent a job (a dead one is skipped before
+anything is sent to it), unless it answered in the last FRESH_SECONDS: then the job goes at
+once (a check is a round trip: on a cloud API, a tenth of a second or more), and if the
+instance cannot be reached after all, the job, which nothing reached, goes back to the front of
+the queue. A request that may have reached a backend is never sent again: a job whose instance
+dies while it runs fails with a clear message, and the jobs still queued go to the other
+instances.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from . import expr, images, pipeline
-from .backend import BackendError, call, check_health, read_json, resolve_auth
+from .backend import BackendError, call, check_health, connections_made, read_json, resolve_auth
 from .format import Mode, placeholders
 from .images import ImageDataError, ImageStore, StorageError
 from .results import SavedImage
@@ -33,6 +37,7 @@ log = logging.getLogger(__name__)
 
 ACTIVE = ("queued", "running")
 DOWN_RETRY_SECONDS = 3.0
+FRESH_SECONDS = 30.0  # an instance that answered this recently is sent a job without a check
 
 
 @dataclass
@@ -204,6 +209,7 @@ class Instance:
     message: str = "not checked yet"
     retry_at: float = 0.0
     finished: int = 0
+    answered: float = 0.0  # (monotonic) when it last answered: a check, or a job's request
 
 
 @dataclass
@@ -415,15 +421,22 @@ class JobManager:
                 while not (pool.queue and (self._free(pool) or self._all_down(pool))):
                     self._cond.wait(timeout=1.0)
                 candidates = sorted(self._free(pool), key=lambda i: (i.running, i.url))
+                fresh = {i.url for i in candidates
+                         if i.healthy and time.monotonic() - i.answered < FRESH_SECONDS}
                 service = pool.service
             chosen = None
             for instance in candidates:
+                if instance.url in fresh:
+                    chosen = instance
+                    break
                 state, message = check_health(service.at(instance.url))
                 with self._cond:
                     instance.healthy = state == "online"
                     instance.message = message
                     instance.retry_at = 0.0 if instance.healthy else (
                         time.monotonic() + DOWN_RETRY_SECONDS)
+                    if instance.healthy:
+                        instance.answered = time.monotonic()
                 if instance.healthy:
                     chosen = instance
                     break
@@ -508,14 +521,21 @@ class JobManager:
                                  stamp=_stamp(job))
         status = "failed"
         key = (service.id, job.mode.name)
+        answered = False  # the instance answered a request of this job
+        unsent = False  # the instance could not be reached: nothing of this job reached it
+        connections = connections_made()
         try:
             generation = pipeline.generate(service, job.mode, job.sent, self.store, control)
             job.images = generation.images
             job.info = generation.info
             status = "interrupted" if job.stop_requested else "done"
+            answered = True
             with self._cond:
                 self._missing.pop(key, None)
         except BackendError as exc:
+            answered = exc.status is not None
+            unsent = (exc.kind == "offline" and connections_made() == connections
+                      and not job.stop_requested)
             status = "interrupted" if job.stop_requested else "failed"
             if not (job.stop_requested and exc.kind == "interrupted"):
                 job.error = exc.message
@@ -542,9 +562,21 @@ class JobManager:
             following.set()
             with self._cond:
                 instance.running -= 1
-                instance.finished += 1
+                if answered:
+                    instance.answered = time.monotonic()
+                if unsent:
+                    # Sent without a check (it had answered moments before), and it could not
+                    # be reached: the job goes back to the front of the queue, for another
+                    # instance, or to fail with the others when none is up (_fail_waiting).
+                    job.status, job.instance, job.error = "queued", None, None
+                    pool.queue.appendleft(job)
+                else:
+                    instance.finished += 1
                 self._cond.notify_all()
-            self._end(job, status)
+            if unsent:
+                self.changed()
+            else:
+                self._end(job, status)
             if follower is not None:
                 follower.join(timeout=5)
 
