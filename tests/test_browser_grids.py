@@ -156,6 +156,26 @@ def test_a_3x3_grid_over_two_instances_fills_in_and_lands_in_the_gallery(browser
             keep(f"grid-{name}-{view}")
 
 
+def test_the_cost_is_asked_for_only_while_the_grid_is_open(page, pool):
+    server, _app, _backends = pool
+    costs = []
+    page.on("request", lambda r: costs.append(r) if "/grid/cost" in r.url else None)
+    page.goto(server.url + "/services/demo/txt2img")
+    page.fill("#f-txt2img-prompt", "a lighthouse at dusk")
+    for name, value in {"width": 64, "height": 64, "steps": 3}.items():
+        page.fill(f"#f-txt2img-{name}", str(value))
+    # Long enough for the cost's 400 ms wait after typing: a whole job.
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator("#result .job[data-status=done] figure img")).to_have_count(1)
+    assert costs == []  # the grid is closed: typing sent the form nowhere
+    with page.expect_request("**/grid/cost"):
+        page.locator("#grid-txt2img > summary").click()
+    expect(page.locator("#grid-txt2img-cost")).to_have_text("Choose a field for X to make a grid.")
+    page.select_option("#f-txt2img-grid-x-param", "steps")
+    page.fill("#f-txt2img-grid-x", "2-6 (+2)")
+    expect(page.locator("#grid-txt2img-cost")).to_have_text("3 × 1: 3 jobs, 3 images.")
+
+
 def test_cancel_stops_the_whole_grid(page, make_settings):
     slow = ServerThread(create_demo_app(step_delay=0.3))
     app = create_app(make_settings(extras=[demo_extra(slow.url)]))
