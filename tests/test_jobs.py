@@ -175,10 +175,25 @@ def test_a_job_sent_without_a_check_to_an_instance_gone_since_goes_to_another(ap
         gone = min(servers, key=lambda s: s.url)
         other = next(s for s in servers if s is not gone)
         gone.stop()
+        recorder, said = client.application.extensions["webui"].jobs.events, []
+
+        def telling(name):
+            was = getattr(recorder, name)
+
+            def said_too(job, *args):
+                said.append(name)
+                return was(job, *args)
+            return said_too
+
+        for name in ("queued", "started", "ended"):
+            setattr(recorder, name, telling(name))
         job = start(client, steps="2", width="64", height="64")
         assert job.done.wait(20)
         assert (job.status, job.instance, job.error) == ("done", other.url, None)
         assert len(job.images) == 1
+        # In the history meanwhile: queued again, not "may have reached the service" (after a
+        # crash then, it would be queued again, not marked interrupted).
+        assert said == ["queued", "started", "queued", "started", "ended"]
         status = client.get("/services/demo/status").get_data(as_text=True)
         assert re.search(rf"<code>{gone.url}</code> <span class=\"status offline\"", status)
     finally:

@@ -574,6 +574,10 @@ class JobManager:
                     instance.finished += 1
                 self._cond.notify_all()
             if unsent:
+                try:
+                    self.events.queued(job)  # after a crash: queued again, not "may have been sent"
+                except Exception:
+                    log.exception("recording job %s as queued again failed", job.id)
                 self.changed()
             else:
                 self._end(job, status)
