@@ -172,6 +172,7 @@ def test_the_cost_is_asked_for_only_while_the_grid_is_open(page, pool):
         page.locator("#grid-txt2img > summary").click()
     expect(page.locator("#grid-txt2img-cost")).to_have_text("Choose a field for X to make a grid.")
     page.select_option("#f-txt2img-grid-x-param", "steps")
+    expect(page.locator("#f-txt2img-grid-x")).to_have_attribute("placeholder", NUMBERS_HINT)
     page.fill("#f-txt2img-grid-x", "2-6 (+2)")
     expect(page.locator("#grid-txt2img-cost")).to_have_text("3 × 1: 3 jobs, 3 images.")
 

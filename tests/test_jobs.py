@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 
@@ -145,6 +146,17 @@ class Counted:
         return self.app(environ, start_response)
 
 
+def stop_and_hold(server: ServerThread) -> socket.socket:
+    """Stop SERVER and keep its port bound, not listening: a connection there is refused, and
+    no server of another test (tests run in parallel) can take the port meanwhile."""
+    port = int(server.url.rsplit(":", 1)[1])
+    server.stop()
+    hold = socket.socket()
+    hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    hold.bind(("127.0.0.1", port))
+    return hold
+
+
 def test_an_instance_that_just_answered_is_sent_the_next_job_without_a_check(app_for):
     demo = Counted()
     with ServerThread(demo) as server:
@@ -164,6 +176,7 @@ def test_an_instance_that_just_answered_is_sent_the_next_job_without_a_check(app
 def test_a_job_sent_without_a_check_to_an_instance_gone_since_goes_to_another(app_for):
     demos = [Counted(), Counted()]
     servers = [ServerThread(d) for d in demos]
+    hold = None
     try:
         client = app_for(*(s.url for s in servers)).test_client()
         # Two jobs at once: one on each instance, both answer.
@@ -174,7 +187,7 @@ def test_a_job_sent_without_a_check_to_an_instance_gone_since_goes_to_another(ap
         # The instance asked first (the least busy, then by address) stops.
         gone = min(servers, key=lambda s: s.url)
         other = next(s for s in servers if s is not gone)
-        gone.stop()
+        hold = stop_and_hold(gone)
         recorder, said = client.application.extensions["webui"].jobs.events, []
 
         def telling(name):
@@ -197,6 +210,8 @@ def test_a_job_sent_without_a_check_to_an_instance_gone_since_goes_to_another(ap
         status = client.get("/services/demo/status").get_data(as_text=True)
         assert re.search(rf"<code>{gone.url}</code> <span class=\"status offline\"", status)
     finally:
+        if hold is not None:
+            hold.close()
         for server in servers:
             if server.thread.is_alive():
                 server.stop()
@@ -207,9 +222,9 @@ def test_a_job_sent_without_a_check_to_the_only_instance_gone_since_fails_clearl
     client = app_for(server.url).test_client()
     first = start(client, steps="2", width="64", height="64")
     assert first.done.wait(20) and first.status == "done"
-    server.stop()
-    job = start(client, steps="2", width="64", height="64")
-    assert job.done.wait(20) and job.status == "failed"
+    with stop_and_hold(server):
+        job = start(client, steps="2", width="64", height="64")
+        assert job.done.wait(20) and job.status == "failed"
     assert job.error.startswith("No instance of A1111 demo is reachable. Could not connect to "
                                 "A1111 demo at ")
     panel = client.get(f"/jobs/{job.id}/panel").get_data(as_text=True)
