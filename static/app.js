@@ -1128,17 +1128,12 @@ document.addEventListener("reset", (event) => {
   setTimeout(() => { for (const select of axes) htmx.trigger(select, "change"); });
 }, true);
 
-// The grid's cost follows the form's changes only while its section is open: typing a prompt
-// with the grid closed sends the form nowhere. Opened, the cost is asked for again.
+// The grid's cost follows the form only while its section is open (and is asked for on
+// opening it: _grid_section.html): typing a prompt with the grid closed sends nothing.
 document.addEventListener("htmx:beforeRequest", (event) => {
   const elt = event.detail.elt;
   if (elt?.matches?.("details.grid-axes") && !elt.open) event.preventDefault();
 });
-document.addEventListener("toggle", (event) => {
-  if (event.target.matches?.("details.grid-axes") && event.target.open) {
-    htmx.trigger(event.target, "grid-axis-changed");
-  }
-}, true);
 
 // Cancel grid: its button leaves with the grid's state line; the focus goes to the grid's
 // panel rather than back to the page's start.

@@ -76,12 +76,19 @@ def test_choices_webui_has_are_drawn_into_the_page(page, ui):
     assert len(options_requests(asked)) == 1 and "refresh=1" in options_requests(asked)[0]
 
 
+def every_list_fetched(page) -> None:
+    """Each select's list came (the cache was empty: each asked for it), so webui has it."""
+    for key in SELECTS:
+        expect(page.locator(f"#rs-txt2img-{key}")).not_to_have_attribute("hx-get", ANY)
+    expect(page.locator("#f-txt2img-sampler_name option[value='DPM++ 2M']")).to_have_count(1)
+
+
 def test_remembered_values_come_back_in_a_page_with_its_choices(page, ui):
     server, app = ui
     url = server.url + "/services/demo/txt2img"
     asked = watch(app)
     page.goto(url)  # fills webui's cache of the demo's lists
-    expect(page.locator("#f-txt2img-sampler_name option[value='DPM++ 2M']")).to_have_count(1)
+    every_list_fetched(page)
     remembered = {"sampler_name": "DPM++ 2M", "scheduler": "gone-scheduler",
                   "sd_model_checkpoint": ""}
     page.evaluate("v => localStorage.setItem('webui:demo:txt2img', v)", json.dumps(remembered))
@@ -110,9 +117,7 @@ def test_lists_older_than_the_cache_are_drawn_and_asked_for_again(page, make_set
     with ServerThread(app) as server:
         url = server.url + "/services/demo/txt2img"
         page.goto(url)
-        for key in SELECTS:  # every list fetched once (the cache was empty), so webui has it
-            expect(page.locator(f"#rs-txt2img-{key}")).not_to_have_attribute("hx-get", ANY)
-        expect(page.locator("#f-txt2img-sampler_name option[value='DPM++ 2M']")).to_have_count(1)
+        every_list_fetched(page)
         page.select_option("#f-txt2img-sampler_name", "DPM++ 2M")  # remembered
         asked.clear()
         html = page.context.request.get(url).text()
