@@ -2,8 +2,8 @@
 // handler uses readInto on this page).
 
 // --- PNG Info ----------------------------------------------------------------------------------
-// A zone whose image is read, not kept (png_info.html): the file dropped on it (or pasted, see
-// the paste handler above) goes into its file input, whose change sends the form (htmx).
+// A zone whose image is read, not kept (png_info.html): the file dropped on it (or pasted:
+// app.js's paste handler) goes into its file input, whose change sends the form (htmx).
 function readInto(zone, file) {
   const input = zone.querySelector("input[type=file]");
   if (!input || !file) return;

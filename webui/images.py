@@ -365,7 +365,6 @@ def make_thumbnails(src: Path, thumbs: Path, name: str) -> None:
         make_thumbnail(thumbs / name, thumbs / small_thumb_name(name), SMALL_THUMB_SIZE)
 
 
-
 class Thumbnailer:
     """Makes thumbnails in the background, one at a time, in a thread of its own.
 
