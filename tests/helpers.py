@@ -23,6 +23,7 @@ from PIL import Image
 from werkzeug.serving import make_server
 
 from webui.catalog import ExtraService
+from webui.demo import create_demo_app
 
 # --- Contract material ----------------------------------------------------------------------
 
@@ -237,6 +238,29 @@ def demo_extra(url: str) -> ExtraService:
     """The demo service (the a1111 definition) at URL, a pool when URL lists several."""
     return ExtraService(id="demo", definition="a1111", name="A1111 demo", url=url,
                         note="demo backend", demo=True)
+
+
+class Counted:
+    """The demo, with the requests it was asked ("GET /sdapi/v1/cmd-flags", …) in order."""
+
+    def __init__(self, step_delay: float = 0.005) -> None:
+        self.app = create_demo_app(step_delay=step_delay)
+        self.asked: list[str] = []
+
+    def __call__(self, environ, start_response):
+        self.asked.append(f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}")
+        return self.app(environ, start_response)
+
+
+def wrap_event(client, name, before):
+    """Have BEFORE(job, *args) run before the history records the event NAME of a job."""
+    recorder = client.application.extensions["webui"].jobs.events
+    was = getattr(recorder, name)
+
+    def first_before(job, *args):
+        before(job, *args)
+        return was(job, *args)
+    setattr(recorder, name, first_before)
 
 
 def job_in(client, html: str):

@@ -18,7 +18,17 @@ from webui.demo import create_demo_app
 from webui.grids import AxisError, compose, expand_numbers, split_values
 from webui.infotext import read_png_infotext
 
-from .helpers import HX, ServerThread, defaults, demo_extra, form, image_bytes, wait_for
+from .helpers import (
+    HX,
+    Counted,
+    ServerThread,
+    defaults,
+    demo_extra,
+    form,
+    image_bytes,
+    wait_for,
+    wrap_event,
+)
 
 # -- the values of an axis ---------------------------------------------------------------------
 
@@ -209,7 +219,7 @@ def test_prompt_search_replace_and_the_cost_said_first(pool_app):
 @pytest.fixture
 def running_grid(make_settings):
     """Starts a grid of 30-step cells on a slow demo (0.2 s a step) over the axis given, and
-    waits for its first cell to run: (app, client, grid)."""
+    waits for its first cell to be sampling: (app, client, grid)."""
     slow = ServerThread(create_demo_app(step_delay=0.2))
 
     def start(param: str, values: str):
@@ -218,7 +228,8 @@ def running_grid(make_settings):
         r = client.post("/services/demo/txt2img/grid", headers=HX, data=grid_form(
             steps="30", **{"grid-x-param": param, "grid-x-values": values}))
         grid = grid_of(app, r.get_data(as_text=True))
-        wait_for(lambda: grid.jobs[0].status == "running", what="the first cell to run")
+        # Sampling: a cell stopped before its request went is cancelled, not interrupted.
+        wait_for(lambda: grid.jobs[0].progress.step, what="the first cell to sample")
         return app, client, grid
 
     yield start
@@ -238,6 +249,31 @@ def test_cancel_stops_every_cell_and_composes_nothing(running_grid):
     assert f'id="grid-{grid.id}" data-status="cancelled" tabindex="-1" hx-swap-oob="true"' \
         in final.get_data(as_text=True)
     assert "Cancel grid" not in final.get_data(as_text=True)
+
+
+def test_cancel_takes_every_waiting_cell_out_before_stopping_the_running_one(make_settings):
+    """The waiting cells leave the queue together, first: none can start while the others
+    are being stopped. (The next cell used to start while the first cancelled ones were being
+    recorded, and then ran whole: its interrupt came before it began, and A1111 forgets an
+    interrupt then: modules/shared_state.py State.begin, 1.10.1, as the demo does.)"""
+    demo = Counted(step_delay=0.05)
+    with ServerThread(demo) as server:
+        app = create_app(make_settings(extras=[demo_extra(server.url)]))
+        client = app.test_client()
+        r = client.post("/services/demo/txt2img/grid", headers=HX, data=grid_form(
+            steps="100", **{"grid-x-param": "cfg_scale", "grid-x-values": "3-7"}))
+        grid = grid_of(app, r.get_data(as_text=True))
+        wait_for(lambda: (grid.jobs[0].progress.step or 0) >= 1, what="the first cell to sample")
+        jobs = app.extensions["webui"].jobs
+        waiting_then = []
+        wrap_event(client, "ended", lambda job, status: waiting_then.append(
+            jobs.load(job.service)[0]))
+        assert client.post(f"/grids/{grid.id}/cancel", headers=HX).status_code == 200
+        wait_for(lambda: grid.status == "cancelled", what="the grid to be cancelled")
+        assert [j.status for j in grid.jobs] == ["interrupted"] + ["cancelled"] * 4
+        assert waiting_then[:4] == [0] * 4  # the first cell recorded cancelled: none waits
+        assert demo.asked.count("POST /sdapi/v1/txt2img") == 1
+        assert demo.asked.count("POST /sdapi/v1/interrupt") == 1
 
 
 def test_the_panel_sends_only_the_cells_that_changed(running_grid):

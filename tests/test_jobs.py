@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 import requests
@@ -16,7 +17,17 @@ import requests
 from webui import create_app
 from webui.demo import create_demo_app
 
-from .helpers import HX, ServerThread, demo_extra, form, free_port, job_in, wait_for
+from .helpers import (
+    HX,
+    Counted,
+    ServerThread,
+    demo_extra,
+    form,
+    free_port,
+    job_in,
+    wait_for,
+    wrap_event,
+)
 
 
 def start(client, **fields):
@@ -134,18 +145,6 @@ def test_ten_jobs_over_two_instances(app_for):
             server.stop()
 
 
-class Counted:
-    """The demo, with the requests it was asked ("GET /sdapi/v1/cmd-flags", …) in order."""
-
-    def __init__(self) -> None:
-        self.app = create_demo_app(step_delay=0.005)
-        self.asked: list[str] = []
-
-    def __call__(self, environ, start_response):
-        self.asked.append(f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}")
-        return self.app(environ, start_response)
-
-
 def stop_and_hold(server: ServerThread) -> socket.socket:
     """Stop SERVER and keep its port bound, not listening: a connection there is refused, and
     no server of another test (tests run in parallel) can take the port meanwhile."""
@@ -229,6 +228,33 @@ def test_a_job_sent_without_a_check_to_the_only_instance_gone_since_fails_clearl
                                 "A1111 demo at ")
     panel = client.get(f"/jobs/{job.id}/panel").get_data(as_text=True)
     assert "No instance of A1111 demo is reachable" in panel
+
+
+def test_a_job_stopped_before_its_request_went_is_never_sent(app_for):
+    """Interrupt pressed while the job is running but its request has not gone yet (here its
+    start is being recorded, as on a slow disk). A1111's interrupt is global and forgotten
+    when the next job begins (modules/shared_state.py State.begin sets interrupted = False,
+    1.10.1; the demo does the same): sent then, it would be lost and the job would run whole."""
+    demo = Counted()
+    with ServerThread(demo) as server:
+        client = app_for(server.url).test_client()
+        starting, go_on = threading.Event(), threading.Event()
+
+        def held(job):
+            starting.set()
+            assert go_on.wait(10)
+        wrap_event(client, "started", held)
+        job = start(client, steps="20", width="64", height="64")
+        assert starting.wait(10) and job.status == "running"
+        answer = client.post(f"/jobs/{job.id}/interrupt", headers=HX)
+        assert answer.status_code == 200
+        go_on.set()
+        assert job.done.wait(10)
+        assert (job.status, job.error, job.images) == ("cancelled", None, [])
+        assert "POST /sdapi/v1/txt2img" not in demo.asked
+        assert "POST /sdapi/v1/interrupt" not in demo.asked  # it would stop another's job
+        panel = client.get(f"/jobs/{job.id}/panel").get_data(as_text=True)
+        assert "Cancelled" in panel
 
 
 def demo_process(port: int) -> subprocess.Popen:

@@ -369,12 +369,7 @@ class GridManager:
         """Stop every cell: the queued ones leave the queue, the running ones are
         interrupted. Problems the services answered, if any."""
         grid.cancelled = True
-        problems = []
-        for job in grid.jobs:
-            problem = self.jobs.interrupt(job)
-            if problem:
-                problems.append(problem)
-        return list(dict.fromkeys(problems))
+        return self.jobs.stop(grid.jobs)
 
     def _follow(self, grid: Grid) -> None:
         for job in grid.jobs:

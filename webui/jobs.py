@@ -76,6 +76,10 @@ class Job:
         self.error: str | None = None
         self.progress = Progress()
         self.stop_requested = False
+        # Its first request was sent (or is being sent): from then on a stop must reach the
+        # service. Before, a stop keeps it from being sent at all (set under _lock, as is
+        # stop_requested: A1111 forgets an interrupt that comes before the job begins).
+        self.begun = False
         self.done = threading.Event()
         # Values the job's steps saved (the service's own id of the job, …).
         self.variables: dict[str, Any] = {}
@@ -343,35 +347,64 @@ class JobManager:
 
     def cancel(self, job: Job) -> bool:
         """Take a queued job out of the queue. False if it had already started."""
-        with self._cond:
-            pool = self._pools.get(job.service.id)
-            if job.status != "queued" or pool is None or job not in pool.queue:
-                return False
-            pool.queue.remove(job)
-        self._end(job, "cancelled")
-        return True
+        return bool(self._dequeue([job]))
 
     def interrupt(self, job: Job) -> str | None:
         """Stop a job: cancel it if queued, else ask its backend to stop. Returns a problem
         message, or None."""
-        if self.cancel(job):
-            return None
+        return " ".join(self.stop([job])) or None
+
+    def stop(self, jobs: list[Job]) -> list[str]:
+        """Stop jobs together (a grid's cells): the queued ones leave the queue at once, so
+        none of them starts while the others are being stopped; then each running one is
+        interrupted. The problems the services answered, once each."""
+        taken = self._dequeue(jobs)
+        problems = [self._interrupt(job) for job in jobs if job not in taken]
+        return list(dict.fromkeys(p for p in problems if p))
+
+    def _dequeue(self, jobs: list[Job]) -> list[Job]:
+        """Take the queued ones of these jobs out of their queues, in one hold of the lock,
+        and end them as cancelled."""
+        with self._cond:
+            taken = []
+            for job in jobs:
+                pool = self._pools.get(job.service.id)
+                if job.status == "queued" and pool is not None and job in pool.queue:
+                    pool.queue.remove(job)
+                    taken.append(job)
+        for job in taken:
+            self._end(job, "cancelled")
+        return taken
+
+    def _interrupt(self, job: Job) -> str | None:
         if job.status != "running":
             return None
         job.mark_current("interrupted")
-        job.stop_requested = True
-        self.changed()
         with job._lock:
-            job.pending_calls = list(job.service.definition.jobs.interrupt_calls)
-        return self._send_calls(job)
+            job.stop_requested = True
+            begun = job.begun
+            if begun:
+                job.pending_calls = list(job.service.definition.jobs.interrupt_calls)
+        self.changed()
+        # Not begun: its thread sees the stop before sending anything (_begin).
+        return self._send_calls(job) if begun else None
+
+    def _begin(self, job: Job) -> bool:
+        """Said by the job's thread before its first request: False when a stop came first
+        (then nothing is sent, and the job ends as cancelled)."""
+        with job._lock:
+            job.begun = not job.stop_requested
+            return job.begun
 
     def skip(self, job: Job) -> str | None:
         if "skip" not in job.offers:
             return None
+        with job._lock:
+            if not job.begun:
+                return None  # nothing is being made yet: there is nothing to skip
+            job.pending_calls += job.service.definition.jobs.skip_calls
         job.mark_current("skipped")
         self.changed()
-        with job._lock:
-            job.pending_calls += job.service.definition.jobs.skip_calls
         return self._send_calls(job)
 
     def _send_calls(self, job: Job) -> str | None:
@@ -515,6 +548,7 @@ class JobManager:
             self.changed()
 
         control = pipeline.Control(should_stop=lambda: job.stop_requested,
+                                 begin=lambda: self._begin(job),
                                  on_image=on_image,
                                  on_saved=lambda: self._send_calls(job),
                                  on_remote=on_remote, variables=job.variables,
@@ -537,7 +571,9 @@ class JobManager:
             unsent = (exc.kind == "offline" and connections_made() == connections
                       and not job.stop_requested)
             status = "interrupted" if job.stop_requested else "failed"
-            if not (job.stop_requested and exc.kind == "interrupted"):
+            if exc.kind == "cancelled":
+                status = "cancelled"  # stopped before its first request: nothing was sent
+            elif not (job.stop_requested and exc.kind == "interrupted"):
                 job.error = exc.message
             if exc.kind == "missing" and not set(job.variables) - {"client_id"}:
                 # The first request of the mode is not there: this server lacks the mode (a

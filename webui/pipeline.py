@@ -275,6 +275,8 @@ class Control:
     needs), and of where the job stands in the service's own queue."""
 
     should_stop: Callable[[], bool] = lambda: False
+    # Asked once, just before the first request: False (a stop came first) sends nothing.
+    begin: Callable[[], bool] = lambda: True
     on_image: Callable[[SavedImage], None] = lambda image: None
     on_saved: Callable[[], None] = lambda: None
     on_remote: Callable[[str, int | None], None] = lambda where, ahead: None
@@ -299,6 +301,7 @@ def generate(
     variables.setdefault("client_id", uuid.uuid4().hex)
     steps = mode.endpoint.step_list
     responses: list[requests.Response] = []
+    begun = False
     for index, step in enumerate(steps):
         items: list[Any] = [None]
         if step.forEach is not None:
@@ -308,6 +311,10 @@ def generate(
         for item in items:
             if control.should_stop() and responses:
                 break  # keep what was fetched; the job ends as interrupted
+            if not begun:
+                if not control.begin():
+                    raise BackendError("Stopped before anything was sent.", kind="cancelled")
+                begun = True
             scope = {**variables, "item": item} if step.forEach else variables
             request = build_request(mode, values, index, scope)
             responses.append(_send(service, step, request, scope, control))
