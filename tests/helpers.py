@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import requests
 import responses
 from PIL import Image
 from werkzeug.serving import make_server
@@ -98,6 +99,18 @@ class ServerThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def serving(url: str, proc: Any = None) -> bool:
+    """Whether a webui started as a process answers at URL yet (for wait_for). A busy machine
+    may take longer than the 1 s asked to answer its first request: not yet, not a failure.
+    PROC (a Popen), if given, must still run."""
+    if proc is not None and proc.poll() is not None:
+        raise AssertionError(f"webui exited with {proc.returncode}")
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except (requests.ConnectionError, requests.Timeout):
+        return False
 
 
 def free_port() -> int:

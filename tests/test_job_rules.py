@@ -28,7 +28,7 @@ from webui.format import DefinitionError, load_data
 from webui.images import ImageStore
 from webui.jobs import DOWN_RETRY_SECONDS, JobManager
 
-from .helpers import HX, demo_extra, free_port, image_bytes, job_in, submit, wait_for
+from .helpers import HX, demo_extra, free_port, image_bytes, job_in, serving, submit, wait_for
 
 
 def start(client, service: str, data: dict) -> str:
@@ -235,7 +235,7 @@ def test_the_serve_command_with_its_options(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _answers(base), timeout=30, what="webui serve to answer")
+        wait_for(lambda: serving(base + "/"), timeout=30, what="webui serve to answer")
         html = requests.get(base + "/", timeout=5).text
         assert "http://gpu-box.test:7860" in html  # --url
         assert 'id="service-enc"' in html  # --definitions
@@ -246,12 +246,6 @@ def test_the_serve_command_with_its_options(tmp_path):
         out, _ = proc.communicate(timeout=10)
     assert f"webui on http://127.0.0.1:{port}/" in out
 
-
-def _answers(base: str) -> bool:
-    try:
-        return requests.get(base + "/", timeout=1).status_code == 200
-    except (requests.ConnectionError, requests.Timeout):  # not yet (a busy machine: slow)
-        return False
 
 
 def test_webui_help_names_the_commands():

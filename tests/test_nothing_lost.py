@@ -31,6 +31,7 @@ from .helpers import (
     form,
     free_port,
     image_bytes,
+    serving,
     submit,
     wait_for,
 )
@@ -77,7 +78,7 @@ def test_kill_9_loses_nothing(tmp_path):
     base = f"http://127.0.0.1:{port}"
     proc = start_webui(data, demo.url, port)
     try:
-        wait_for(lambda: _answers(base), timeout=30, what="webui to answer")
+        wait_for(lambda: serving(base + "/"), timeout=30, what="webui to answer")
         done = post(base, prompt="finished before the crash")
         wait_for(lambda: status(base, done) == "done", what="the first job to finish")
         cut = post(base, prompt="cut short", steps="150")
@@ -85,6 +86,9 @@ def test_kill_9_loses_nothing(tmp_path):
         upload = post(base, "img2img", prompt="an upload waiting",
                       files={"init_image": ("in.png", image_bytes((64, 64)), "image/png")})
         wait_for(lambda: status(base, cut) == "running", what="the long job to run")
+        # Its request has reached the backend (running: it may be just about to be sent).
+        wait_for(lambda: "cut short" in demo.server.app.config["PROMPTS"],
+                 what="the long job's request to reach the backend")
         assert status(base, waiting) == "queued" and status(base, upload) == "queued"
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
@@ -94,7 +98,7 @@ def test_kill_9_loses_nothing(tmp_path):
         orphan.write_bytes(image_bytes((32, 32)))
 
         proc = start_webui(data, demo.url, port)
-        wait_for(lambda: _answers(base), timeout=30, what="webui to come back")
+        wait_for(lambda: serving(base + "/"), timeout=30, what="webui to come back")
         history = HistoryStore(data / "history.sqlite3")
         assert history.get_job(done).status == "done" and history.get_job(done).images
         cut_record = history.get_job(cut)
@@ -118,12 +122,6 @@ def test_kill_9_loses_nothing(tmp_path):
         proc.wait(10)
         demo.stop()
 
-
-def _answers(base: str) -> bool:
-    try:
-        return requests.get(base + "/", timeout=1).status_code == 200
-    except requests.ConnectionError:
-        return False
 
 
 def test_a_full_disk_is_said_and_recorded(make_settings, demo_server, monkeypatch):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .helpers import free_port, wait_for
+from .helpers import free_port, serving, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -44,15 +44,6 @@ def test_readme_commands_need_no_system_pip_and_ci_runs_the_test_command():
     assert test in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
 
 
-def _answers(url: str, proc: subprocess.Popen) -> bool:
-    if proc.poll() is not None:
-        raise AssertionError(f"webui exited with {proc.returncode}")
-    try:
-        requests.get(url, timeout=1)
-    except requests.ConnectionError:
-        return False
-    return True
-
 
 def _links(page: str) -> list[str]:
     """Every image source and download link of a page (relative URLs, as the browser has them)."""
@@ -76,7 +67,7 @@ def newcomer(tmp_path):
                             start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _answers(base + "/", proc), timeout=30, interval=0.1,
+        wait_for(lambda: serving(base + "/", proc), timeout=30, interval=0.1,
                  what=f"webui to answer at {base}/")
         yield base, folder
     finally:
