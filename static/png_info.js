@@ -22,3 +22,16 @@ for (const zone of document.querySelectorAll("[data-read-zone]")) {
     readInto(zone, imageFileOf(event.dataTransfer));
   });
 }
+
+// A file chosen before htmx had set the form up (a quick pick while the page loads, or a form
+// the browser restored) made a change nobody heard: it is read once htmx is ready.
+const pngForm = document.getElementById("png-info-form");
+if (pngForm) {
+  let asked = false;
+  pngForm.addEventListener("htmx:beforeRequest", () => { asked = true; });
+  htmx.onLoad((element) => {
+    if (element.contains(pngForm) && !asked && pngForm.querySelector("input[type=file]").files.length) {
+      htmx.trigger(pngForm, "change");
+    }
+  });
+}

@@ -198,6 +198,25 @@ def test_png_info_sends_each_kind_of_image_to_its_service(browser, page, everyth
     shots(browser, url + "/png-info", "png-info-empty")
 
 
+def test_a_file_chosen_while_png_info_loads_is_read(page, everything, tmp_path):
+    """A file chosen before htmx has set the form up (its script held back here, as on a slow
+    link) is read once it has: its change event went unheard."""
+    url, _app = everything
+    a1111 = tmp_path / "a1111.png"
+    a1111.write_bytes(base64.b64decode(a1111_response("txt2img-200")["images"][0]))
+    held = []
+
+    def hold(route):
+        held.append(route)
+    page.route(re.compile(r"/static/vendor/htmx/"), hold)
+    page.goto(url + "/png-info", wait_until="commit")
+    page.wait_for_selector("#png-info-file", state="attached")
+    wait_for(lambda: held, what="htmx to be asked for")
+    page.set_input_files("#png-info-file", str(a1111))
+    held[0].continue_()
+    expect(page.locator("#png-info-result")).to_contain_text("A1111 parameters text")
+
+
 def test_compare_two_services_from_a_result(browser, page, everything, fakes):
     url, app = everything
     job_id = generate_on_demo(page, url)
