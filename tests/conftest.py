@@ -125,9 +125,11 @@ def ui(make_settings, demo_server):
 
 
 # What htmx logs when an answer could not be put on the page (a failed request is not one:
-# tests stop servers, and some answers are errors on purpose).
+# tests stop servers, and some answers are errors on purpose), or when the page itself gave up
+# a request it had sent (sendAbort: hx-sync "replace"; the page queues the last one instead).
 HTMX_FAILURES = {"htmx:oobErrorNoTarget", "htmx:targetError", "htmx:swapError",
-                 "htmx:onLoadError", "htmx:evalDisallowedError", "htmx:invalidPath"}
+                 "htmx:onLoadError", "htmx:evalDisallowedError", "htmx:invalidPath",
+                 "htmx:sendAbort"}
 
 
 @contextmanager
