@@ -201,6 +201,17 @@ def test_cancel_stops_the_whole_grid(page, make_settings):
         expect(panel.locator(".grid-cell.cell-cancelled")).to_have_count(4)
         expect(panel.locator(".grid-cell.cell-interrupted")).to_have_count(1)
         assert app.extensions["webui"].jobs.active() == []
+        # On a phone, the cell that has a picture keeps a size one can see beside the empty
+        # ones (it was squeezed to a few pixels, its label broken a letter a line); the table
+        # scrolls sideways instead.
+        page.set_viewport_size({"width": 390, "height": 844})
+        picture = panel.locator(".grid-cell.cell-interrupted img")
+        expect(picture).to_be_visible()
+        assert picture.bounding_box()["width"] >= 48
+        label = panel.locator("thead th").first
+        assert label.bounding_box()["height"] < 3 * 20  # two lines at most: "CFG / scale: 3"
+        label.scroll_into_view_if_needed()
+        shot(page, "grid-cancelled-phone-light", full_page=False)
     finally:
         server.stop()
         slow.stop()
