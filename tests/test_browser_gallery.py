@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from webui import create_app
 from webui.views.gallery import PAGE_SIZE
@@ -158,6 +159,11 @@ def test_back_after_a_search_finds_the_gallery_as_it_was(page: Page, big_gallery
     server, ids = big_gallery
     refused: list[str] = []
     page.on("console", lambda m: refused.append(m.text) if "Security Policy" in m.text else None)
+    # The page's height when htmx keeps its copy for Back (the search is about to replace
+    # it): measured before gallery.js readies the copy (this listener comes first). Measured
+    # earlier, a page still being loaded at the bottom made it differ.
+    page.add_init_script("""document.addEventListener("htmx:beforeHistorySave", () => {
+        window.heightKept = document.documentElement.scrollHeight; });""")
     page.goto(server.url + "/gallery")
     scroll_to_page(page, 8)
     settled(page)
@@ -165,18 +171,25 @@ def test_back_after_a_search_finds_the_gallery_as_it_was(page: Page, big_gallery
     search = page.get_by_label("Search prompts")
     search.focus()
     settled(page)
-    height = page.evaluate("document.documentElement.scrollHeight")
     assert page.locator(".gallery-page.dropped").count() >= 5
     search.fill("lighthouse")
     expect(page).to_have_url(server.url + "/gallery?q=lighthouse")
     expect(page.locator(".gallery-page")).to_have_count(1)
+    height = page.evaluate("window.heightKept")
+    assert height > 5 * 900  # the copy: eight pages and more, most of them emptied
     page.go_back()
     # htmx puts back its copy of the page: the first tiles, the emptied pages with their
     # heights (the CSP refusing none of it); further down, the tiles come back as they near.
     expect(page.locator(f'.tile[data-image="{ids[0]}"]')).to_be_in_viewport()
     # (Pages near the window may be coming back meanwhile: the height is waited for.)
-    page.wait_for_function("h => document.documentElement.scrollHeight === h", arg=height,
-                           timeout=10_000)
+    try:
+        page.wait_for_function("h => document.documentElement.scrollHeight === h", arg=height,
+                               timeout=10_000)
+    except PlaywrightTimeout:
+        now = page.evaluate("""() => [document.documentElement.scrollHeight,
+            [...document.querySelectorAll('.gallery-page')].map(p =>
+                `${p.className} ${p.getBoundingClientRect().height}`)]""")
+        raise AssertionError(f"height {height} before, {now[0]} after Back: {now[1]}") from None
     page.locator(".gallery-page").nth(6).scroll_into_view_if_needed()
     expect(page.locator(".gallery-page").nth(6).locator(".tile")).to_have_count(PAGE_SIZE)
     assert not refused, refused
