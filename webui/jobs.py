@@ -606,7 +606,7 @@ class JobManager:
                     # instance, or to fail with the others when none is up (_fail_waiting).
                     job.status, job.instance, job.error = "queued", None, None
                     pool.queue.appendleft(job)
-                else:
+                elif status != "cancelled":  # cancelled here: stopped before it was sent
                     instance.finished += 1
                 self._cond.notify_all()
             if unsent:

@@ -301,7 +301,8 @@ def generate(
     variables.setdefault("client_id", uuid.uuid4().hex)
     steps = mode.endpoint.step_list
     responses: list[requests.Response] = []
-    begun = False
+    if not control.begin():
+        raise BackendError("Stopped before anything was sent.", kind="cancelled")
     for index, step in enumerate(steps):
         items: list[Any] = [None]
         if step.forEach is not None:
@@ -311,10 +312,6 @@ def generate(
         for item in items:
             if control.should_stop() and responses:
                 break  # keep what was fetched; the job ends as interrupted
-            if not begun:
-                if not control.begin():
-                    raise BackendError("Stopped before anything was sent.", kind="cancelled")
-                begun = True
             scope = {**variables, "item": item} if step.forEach else variables
             request = build_request(mode, values, index, scope)
             responses.append(_send(service, step, request, scope, control))
