@@ -576,9 +576,9 @@ document.addEventListener("htmx:oobAfterSwap", (event) => {
 
 // An answer drawn while the job ran (Interrupt's, a poll's) can arrive after the panel has
 // ended (its final form pushed over the stream meanwhile): it would put "running" parts back
-// into a finished panel. An answer to something in a panel that has ended is used only if it
-// brings the final panel itself: its parts are turned away one by one (an ended panel keeps
-// an empty place for each, so that none is "without a target").
+// into a finished panel. An answer to a panel that has ended is turned away part by part (an
+// ended panel keeps an empty place for each, so that none is "without a target"), the final
+// panel itself too: the page shows it already.
 // What such an answer says to the live region ("Interrupting.") goes with it: the parts of one
 // answer are swapped one after another in one go, the sentence last.
 const ENDED = new Set(["done", "failed", "interrupted", "cancelled"]);
@@ -587,7 +587,7 @@ document.addEventListener("htmx:oobBeforeSwap", (event) => {
   const target = event.detail.target;
   if (lateAnswer && target?.id === "announcer") { event.detail.shouldSwap = false; return; }
   const panel = target?.closest?.(".job");
-  if (panel && panel !== target && ENDED.has(panel.dataset.status)) {
+  if (panel && ENDED.has(panel.dataset.status)) {
     event.detail.shouldSwap = false;
     if (!lateAnswer) { lateAnswer = true; queueMicrotask(() => { lateAnswer = false; }); }
   }
@@ -597,9 +597,11 @@ document.addEventListener("htmx:oobBeforeSwap", (event) => {
 // panel no longer has, the focus goes to the new panel rather than back to the page's start.
 let focusedPanel = null;
 function panelLeaving(event) {
-  // (Other parts of the same answer, out of band too, leave it alone.)
+  // Only set here, cleared once settled: a second answer for the panel while the first is
+  // still settling (the focus then on the page's body) must not make it forget.
   const target = event.detail.target;
-  if (target?.classList?.contains("job")) focusedPanel = target.contains(document.activeElement) ? target.id : null;
+  if (event.detail.shouldSwap !== false && target?.classList?.contains("job")
+      && target.contains(document.activeElement)) focusedPanel = target.id;
 }
 document.addEventListener("htmx:beforeSwap", panelLeaving);
 document.addEventListener("htmx:oobBeforeSwap", panelLeaving);  // an ended job's final panel

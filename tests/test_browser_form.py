@@ -10,6 +10,7 @@ import io
 import re
 
 import pytest
+import requests
 from PIL import Image
 from playwright.sync_api import Page, expect
 
@@ -328,6 +329,42 @@ def test_the_focus_stays_on_interrupt_while_the_job_runs(page, slow_ui):
     assert said[-1].startswith("Interrupted"), said
     assert len(said) <= 5 and not any("step" in s for s in said)
 
+
+
+def test_an_answer_late_after_the_pushed_end_changes_nothing(page, slow_ui):
+    """Interrupt's answer can come after the job's end was pushed (the backend ended the job
+    while webui was still asking it to stop), while that end is still settling. The focus
+    that was on Interrupt still lands on the final panel, and the page's last word stays the
+    job's end, not a late "Interrupting."."""
+    page.goto(slow_ui.url + "/services/demo/txt2img")
+    fill_small(page, prompt="a late answer")
+    page.fill("#f-txt2img-steps", "150")
+    page.get_by_role("button", name="Generate").click()
+    job = page.locator("#result .job")
+    expect(job.locator(".job-step")).to_contain_text("step", timeout=10_000)
+    job_id = job.get_attribute("id").removeprefix("job-")
+    # The end's settling takes a while here (20 ms by default), so the late answer surely
+    # lands inside it; Interrupt's request is held until the job has ended.
+    page.evaluate("htmx.config.defaultSettleDelay = 1500")
+    held = []
+    page.route("**/interrupt", lambda route: held.append(route))
+    page.evaluate("""() => { window.said = []; new MutationObserver(() => window.said.push(
+        document.getElementById("announcer").textContent.trim())).observe(
+        document.getElementById("announcer"), {childList: true, subtree: true,
+        characterData: true}); }""")
+    interrupt = job.get_by_role("button", name="Interrupt")
+    interrupt.focus()
+    with page.expect_request("**/interrupt"):
+        page.keyboard.press("Enter")
+    # The job ends meanwhile (as if the backend had stopped it): its end is pushed.
+    requests.post(f"{slow_ui.url}/jobs/{job_id}/interrupt", timeout=10).raise_for_status()
+    expect(job).to_have_attribute("data-status", "interrupted", timeout=15_000)
+    assert len(held) == 1
+    with page.expect_response("**/interrupt"):
+        held[0].continue_()
+    expect(page.locator("#result .job")).to_be_focused()
+    said = page.evaluate("window.said")
+    assert said and said[-1].startswith("Interrupted"), said
 
 # --- On a phone ----------------------------------------------------------------------------------
 

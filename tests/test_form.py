@@ -176,6 +176,12 @@ def test_a_running_panel_gets_only_what_changed_and_its_final_form_once(slow_app
     assert "hx-get" not in html  # no poller any more
     assert re.search(r'<div id="announcer" hx-swap-oob="innerHTML">Interrupted', html)
 
+    # Interrupt's answer drawn once the job has ended (the backend stopped it while webui was
+    # asking it to): the final panel, and the page hears the end, not "Interrupting.".
+    late = client.post(f"/jobs/{job.id}/interrupt", headers=HX).get_data(as_text=True)
+    assert 'data-status="interrupted"' in late and "Interrupting" not in late
+    assert re.search(r'<div id="announcer" hx-swap-oob="innerHTML">Interrupted', late)
+
 
 def test_the_panel_names_its_link(slow_app):
     client = slow_app.test_client()

@@ -127,9 +127,10 @@ def job_action(job_id: str, action: str) -> str | tuple[str, int, dict[str, str]
     if request.headers.get("HX-Target") == QUEUE_ID:
         # Pressed on the queue page: the queue answers, with the problem (if any) above it.
         return _queue(problems=[(job, problem)] if problem else [])
-    # A problem is said by its own alert.
-    return _update(job, seen, action_error=problem,
-                   announce=None if problem else ACTION_SAID[action])
+    # A problem is said by its own alert; a job that ended meanwhile (the backend stopped it
+    # while it was being asked to) says its end, not "Interrupting.".
+    announce = None if problem else ACTION_SAID[action] if job.active else True
+    return _update(job, seen, action_error=problem, announce=announce)
 
 
 # -- the queue page -----------------------------------------------------------------------------
