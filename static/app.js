@@ -576,9 +576,8 @@ document.addEventListener("htmx:oobAfterSwap", (event) => {
 
 // An answer drawn while the job ran (Interrupt's, a poll's) can arrive after the panel has
 // ended (its final form pushed over the stream meanwhile): it would put "running" parts back
-// into a finished panel. An answer to a panel that has ended is turned away part by part (an
-// ended panel keeps an empty place for each, so that none is "without a target"), the final
-// panel itself too: the page shows it already.
+// into a finished panel. An answer to a panel that has ended is turned away, part by part (an
+// ended panel keeps an empty place for each, so that none is "without a target").
 // What such an answer says to the live region ("Interrupting.") goes with it: the parts of one
 // answer are swapped one after another in one go, the sentence last.
 const ENDED = new Set(["done", "failed", "interrupted", "cancelled"]);
@@ -597,8 +596,7 @@ document.addEventListener("htmx:oobBeforeSwap", (event) => {
 // panel no longer has, the focus goes to the new panel rather than back to the page's start.
 let focusedPanel = null;
 function panelLeaving(event) {
-  // Only set here, cleared once settled: a second answer for the panel while the first is
-  // still settling (the focus then on the page's body) must not make it forget.
+  // Cleared once settled only: an answer while the last still settles must not forget it.
   const target = event.detail.target;
   if (event.detail.shouldSwap !== false && target?.classList?.contains("job")
       && target.contains(document.activeElement)) focusedPanel = target.id;
