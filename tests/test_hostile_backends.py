@@ -6,6 +6,7 @@ lists."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -362,6 +363,94 @@ def test_openai_results_come_from_openai_only(url, allowed):
     result = definition_.modes["txt2img"].endpoint.result
     assert results.may_fetch(service, result, url) == allowed
 
+
+
+# --- Names that take forever to look up ----------------------------------------------------
+# getaddrinfo, the system's resolver, takes no timeout: a DNS server that does not answer, or
+# an mDNS name (gpu-box.local) whose machine is off, holds it for tens of seconds. Stood in
+# for by a resolver that holds the names below until the test lets go of them.
+
+
+class Resolver:
+    """socket.getaddrinfo, but a name ending in ".hung.test" waits until ``release`` (at most
+    20 s) and then does not resolve, and a name in ``names`` resolves to its addresses in
+    order. Counts the lookups of each name. (Each test uses names of its own: a lookup one
+    leaves hanging would be shared by the next.)"""
+
+    def __init__(self, real: Callable[..., Any]):
+        self.real, self.release, self.asked = real, threading.Event(), {}
+        self.names: dict[str, list[str]] = {}
+
+    def __call__(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        self.asked[name] = self.asked.get(name, 0) + 1
+        if name.endswith(".hung.test"):
+            self.release.wait(20)
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        if name in self.names:
+            return [info for address in self.names[name]
+                    for info in self.real(address, port, *args, **kwargs)]
+        return self.real(host, port, *args, **kwargs)
+
+
+@pytest.fixture
+def resolver(monkeypatch):
+    fake = Resolver(socket.getaddrinfo)
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    yield fake
+    fake.release.set()
+
+
+def test_a_name_that_never_resolves_is_given_up_like_a_connection(resolver):
+    service = service_of(definition("dns", "http://gpu-box.hung.test:7860",
+                                    health={"path": "/health", "timeout": 2}))
+    (state, message), seconds = within(10, lambda: check_health(service))
+    assert state == "offline"
+    assert message == ("Could not connect to Hostile dns at http://gpu-box.hung.test:7860: "
+                       "looking up its name took over 2 s. Is it running?")
+    assert 1.9 < seconds < 3
+
+
+def test_a_job_on_a_name_that_never_resolves_fails_clearly_and_soon(make_settings, resolver):
+    """Generate on a service at such a name: the job fails within its health check's bound,
+    saying why, rather than waiting on the resolver; nothing was sent."""
+    data = definition("dns", "http://job-box.hung.test:7860", health={"path": "/health",
+                                                                      "timeout": 2})
+    settings = make_settings()
+    settings.user_definitions.mkdir(parents=True)
+    (settings.user_definitions / "dns.json").write_text(json.dumps(data))
+    client = create_app(settings).test_client()
+    start = time.monotonic()
+    r = submit(client, "/services/dns/txt2img/generate", data={"prompt": "x"}, timeout=15)
+    assert r.status_code == 502
+    assert "looking up its name took over 2 s" in r.job.error, r.job.error
+    assert time.monotonic() - start < 6
+
+
+def test_callers_waiting_on_one_name_share_its_lookup(resolver):
+    """A hung resolver ties up one thread per name, not one per call: twelve status checks of
+    one service at once ask the resolver once."""
+    service = service_of(definition("dns", "http://tabs-box.hung.test:7860",
+                                    health={"path": "/health", "timeout": 1}))
+    answers: list[tuple[str, str]] = []
+    checks = [threading.Thread(target=lambda: answers.append(check_health(service)))
+              for _ in range(12)]
+    for check in checks:
+        check.start()
+    for check in checks:
+        check.join(5)
+    assert [state for state, _ in answers] == ["offline"] * 12
+    assert resolver.asked["tabs-box.hung.test"] == 1
+
+
+def test_a_name_with_several_addresses_is_tried_at_each(hostile, resolver):
+    """As urllib3 does: the first address refuses (127.0.0.2: nothing listens there), the
+    next one answers. The server is still asked by the name, not the address."""
+    resolver.names["gpu-box.test"] = ["127.0.0.2", "127.0.0.1"]
+    service = service_of(definition("dns", f"http://gpu-box.test:{hostile.port}"))
+    assert read_json(service, call(service, service.definition.endpoints["getModels"])) == {
+        "ok": True}
+    assert [r.headers.get("Host") for r in hostile.requests] == [f"gpu-box.test:{hostile.port}"]
 
 # --- Redirects of the service's own calls ----------------------------------------------------
 
