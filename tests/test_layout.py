@@ -12,7 +12,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "webui"
 
 # Lower ranks never import higher ones. Same rank: only inside one package (format.*).
 RANKS = {
-    "expr": 0, "redact": 0, "infotext": 0, "images": 0, "ws": 0, "format": 1, "history": 1,
+    "expr": 0, "redact": 0, "infotext": 0, "images": 0, "lookup": 0, "ws": 1, "format": 1,
+    "history": 1,
     "service": 2, "workflow": 2, "backend": 3, "reuse": 3, "choices": 4, "results": 4,
     "forms": 5, "pipeline": 5,
     "jobs": 6, "recorder": 7, "grids": 7, "catalog": 7, "config": 8, "state": 9,

@@ -167,6 +167,26 @@ def test_a_server_that_is_down_returns_at_once():
     assert time.monotonic() - job.started < 2
 
 
+def test_a_name_that_never_resolves_returns_within_the_connect_timeout(monkeypatch):
+    """The system's resolver takes no timeout (a DNS server that does not answer, a .local
+    machine that is off): stood in for by one that holds this name for 20 s."""
+    real, release = socket.getaddrinfo, threading.Event()
+
+    def resolver(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "comfy.hung.test":
+            release.wait(20)
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    try:
+        job = Listener("http://comfy.hung.test:8188/ws?clientId=x", connect_timeout=1)
+        assert job.ended(5) and job.error is None and job.got == []
+        assert time.monotonic() - job.started < 2
+    finally:
+        release.set()
+
+
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1/ws", "not a url", "http:///ws", ""])
 def test_a_url_it_cannot_use_returns_at_once(url):
     job = Listener(url)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import ipaddress
 import json
 import logging
 import os
@@ -24,8 +23,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,10 +35,10 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.poolmanager import pool_classes_by_scheme
-from urllib3.util.connection import allowed_gai_family
 
 from . import expr
 from .format import Request
+from .lookup import addresses_of, is_address
 from .redact import mask, redact_url
 from .service import Service, env_name
 
@@ -475,61 +472,14 @@ def _watch(sock: Any) -> None:
         deadline.watch(sock)
 
 
-# --- Name lookups, bounded --------------------------------------------------------------------
-# The system's resolver (getaddrinfo) takes no timeout: an unreachable DNS server, or an mDNS
-# name (gpu-box.local) whose machine is off, holds it for tens of seconds, before any socket
-# exists for a deadline to shut. A lookup runs on a thread of its own and is waited for as long
-# as connecting may take; one still running is shared by all who ask for the same name, so a
-# hung resolver ties up one thread per name, not one per call.
-
-LOOKUP_SECONDS = 5.0  # when the connection has no connect timeout of its own
-_lookups: dict[tuple[str, int], Future[list[Any]]] = {}
-_lookups_lock = threading.Lock()
-
-
-def _look_up(key: tuple[str, int], pending: Future[list[Any]]) -> None:
-    try:
-        pending.set_result(socket.getaddrinfo(*key, allowed_gai_family(), socket.SOCK_STREAM))
-    except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
-        pending.set_exception(exc)
-    finally:
-        with _lookups_lock:
-            del _lookups[key]
-
-
-def _addresses(host: str, port: int, seconds: float) -> list[str]:
-    """The addresses of HOST, in the resolver's order; socket.gaierror when it fails or takes
-    longer than SECONDS."""
-    key = (host, port)
-    with _lookups_lock:
-        pending = _lookups.get(key)
-        asked = pending is None
-        if asked:
-            pending = _lookups[key] = Future()
-    if asked:
-        # (A daemon thread: a lookup that hangs never holds up webui's exit.)
-        threading.Thread(target=_look_up, args=(key, pending), daemon=True,
-                         name=f"webui-lookup {host}").start()
-    try:
-        infos = pending.result(timeout=seconds)
-    except FutureTimeout:
-        raise socket.gaierror(socket.EAI_AGAIN,
-                              f"looking up its name took over {seconds:g} s") from None
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+# How long a connection without a connect timeout of its own waits for its name (lookup.py).
+LOOKUP_SECONDS = 5.0
 
 
 def _unresolved(exc: Exception) -> bool:
     """Whether requests' exception says the name of the server was not found."""
     return isinstance(getattr(exc.args[0] if exc.args else None, "reason", None),
                       NameResolutionError)
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
 
 
 class _Connecting:
@@ -543,11 +493,11 @@ class _Connecting:
 
     def _new_conn(self) -> socket.socket:
         name = self._dns_host
-        if _is_address(name):
+        if is_address(name):
             return super()._new_conn()
         seconds = self.timeout if isinstance(self.timeout, (int, float)) else LOOKUP_SECONDS
         try:
-            addresses = _addresses(name, self.port, seconds)
+            addresses = addresses_of(name, self.port, seconds)
         except socket.gaierror as exc:
             raise NameResolutionError(name, self, exc) from exc
         failed: Exception = NewConnectionError(self, "the name has no address")

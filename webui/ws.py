@@ -10,8 +10,9 @@ The protocol is websocket-client's (synchronous, no threads of its own). Two thi
 here: a frame longer than the cap is refused as soon as its header is read, before any of its
 payload (websocket-client would read it whole), and a watchdog bounds the whole handshake by
 ``connect_timeout`` and ``stop`` (websocket-client's timeout is per read, and it reads the
-response headers without a size limit). Redirects are not followed and no Origin is sent (a
-non-browser client has none, and some servers refuse one that differs from Host). As with
+response headers without a size limit), the lookup of the server's name included. Redirects
+are not followed and no Origin is sent (a non-browser client has none, and some servers refuse
+one that differs from Host). As with
 requests, the ``http_proxy``/``https_proxy``/``no_proxy`` environment variables apply
 (websocket-client reads them).
 """
@@ -24,9 +25,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from urllib.parse import urlsplit, urlunsplit
+from urllib.request import getproxies
 
 import websocket
 from websocket import ABNF
+
+from .lookup import addresses_of
 
 MAX_MESSAGE = 8 * 1024 * 1024
 # How long one read waits before ``stop`` is looked at again, and how long a close we start
@@ -136,6 +140,7 @@ def _open(conn: _Connection, url: str, headers: Mapping[str, str], stop: threadi
     conn.settimeout(timeout)
     guard.start()
     try:
+        _looked_up(url, timeout)
         conn.connect(url, header=dict(headers), suppress_origin=True, redirect_limit=0)
         if hello is not None:
             conn.send(hello)
@@ -145,6 +150,17 @@ def _open(conn: _Connection, url: str, headers: Mapping[str, str], stop: threadi
         done.set()
         guard.join()
     return not stop.is_set()
+
+
+def _looked_up(url: str, timeout: float) -> None:
+    """Raise OSError when the server's name does not resolve within TIMEOUT (the system's
+    resolver takes no timeout, and the watchdog has no socket to shut while it waits). Not
+    through a proxy, which looks the name up itself."""
+    parts = urlsplit(url)
+    if getproxies() or not parts.hostname:
+        return
+    port = parts.port or (443 if parts.scheme == "wss" else 80)
+    addresses_of(parts.hostname, port, timeout)
 
 
 def _messages(conn: _Connection, stop: threading.Event, cap: int) -> Iterator[str | bytes]:
