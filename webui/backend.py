@@ -38,7 +38,7 @@ from urllib3.poolmanager import pool_classes_by_scheme
 
 from . import expr
 from .format import Request
-from .lookup import addresses_of, is_address
+from .lookup import addresses_of
 from .redact import mask, redact_url
 from .service import Service, env_name
 
@@ -483,8 +483,9 @@ def _unresolved(exc: Exception) -> bool:
 
 
 class _Connecting:
-    """What webui's connections add to urllib3's: a bounded name lookup, then each address in
-    turn (as urllib3 does); the socket watched by the deadline of its exchange."""
+    """What webui's connections add to urllib3's: a bounded name lookup (an address stands for
+    itself), then each address in turn (as urllib3 does); the socket watched by the deadline of
+    its exchange."""
 
     _dns_host: str
     port: int
@@ -493,8 +494,6 @@ class _Connecting:
 
     def _new_conn(self) -> socket.socket:
         name = self._dns_host
-        if is_address(name):
-            return super()._new_conn()
         seconds = self.timeout if isinstance(self.timeout, (int, float)) else LOOKUP_SECONDS
         try:
             addresses = addresses_of(name, self.port, seconds)

@@ -23,7 +23,7 @@ _lookups: dict[tuple[str, int], Future[list[Any]]] = {}
 _lookups_lock = threading.Lock()
 
 
-def is_address(host: str) -> bool:
+def _is_address(host: str) -> bool:
     """Whether HOST is an IP address (v6 with or without its brackets), not a name."""
     try:
         ipaddress.ip_address(host.strip("[]"))
@@ -35,7 +35,7 @@ def is_address(host: str) -> bool:
 def addresses_of(host: str, port: int, seconds: float) -> list[str]:
     """The addresses of HOST, in the resolver's order; socket.gaierror when it fails or takes
     longer than SECONDS."""
-    if is_address(host):
+    if _is_address(host):
         return [host.strip("[]")]
     key = (host, port)
     with _lookups_lock:
